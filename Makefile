@@ -1,0 +1,42 @@
+# fraudlab: the two commands a new user needs are `make demo` and `make test`.
+PYTHON ?= python3.11
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+# Quiet, passive threads on shared machines; nothing is sent anywhere.
+export OMP_WAIT_POLICY := PASSIVE
+export MLFLOW_DISABLE_TELEMETRY := true
+export DO_NOT_TRACK := true
+
+.PHONY: demo test lint bench lab clean help
+
+help:
+	@echo "make demo   set up and run the main job on the built-in simulated world"
+	@echo "make test   set up and run the whole test suite (lint included)"
+	@echo "make bench  run the benchmarks (ratios against baselines measured in the same run)"
+	@echo "make lab    start JupyterLab on localhost with the project's environment"
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev,notebooks]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/fraudlab simulate
+	$(BIN)/fraudlab contracts check
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+test: lint
+	$(BIN)/pytest
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/bench_simulate.py
+	$(BIN)/python benchmarks/bench_contracts.py
+
+lab: $(STAMP)
+	$(BIN)/jupyter lab --ip 127.0.0.1 --no-browser $(if $(filter 0,$(shell id -u)),--allow-root,) notebooks/
+
+clean:
+	rm -rf $(VENV) data reports mlruns .pytest_cache .ruff_cache

@@ -1,0 +1,58 @@
+"""Data contracts: the canonical schema and great-expectations suites for every raw source.
+
+This is the lowest stage: it imports no other fraudlab stage.
+"""
+
+from ._config import ContractsConfig
+from ._schema import (
+    ACCOUNTS,
+    BLACKLIST,
+    BLACKLIST_SOURCES,
+    CHANNELS,
+    ENTITY_TYPES,
+    EVENT_TYPES,
+    EVENTS,
+    LABEL_SOURCES,
+    LABELS,
+    SCHEMAS,
+    TRANSACTIONS,
+    TX_TYPES,
+    Column,
+    TableSchema,
+)
+from ._time import parse_duration
+from ._validate import (
+    ContractReport,
+    ParseFailure,
+    RawTable,
+    RuleResult,
+    validate_raw,
+    validate_table,
+    write_report,
+)
+
+__all__ = [
+    "ACCOUNTS",
+    "BLACKLIST",
+    "BLACKLIST_SOURCES",
+    "CHANNELS",
+    "ENTITY_TYPES",
+    "EVENTS",
+    "EVENT_TYPES",
+    "LABELS",
+    "LABEL_SOURCES",
+    "SCHEMAS",
+    "TRANSACTIONS",
+    "TX_TYPES",
+    "Column",
+    "ContractReport",
+    "ContractsConfig",
+    "ParseFailure",
+    "RawTable",
+    "RuleResult",
+    "TableSchema",
+    "parse_duration",
+    "validate_raw",
+    "validate_table",
+    "write_report",
+]

@@ -1,0 +1,344 @@
+"""Validating raw tables against their great-expectations suites, with a quarantine.
+
+Validation runs in two phases per table. The table-level suite (exact column set, at
+least one row, column types) runs first; when it fails, the table cannot be read as the
+contract says and its row-level suite is not run. The row-level suite (keys present and
+unique, enumerations, ranges, time bounds, cross-table references) flags individual rows,
+which go to the quarantine with the reason.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ._config import ContractsConfig
+from ._schema import SCHEMAS
+from ._suites import ACCEPTED, Rule, kind_of, row_rules, table_rules
+
+
+@dataclass(frozen=True)
+class ParseFailure:
+    """Values of one column that were present but could not be read as its kind."""
+
+    column: str
+    kind: str
+    mask: np.ndarray
+
+
+@dataclass(frozen=True)
+class RawTable:
+    """A raw table as loaded: canonical column names, typed where the values allowed it.
+
+    Parameters
+    ----------
+    name : str
+        Canonical table name.
+    frame : DataFrame
+        The data, with a fresh RangeIndex: row ``i`` is the ``i``-th row of the source.
+    origin : str
+        Where it came from (file path, SQL table), used in every message.
+    parse_failures : tuple of ParseFailure
+        Values the loader could not convert (for example ``amount = "abc"`` in a CSV).
+    derived : str, optional
+        How missing columns were filled in, e.g. ``"reported_at = ts + 14d"``.
+    """
+
+    name: str
+    frame: pd.DataFrame
+    origin: str
+    parse_failures: tuple[ParseFailure, ...] = ()
+    derived: str | None = None
+
+
+@dataclass
+class RuleResult:
+    """The outcome of one rule on one table."""
+
+    table: str
+    origin: str
+    rule: str
+    expectation: str
+    column: str | None
+    level: str  # "table" or "row"
+    success: bool
+    failing_count: int = 0
+    examples: list = field(default_factory=list)
+    message: str = ""
+
+    def line(self) -> str:
+        """A one-line message naming the file, column, rule and count."""
+        col = f" column {self.column}:" if self.column else ""
+        if self.level == "table":
+            return f"{self.origin}:{col} {self.message}"
+        ex = f" (e.g. {', '.join(map(str, self.examples[:3]))})" if self.examples else ""
+        return (f"{self.origin}:{col} {self.failing_count} row(s) fail '{self.rule}' "
+                f"[{self.expectation}]{ex}")
+
+
+@dataclass
+class ContractReport:
+    """The results of validating a set of raw tables.
+
+    Attributes
+    ----------
+    results : list of RuleResult
+        Every rule that ran, passed or failed.
+    quarantine : DataFrame
+        One row per failing source row: ``table``, ``origin``, ``row`` (0-based position
+        in the source), ``key``, ``rules``, ``reasons`` and ``record`` (the row as JSON).
+    as_of : Timestamp
+        The time after which no timestamp may lie.
+    """
+
+    results: list[RuleResult]
+    quarantine: pd.DataFrame
+    as_of: pd.Timestamp
+    tables: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def success(self) -> bool:
+        return all(r.success for r in self.results)
+
+    @property
+    def failures(self) -> list[RuleResult]:
+        return [r for r in self.results if not r.success]
+
+    def table_failures(self) -> list[RuleResult]:
+        """Failures that make a table unusable (missing columns, wrong types, no rows)."""
+        return [r for r in self.failures if r.level == "table"]
+
+    def quarantined_rows(self, table: str) -> np.ndarray:
+        """Source row positions of ``table`` that are in quarantine."""
+        q = self.quarantine
+        return np.sort(q.loc[q["table"] == table, "row"].to_numpy())
+
+    def to_dict(self) -> dict:
+        return {
+            "success": self.success,
+            "as_of": self.as_of.isoformat(),
+            "tables": self.tables,
+            "quarantined_rows": {t: int((self.quarantine["table"] == t).sum())
+                                 for t in self.tables},
+            "results": [asdict(r) for r in self.results],
+        }
+
+
+def _gx_context():
+    """An ephemeral GX context with progress bars off: no project folder, no network."""
+    import great_expectations as gx
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    ctx = gx.get_context(mode="ephemeral")
+    ctx.variables.progress_bars = ProgressBarsConfig(globally=False)
+    return ctx
+
+
+def _run_suite(ctx, name: str, frame: pd.DataFrame, rules: list[Rule]):
+    import great_expectations as gx
+
+    source = ctx.data_sources.add_or_update_pandas(f"fraudlab_{name}")
+    asset = source.add_dataframe_asset(f"{name}_{len(source.assets)}")
+    batch_def = asset.add_batch_definition_whole_dataframe("whole")
+    suite = gx.ExpectationSuite(name=f"{name}_{len(source.assets)}")
+    for r in rules:
+        suite.add_expectation(r.expectation)
+    batch = batch_def.get_batch(batch_parameters={"dataframe": frame})
+    result = batch.validate(suite, result_format={"result_format": "COMPLETE",
+                                                  "partial_unexpected_count": 5})
+    # Results come back in suite order.
+    return list(zip(rules, result.results, strict=True))
+
+
+def _jsonable(v):
+    if isinstance(v, (pd.Timestamp, dt.datetime, np.datetime64)):
+        return pd.Timestamp(v).isoformat()
+    if isinstance(v, np.generic):
+        return v.item()
+    if isinstance(v, (list, tuple)):
+        return [_jsonable(x) for x in v]
+    if isinstance(v, float) and np.isnan(v):
+        return None
+    return v
+
+
+def validate_table(table: RawTable, config: ContractsConfig | None = None, *,
+                   as_of: pd.Timestamp | None = None,
+                   transactions: pd.DataFrame | None = None,
+                   _ctx=None) -> tuple[list[RuleResult], dict[int, list[tuple[str, str]]]]:
+    """Validate one raw table against its contract.
+
+    Parameters
+    ----------
+    table : RawTable
+        The loaded table.
+    config : ContractsConfig, optional
+        Bounds and enumerations; defaults to ``ContractsConfig()``.
+    as_of : Timestamp, optional
+        No timestamp may be later; defaults to now.
+    transactions : DataFrame, optional
+        The transactions (``tx_id``, ``ts``), for the labels' reference checks.
+
+    Returns
+    -------
+    results : list of RuleResult
+    bad_rows : dict
+        Source row position -> list of (rule, reason) for every failing row.
+    """
+    config = config or ContractsConfig()
+    as_of = _utc(as_of) if as_of is not None else pd.Timestamp.now(tz="UTC")
+    ctx = _ctx or _gx_context()
+    schema = SCHEMAS[table.name]
+    frame = table.frame
+    results: list[RuleResult] = []
+    bad: dict[int, list[tuple[str, str]]] = {}
+
+    for r, res in _run_suite(ctx, table.name + "_table", frame, table_rules(schema, config)):
+        ok = bool(res.success) and not res.exception_info.get("raised_exception", False)
+        column = r.column
+        if not ok and r.expectation.expectation_type == "expect_table_columns_to_match_set":
+            # Name the columns that are missing or unexpected.
+            column = ",".join(sorted(set(schema.column_names) ^ set(frame.columns)))
+        results.append(RuleResult(table.name, table.origin, r.rule, r.expectation.expectation_type,
+                                  column, "table", ok, len(frame) if not ok else 0, [],
+                                  r.describe_failure(frame) if not ok else ""))
+    if all(x.success for x in results):
+        for c in schema.columns:
+            kind = kind_of(frame[c.name].dtype)
+            ok = kind in ACCEPTED[c.kind]
+            results.append(RuleResult(
+                table.name, table.origin, f"{c.name} is of kind {c.kind}", "dtype", c.name,
+                "table", ok, 0 if ok else len(frame), [],
+                "" if ok else f"has type {frame[c.name].dtype}, expected {c.kind} "
+                              f"({len(frame)} rows)"))
+    if not all(x.success for x in results):
+        return results, bad
+
+    for pf in table.parse_failures:
+        rows = np.flatnonzero(pf.mask)
+        rule = f"{pf.column} is a valid {pf.kind}"
+        examples = [_jsonable(v) for v in _source_values(table, pf.column, rows[:5])]
+        results.append(RuleResult(table.name, table.origin, rule, "parse", pf.column, "row",
+                                  False, len(rows), examples))
+        for i in rows:
+            bad.setdefault(int(i), []).append((rule, f"{pf.column} is not a valid {pf.kind}"))
+
+    check = frame
+    if table.name == "labels" and transactions is not None:
+        check = _with_transaction_refs(frame, transactions)
+    for r, res in _run_suite(ctx, table.name + "_rows", check,
+                             row_rules(schema, config, as_of, labels_have_refs=check is not frame)):
+        raised = res.exception_info.get("raised_exception", False)
+        if raised:
+            msg = res.exception_info.get("exception_message", "expectation raised")
+            results.append(RuleResult(table.name, table.origin, r.rule, r.expectation.expectation_type,
+                                      r.column, "table", False, len(frame), [], msg))
+            continue
+        count = int(res.result.get("unexpected_count") or 0)
+        examples = [_jsonable(v) for v in res.result.get("partial_unexpected_list", [])[:5]]
+        results.append(RuleResult(table.name, table.origin, r.rule, r.expectation.expectation_type,
+                                  r.column, "row", bool(res.success), count, examples))
+        for i in res.result.get("unexpected_index_list") or []:
+            bad.setdefault(int(i), []).append((r.rule, r.reason))
+    return results, bad
+
+
+def _source_values(table: RawTable, column: str, rows: np.ndarray) -> list:
+    return table.frame[column].iloc[rows].tolist()
+
+
+def _with_transaction_refs(labels: pd.DataFrame, tx: pd.DataFrame) -> pd.DataFrame:
+    """Labels plus the time of the transaction each one refers to (NaT when unknown)."""
+    if "tx_id" not in tx.columns or "ts" not in tx.columns:
+        return labels
+    ts = tx.drop_duplicates("tx_id").set_index("tx_id")["ts"]
+    out = labels.copy()
+    out["_tx_ts"] = labels["tx_id"].map(ts).to_numpy()
+    out["_tx_known"] = out["_tx_ts"].notna()
+    return out
+
+
+def _utc(t) -> pd.Timestamp:
+    t = pd.Timestamp(t)
+    return t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")
+
+
+def validate_raw(tables: Mapping[str, RawTable], config: ContractsConfig | None = None, *,
+                 as_of=None) -> ContractReport:
+    """Validate every raw table against its contract.
+
+    Parameters
+    ----------
+    tables : mapping of str to RawTable
+        The loaded tables by canonical name (``RawData.tables`` from
+        :func:`fraudlab.features.load_raw`).
+    config : ContractsConfig, optional
+        Bounds and enumerations.
+    as_of : timestamp, optional
+        No timestamp may lie after it; defaults to now.
+
+    Returns
+    -------
+    ContractReport
+        Every rule's result and the quarantine of failing rows. ``report.success`` is
+        False when any rule failed.
+    """
+    config = config or ContractsConfig()
+    as_of = _utc(as_of) if as_of is not None else pd.Timestamp.now(tz="UTC").floor("s")
+    ctx = _gx_context()
+    results: list[RuleResult] = []
+    quarantine: list[pd.DataFrame] = []
+    tx = tables.get("transactions")
+    for name in SCHEMAS:
+        if name not in tables:
+            continue
+        table = tables[name]
+        res, bad = validate_table(table, config, as_of=as_of,
+                                  transactions=tx.frame if tx is not None and name == "labels"
+                                  else None, _ctx=ctx)
+        results.extend(res)
+        if bad:
+            quarantine.append(_quarantine_frame(table, bad))
+    q = (pd.concat(quarantine, ignore_index=True) if quarantine
+         else pd.DataFrame({c: pd.Series(dtype=t) for c, t in _Q_COLUMNS.items()}))
+    return ContractReport(results, q, as_of, {n: len(t.frame) for n, t in tables.items()})
+
+
+_Q_COLUMNS = {"table": "str", "origin": "str", "row": "int64", "key": "str", "rules": "str",
+              "reasons": "str", "record": "str"}
+
+
+def _quarantine_frame(table: RawTable, bad: dict[int, list[tuple[str, str]]]) -> pd.DataFrame:
+    rows = np.array(sorted(bad), dtype=np.int64)
+    frame = table.frame.iloc[rows]
+    key_col = SCHEMAS[table.name].key or "entity_value"
+    keys = (frame[key_col].astype("str").tolist() if key_col in frame.columns
+            else [""] * len(rows))
+    records = frame.to_json(orient="records", date_format="iso", lines=True).splitlines()
+    return pd.DataFrame({
+        "table": table.name, "origin": table.origin, "row": rows, "key": keys,
+        "rules": ["; ".join(dict.fromkeys(r for r, _ in bad[i])) for i in rows],
+        "reasons": ["; ".join(dict.fromkeys(m for _, m in bad[i])) for i in rows],
+        "record": records,
+    }).astype(_Q_COLUMNS)
+
+
+def write_report(report: ContractReport, out_dir: str | Path) -> dict[str, Path]:
+    """Write ``contracts.json`` and ``quarantine.parquet`` into ``out_dir``.
+
+    Returns the paths written. The quarantine file is always written (empty when no row
+    failed), so a reader can tell "nothing quarantined" from "not checked".
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    report_path = out / "contracts.json"
+    report_path.write_text(json.dumps(report.to_dict(), indent=2, default=_jsonable) + "\n")
+    q_path = out / "quarantine.parquet"
+    report.quarantine.to_parquet(q_path, index=False)
+    return {"report": report_path, "quarantine": q_path}

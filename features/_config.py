@@ -1,0 +1,93 @@
+"""Configuration owned by the features stage: the simulator and the raw-data sources."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from fraudlab.data_contracts import parse_duration
+
+
+def _check_duration(value: str) -> str:
+    parse_duration(value)
+    return value
+
+
+class SimulationConfig(BaseModel):
+    """The built-in simulated payments world (``fraudlab simulate``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    accounts: int = Field(20_000, ge=10, description="Number of regular customer accounts.")
+    days: int = Field(120, ge=1, description="Length of the simulated period in days.")
+    seed: int = Field(7, description="Random seed; the same seed gives byte-identical files.")
+    start: dt.date = Field(dt.date(2026, 1, 1), description="First day of the period (UTC).")
+    emerging_from: dt.date | None = Field(
+        None,
+        description="Day the emerging fraud pattern (a device farm in the mini_program "
+        "channel) starts; default: 60% into the period. Set it after the period to switch it off.",
+    )
+    tx_per_account_day: float = Field(
+        0.45, gt=0, description="Mean legitimate transactions per account and day."
+    )
+    fraud_rate: float = Field(
+        0.004, gt=0, lt=0.2, description="Target share of fraudulent transactions."
+    )
+    unlabeled_fraud_share: float = Field(
+        0.1, ge=0, le=1, description="Share of fraud incidents that are never reported."
+    )
+    noisy_report_rate: float = Field(
+        0.0003, ge=0, le=0.05,
+        description="Share of legitimate transactions that get a (wrong) fraud report.",
+    )
+    review_label_rate: float = Field(
+        0.002, ge=0, le=0.5,
+        description="Share of legitimate transactions reviewed and labelled not-fraud.",
+    )
+
+    def emerging_start(self) -> dt.date:
+        """The day the emerging pattern starts (resolving the default)."""
+        if self.emerging_from is not None:
+            return self.emerging_from
+        return self.start + dt.timedelta(days=int(round(self.days * 0.6)))
+
+
+TableName = Literal["transactions", "labels", "events", "blacklist", "accounts"]
+
+
+class SourcesConfig(BaseModel):
+    """Where the raw tables come from and how their columns map onto the canonical ones."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    format: Literal["auto", "parquet", "csv", "duckdb", "sql"] = Field(
+        "auto",
+        description="File format; 'auto' picks <table>.parquet, then <table>.csv in the raw "
+        "directory. 'duckdb' reads tables from a DuckDB file, 'sql' from a SQLAlchemy URL.",
+    )
+    sql_url: str | None = Field(
+        None,
+        description="SQLAlchemy URL or DuckDB file path for the 'sql'/'duckdb' formats. "
+        "Credentials belong in an environment variable: write ${VAR} and it is expanded.",
+    )
+    tables: dict[str, str] = Field(
+        default_factory=dict,
+        description="File or SQL table name per canonical table, when not the canonical name.",
+    )
+    column_map: dict[str, dict[str, str]] = Field(
+        default_factory=dict,
+        description="Per table, canonical column name -> your column name, e.g. "
+        "{transactions: {tx_id: TransactionID, ts: TransactionDT}}.",
+    )
+    default_label_delay: str = Field(
+        "14d",
+        description="Label delay assumed when labels have no reported_at (for example a "
+        "single is_fraud column on the transactions).",
+    )
+    naive_timezone: str = Field(
+        "UTC", description="Time zone of timestamps that carry none; all are converted to UTC."
+    )
+
+    _check = field_validator("default_label_delay")(_check_duration)

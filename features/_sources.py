@@ -1,0 +1,375 @@
+"""Reading raw tables from files or SQL, mapping user column names onto the canonical ones.
+
+Loading only reads and normalises: it renames columns through the column map, converts
+timestamps to UTC and turns text columns of numbers, booleans and timestamps into their
+types, recording every value that does not parse. It never drops a row; deciding what is
+bad is the data contracts' job.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from fraudlab.data_contracts import SCHEMAS, ParseFailure, RawTable, parse_duration
+
+from ._config import SourcesConfig
+
+_FORMATS = ("parquet", "csv")
+
+
+class SourceError(Exception):
+    """A raw table that cannot be read at all; names the file and the problem."""
+
+    def __init__(self, origin: str, message: str):
+        self.origin = origin
+        self.message = message
+        super().__init__(f"{origin}: {message}")
+
+
+@dataclass
+class RawData:
+    """The raw tables of one load, each with where it came from."""
+
+    tables: dict[str, RawTable] = field(default_factory=dict)
+
+    def frame(self, name: str) -> pd.DataFrame | None:
+        """The canonical frame of table ``name``, or None when the source has none."""
+        t = self.tables.get(name)
+        return None if t is None else t.frame
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.tables
+
+
+def _expand_env(value: str) -> str:
+    def sub(m: re.Match) -> str:
+        name = m.group(1)
+        if name not in os.environ:
+            raise SourceError("config", f"environment variable {name} is not set")
+        return os.environ[name]
+
+    return re.sub(r"\$\{(\w+)\}", sub, value)
+
+
+def _find_file(raw_dir: Path, name: str, config: SourcesConfig) -> Path | None:
+    base = config.tables.get(name, name)
+    if Path(base).suffix:
+        p = raw_dir / base
+        return p if p.exists() else None
+    formats = _FORMATS if config.format == "auto" else (config.format,)
+    for fmt in formats:
+        p = raw_dir / f"{base}.{fmt}"
+        if p.exists():
+            return p
+    return None
+
+
+def _read_file(path: Path) -> pd.DataFrame:
+    if path.stat().st_size == 0:
+        raise SourceError(str(path), "the file is empty (0 bytes)")
+    try:
+        if path.suffix == ".csv":
+            # Read text as text; typing happens in normalise_table, which records what fails.
+            return pd.read_csv(path, dtype=str, keep_default_na=True)
+        return pd.read_parquet(path)
+    except (OSError, ValueError, pd.errors.ParserError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise SourceError(str(path), f"cannot be read as {path.suffix[1:]}: {first}") from exc
+
+
+def _read_sql(name: str, config: SourcesConfig) -> tuple[pd.DataFrame, str] | None:
+    table = config.tables.get(name, name)
+    url = _expand_env(config.sql_url or "")
+    if not url:
+        raise SourceError("config", f"format {config.format!r} needs sources.sql_url")
+    if config.format == "duckdb":
+        import duckdb
+
+        with duckdb.connect(url, read_only=True) as con:
+            names = {r[0] for r in con.execute("select table_name from information_schema.tables").fetchall()}
+            if table not in names:
+                return None
+            return con.execute(f'select * from "{table}"').df(), f"{url}:{table}"
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(url)
+    try:
+        if not sa.inspect(engine).has_table(table):
+            return None
+        with engine.connect() as con:
+            frame = pd.read_sql_table(table, con)
+    finally:
+        engine.dispose()
+    # Never print credentials: name the table with the URL's password hidden.
+    safe = sa.engine.make_url(url).render_as_string(hide_password=True)
+    return frame, f"{safe}:{table}"
+
+
+def normalise_table(frame: pd.DataFrame, name: str, origin: str,
+                    config: SourcesConfig | None = None) -> RawTable:
+    """Rename a user's table onto a canonical one and type its columns.
+
+    Parameters
+    ----------
+    frame : DataFrame
+        The table as the user has it. It is not modified.
+    name : str
+        The canonical table name ("transactions", "labels", ...).
+    origin : str
+        Where the table came from (a file path), for messages.
+    config : SourcesConfig, optional
+        Column map, naive time zone and default label delay.
+
+    Returns
+    -------
+    RawTable
+        The canonical frame (canonical columns first, unknown extra columns kept after
+        them for the contract to report), the origin, and every value that failed to
+        parse, by column.
+
+    Raises
+    ------
+    SourceError
+        When the column map names a column the table does not have.
+    """
+    config = config or SourcesConfig()
+    schema = SCHEMAS[name]
+    mapping = config.column_map.get(name, {})
+    unknown = [k for k in mapping if k not in schema.column_names]
+    if unknown:
+        raise SourceError(origin, f"column map for {name} maps unknown canonical column(s) "
+                                  f"{unknown}; canonical columns are {schema.column_names}")
+    missing = [f"{user!r} (for {canon})" for canon, user in mapping.items()
+               if user not in frame.columns]
+    if missing:
+        raise SourceError(origin, f"column map names column(s) {', '.join(missing)} that "
+                                  f"the file does not have; it has {list(frame.columns)}")
+    out = frame.rename(columns={user: canon for canon, user in mapping.items()})
+    failures: list[ParseFailure] = []
+    data = {}
+    for col in schema.columns:
+        if col.name not in out.columns:
+            continue
+        data[col.name], bad = _as_kind(out[col.name], col.kind, config.naive_timezone)
+        if bad is not None and bad.any():
+            if bad.all() and out[col.name].notna().any():
+                # Nothing parses: this is a column of the wrong type, not a few bad values.
+                data[col.name] = out[col.name]
+            else:
+                failures.append(ParseFailure(col.name, col.kind, bad))
+    extras = [c for c in out.columns if c not in schema.column_names]
+    result = pd.DataFrame(data, index=pd.RangeIndex(len(out)))
+    for c in extras:
+        result[c] = out[c].to_numpy()
+    return RawTable(name=name, frame=result, origin=origin, parse_failures=tuple(failures))
+
+
+def _as_kind(s: pd.Series, kind: str, tz: str) -> tuple[pd.Series, np.ndarray | None]:
+    """Convert ``s`` to the canonical dtype of ``kind``; also return where parsing failed."""
+    s = s.reset_index(drop=True)
+    present = s.notna().to_numpy()
+    is_text = s.dtype == object or pd.api.types.is_string_dtype(s.dtype)
+    if kind == "timestamp":
+        if pd.api.types.is_datetime64_any_dtype(s.dtype):
+            t = s
+        elif is_text:
+            t = pd.to_datetime(s, errors="coerce", format="mixed", utc=False)
+        else:
+            return s, None
+        if getattr(t.dt, "tz", None) is None:
+            t = t.dt.tz_localize(tz, ambiguous="NaT", nonexistent="NaT")
+        t = t.dt.tz_convert("UTC").astype("datetime64[us, UTC]")
+        return t, present & t.isna().to_numpy()
+    if kind in ("float", "int"):
+        if pd.api.types.is_bool_dtype(s.dtype):
+            return s, None
+        if pd.api.types.is_numeric_dtype(s.dtype):
+            v = s
+        elif is_text:
+            v = pd.to_numeric(s.str.strip(), errors="coerce")
+        else:
+            return s, None
+        bad = present & v.isna().to_numpy()
+        if kind == "int":
+            whole = v.isna() | (v == np.floor(v))
+            bad |= ~whole.to_numpy()
+            if bad.any() or v.isna().any():
+                return v.astype("float64"), bad
+            return v.astype("int64"), bad
+        return v.astype("float64"), bad
+    if kind == "bool":
+        if pd.api.types.is_bool_dtype(s.dtype):
+            return (s.astype(bool) if not s.isna().any() else s), None
+        if pd.api.types.is_numeric_dtype(s.dtype):
+            v = s.map({1: True, 0: False})
+        elif is_text:
+            v = s.str.strip().str.lower().map(
+                {"true": True, "false": False, "1": True, "0": False, "t": True, "f": False,
+                 "yes": True, "no": False})
+        else:
+            return s, None
+        bad = present & v.isna().to_numpy()
+        return (v.astype(bool) if not v.isna().any() else v.astype("boolean")), bad
+    # strings
+    if is_text:
+        return s.astype("str"), None
+    if pd.api.types.is_integer_dtype(s.dtype):
+        return s.astype("str").where(present, None), None
+    return s, None
+
+
+def load_raw(source: str | Path | Mapping[str, pd.DataFrame],
+             config: SourcesConfig | None = None, *,
+             as_of: pd.Timestamp | str | None = None,
+             tables: tuple[str, ...] | None = None) -> RawData:
+    """Load the canonical raw tables from a directory, a SQL source, or DataFrames.
+
+    Parameters
+    ----------
+    source : path or mapping of DataFrames
+        A directory holding ``<table>.parquet`` or ``<table>.csv`` files (names may be
+        overridden in ``config.tables``), or, for ``format: duckdb`` / ``sql``, ignored in
+        favour of ``config.sql_url``; or a mapping of table name to a DataFrame the user
+        already has (for example in a notebook).
+    config : SourcesConfig, optional
+        Format, column map, time zone and default label delay.
+    as_of : timestamp, optional
+        When given, only data known at that time is kept: transactions and events before
+        it, labels reported by then, blacklist listings made by then (a later delisting is
+        not yet known). Used to replay history; :func:`fraudlab.data_contracts.validate_raw`
+        is what flags timestamps after the as-of time in data that claims to be current.
+    tables : tuple of str, optional
+        Which tables to load; default all the canonical tables that are present.
+
+    Returns
+    -------
+    RawData
+
+    Raises
+    ------
+    SourceError
+        A file that cannot be read, a missing transactions table, or a column map that
+        names a column the table lacks.
+    """
+    config = config or SourcesConfig()
+    names = tables or tuple(SCHEMAS)
+    raw = RawData()
+    for name in names:
+        if isinstance(source, Mapping):
+            if name not in source:
+                continue
+            origin, frame = f"<{name} DataFrame>", source[name]
+        elif config.format in ("duckdb", "sql"):
+            got = _read_sql(name, config)
+            if got is None:
+                continue
+            frame, origin = got
+        else:
+            path = _find_file(Path(source), name, config)
+            if path is None:
+                continue
+            origin, frame = str(path), _read_file(path)
+        raw.tables[name] = normalise_table(frame, name, origin, config)
+    if "transactions" not in raw.tables:
+        where = source if not isinstance(source, Mapping) else "the given tables"
+        raise SourceError(str(where), "no transactions table found (looked for "
+                                      "transactions.parquet / transactions.csv)")
+    _add_default_labels(raw, config)
+    if as_of is not None:
+        raw = _known_at(raw, pd.Timestamp(as_of, tz="UTC") if pd.Timestamp(as_of).tzinfo is None
+                        else pd.Timestamp(as_of).tz_convert("UTC"))
+    return raw
+
+
+def _add_default_labels(raw: RawData, config: SourcesConfig) -> None:
+    """Labels without arrival times get one from the configured default label delay.
+
+    Two shapes are handled: a labels table without ``reported_at``, and no labels table
+    but an ``is_fraud`` column on the transactions (then that column becomes the labels).
+    """
+    delay = parse_duration(config.default_label_delay)
+    tx = raw.tables["transactions"]
+    labels = raw.tables.get("labels")
+    if labels is None and "is_fraud" in tx.frame.columns:
+        f = tx.frame
+        flag, bad = _as_kind(f["is_fraud"], "bool", config.naive_timezone)
+        lab = pd.DataFrame({"tx_id": f["tx_id"], "is_fraud": flag,
+                            "reported_at": f["ts"] + delay, "source": "internal",
+                            "fraud_type": pd.Series([None] * len(f), dtype="str")})
+        failures = (ParseFailure("is_fraud", "bool", bad),) if bad is not None and bad.any() else ()
+        raw.tables["labels"] = RawTable("labels", lab, f"{tx.origin} (is_fraud column)",
+                                        failures, derived=f"reported_at = ts + {config.default_label_delay}")
+        raw.tables["transactions"] = RawTable("transactions", f.drop(columns="is_fraud"),
+                                              tx.origin, tx.parse_failures)
+    elif labels is not None and "reported_at" not in labels.frame.columns:
+        f = labels.frame.copy()
+        ts = tx.frame.set_index("tx_id")["ts"] if "ts" in tx.frame.columns else None
+        if ts is not None and ts.index.is_unique:
+            f["reported_at"] = f["tx_id"].map(ts).to_numpy() + delay
+            if "source" not in f.columns:
+                f["source"] = "internal"
+            if "fraud_type" not in f.columns:
+                f["fraud_type"] = pd.Series([None] * len(f), dtype="str")
+            cols = [c for c in SCHEMAS["labels"].column_names if c in f.columns]
+            f = f[cols + [c for c in f.columns if c not in cols]]
+            raw.tables["labels"] = RawTable("labels", f, labels.origin, labels.parse_failures,
+                                            derived=f"reported_at = ts + {config.default_label_delay}")
+
+
+def _known_at(raw: RawData, as_of: pd.Timestamp) -> RawData:
+    """What was known at ``as_of``: the data a refresh at that time could have seen."""
+    out = RawData()
+    for name, t in raw.tables.items():
+        f = t.frame
+        if name in ("transactions", "events") and "ts" in f.columns:
+            keep = (f["ts"] < as_of).to_numpy()
+        elif name == "labels" and "reported_at" in f.columns:
+            keep = (f["reported_at"] <= as_of).to_numpy()
+        elif name == "blacklist" and "listed_at" in f.columns:
+            keep = (f["listed_at"] <= as_of).to_numpy()
+            f = f.assign(delisted_at=f["delisted_at"].where(f["delisted_at"] <= as_of))
+        elif name == "accounts" and "created_at" in f.columns:
+            keep = (f["created_at"] <= as_of).to_numpy()
+        else:
+            keep = np.ones(len(f), dtype=bool)
+        failures = tuple(ParseFailure(p.column, p.kind, p.mask[keep]) for p in t.parse_failures)
+        out.tables[name] = RawTable(name, f[keep].reset_index(drop=True), t.origin,
+                                    tuple(p for p in failures if p.mask.any()), t.derived)
+    return out
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def write_tables(tables: Mapping[str, pd.DataFrame], out_dir: str | Path,
+                 manifest: dict | None = None) -> dict[str, Path]:
+    """Write canonical tables as ``<name>.parquet`` (and ``manifest.json``) into a folder.
+
+    The files are deterministic: the same frames give byte-identical files, and the
+    manifest records each file's SHA-256.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths: dict[str, Path] = {}
+    digests = {}
+    for name, frame in tables.items():
+        p = out / f"{name}.parquet"
+        frame.to_parquet(p, index=False, compression="zstd")
+        paths[name] = p
+        digests[p.name] = hashlib.sha256(p.read_bytes()).hexdigest()
+    if manifest is not None:
+        doc = {**manifest, "files": digests}
+        p = out / "manifest.json"
+        p.write_text(json.dumps(doc, indent=2, sort_keys=False) + "\n")
+        paths["manifest"] = p
+    return paths
+

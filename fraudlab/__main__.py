@@ -1,0 +1,11 @@
+"""``python -m fraudlab`` and the ``fraudlab`` console script."""
+
+
+def main() -> None:
+    from fraudlab.training._cli import app
+
+    app()
+
+
+if __name__ == "__main__":
+    main()

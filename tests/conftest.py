@@ -1,0 +1,35 @@
+"""Shared fixtures: small, seeded simulated worlds, generated once per session."""
+
+from __future__ import annotations
+
+import os
+
+import pandas as pd
+import pytest
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+
+# The simulated worlds start on 2026-01-01; validating "as of" a fixed date keeps the
+# tests independent of today's date.
+@pytest.fixture(scope="session")
+def as_of():
+    return pd.Timestamp("2027-06-01", tz="UTC")
+
+
+@pytest.fixture(scope="session")
+def small_world():
+    """200 accounts over 40 days; every fraud incident labelled so every type shows up."""
+    from fraudlab.features import SimulationConfig, simulate_world
+
+    return simulate_world(SimulationConfig(accounts=200, days=40, seed=5, unlabeled_fraud_share=0))
+
+
+@pytest.fixture
+def world_dir(tmp_path, small_world):
+    """The small world written as Parquet into a fresh folder the test may corrupt."""
+    from fraudlab.features import write_tables
+
+    out = tmp_path / "raw"
+    write_tables(small_world.tables(), out, small_world.manifest)
+    return out

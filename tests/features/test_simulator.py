@@ -1,0 +1,111 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from fraudlab.data_contracts import SCHEMAS
+from fraudlab.features import FRAUD_TYPES, SimulationConfig, simulate_world, write_tables
+
+
+def _bytes(folder):
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+def test_same_seed_gives_identical_files(tmp_path):
+    cfg = SimulationConfig(accounts=150, days=20, seed=42)
+    write_tables(simulate_world(cfg).tables(), tmp_path / "a", simulate_world(cfg).manifest)
+    w = simulate_world(cfg)
+    write_tables(w.tables(), tmp_path / "b", w.manifest)
+    a, b = _bytes(tmp_path / "a"), _bytes(tmp_path / "b")
+    assert sorted(a) == ["accounts.parquet", "blacklist.parquet", "events.parquet",
+                         "labels.parquet", "manifest.json", "transactions.parquet"]
+    assert a == b
+
+
+def test_different_seeds_give_different_worlds():
+    a = simulate_world(SimulationConfig(accounts=150, days=20, seed=1)).transactions
+    b = simulate_world(SimulationConfig(accounts=150, days=20, seed=2)).transactions
+    assert not a["amount"].head(100).equals(b["amount"].head(100))
+
+
+def test_tables_follow_the_canonical_schema(small_world):
+    for name, frame in small_world.tables().items():
+        assert list(frame.columns) == SCHEMAS[name].column_names, name
+        for col in SCHEMAS[name].columns:
+            if col.kind == "timestamp":
+                assert str(frame[col.name].dtype) == "datetime64[us, UTC]", (name, col.name)
+    tx = small_world.transactions
+    assert tx["tx_id"].is_unique
+    assert tx["ts"].is_monotonic_increasing
+
+
+def test_every_fraud_type_is_present_and_emerging_only_after_its_start(small_world):
+    labels = small_world.labels.merge(small_world.transactions[["tx_id", "ts"]], on="tx_id")
+    fraud = labels[labels["is_fraud"] & labels["fraud_type"].notna()]
+    assert set(fraud["fraud_type"]) == set(FRAUD_TYPES)
+    start = pd.Timestamp(small_world.manifest["period"]["emerging_from"])
+    farm = fraud[fraud["fraud_type"] == "device_farm"]
+    assert (farm["ts"] >= start).all()
+    assert len(farm) == small_world.manifest["fraud"]["transactions_by_type"]["device_farm"]
+
+
+def test_no_emerging_pattern_when_it_starts_after_the_period():
+    import datetime as dt
+
+    w = simulate_world(SimulationConfig(accounts=150, days=20, seed=3,
+                                        emerging_from=dt.date(2030, 1, 1)))
+    assert "device_farm" not in set(w.labels["fraud_type"].dropna())
+
+
+def test_labels_arrive_after_the_transaction_with_source_specific_delays():
+    w = simulate_world(SimulationConfig(accounts=1500, days=60, seed=9))
+    lab = w.labels.merge(w.transactions[["tx_id", "ts"]], on="tx_id")
+    delay_days = (lab["reported_at"] - lab["ts"]).dt.total_seconds() / 86400
+    assert (delay_days >= 0).all()
+    median = delay_days.groupby(lab["source"]).median()
+    # Chargebacks take weeks, customer reports days, reviews hours.
+    assert median["chargeback"] > 10
+    assert 0.5 < median["customer_report"] < 10
+    assert median["manual_review"] < 2
+    assert median["chargeback"] > median["customer_report"] > median["manual_review"]
+
+
+def test_fraud_rate_default_is_in_the_realistic_band():
+    w = simulate_world(SimulationConfig(accounts=1500, days=60, seed=9))
+    rate = w.manifest["fraud"]["fraud_rate"]
+    assert 0.001 <= rate <= 0.01
+    counts = w.manifest["fraud"]
+    never = counts["never_labelled"]
+    total = sum(counts["transactions_by_type"].values())
+    assert total == sum(counts["labelled_by_type"].values()) + never
+    # Noisy reports: legitimate transactions reported as fraud without a fraud_type.
+    noisy = w.labels[w.labels["is_fraud"] & w.labels["fraud_type"].isna()]
+    assert len(noisy) == counts["noisy_reports_on_legit"]
+
+
+def test_scenarios_leave_their_traces(small_world):
+    tx = small_world.transactions.merge(small_world.labels, on="tx_id", how="left")
+    ct = tx[tx["fraud_type"] == "card_testing"]
+    assert (ct["amount"] < 5).mean() > 0.6  # bursts of tiny charges
+    farm = tx[tx["fraud_type"] == "device_farm"]
+    assert (farm["channel"] == "mini_program").all()
+    ev = small_world.events
+    farm_devices = set(farm["device_id"])
+    assert ev.loc[ev["device_id"].isin(farm_devices), "is_emulator"].all()
+    ato = tx[tx["fraud_type"] == "account_takeover"]
+    for acct in ato["account_id"].unique()[:3]:
+        first = ato.loc[ato["account_id"] == acct, "ts"].min()
+        before = ev[(ev["account_id"] == acct) & (ev["ts"] < first)
+                    & (ev["ts"] > first - pd.Timedelta("1D"))]
+        assert {"login_failed", "password_reset", "device_bind"} <= set(before["event_type"])
+    mule = tx[(tx["fraud_type"] == "mule_account") & (tx["tx_type"] == "transfer")]
+    assert mule.groupby("counterparty_id")["account_id"].nunique().max() >= 5
+    bl = small_world.blacklist
+    assert (bl["listed_at"] > small_world.transactions["ts"].min()).any()  # listed after fraud
+    assert (bl["listed_at"] < small_world.transactions["ts"].min()).any()  # listed before
+
+
+@pytest.mark.parametrize("n", [10, 50])
+def test_tiny_worlds_still_work(n):
+    w = simulate_world(SimulationConfig(accounts=n, days=3, seed=0))
+    assert len(w.transactions) > 0
+    assert np.isfinite(w.transactions["amount"]).all()

@@ -1,0 +1,157 @@
+"""The ``fraudlab`` command line: parses, configures and calls the stages; no logic of its own.
+
+Exit codes (for schedulers):
+
+====  =====================================================================
+0     success
+1     unexpected error (a bug or an environment problem; see the log)
+2     usage error (bad option or configuration)
+3     a data contract failed (bad rows or tables; see the report path printed)
+4     a source could not be read (missing, empty or unreadable file, bad column map)
+====  =====================================================================
+
+Heavy libraries are imported inside the commands so that ``fraudlab --help`` is fast.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_CONTRACT, EXIT_SOURCE = 0, 1, 2, 3, 4
+
+app = typer.Typer(
+    name="fraudlab",
+    help="Research, train, explain and refresh fraud-detection models for payments.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+config_app = typer.Typer(help="Inspect the configuration.", no_args_is_help=True)
+contracts_app = typer.Typer(help="Check raw data against its contracts.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+app.add_typer(contracts_app, name="contracts")
+
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option("--config", "-c", help="YAML configuration file (default: $FRAUDLAB_CONFIG "
+                 "or built-in defaults).", exists=True, dir_okay=False),
+]
+
+
+def _load(config: Path | None, **overrides):
+    from pydantic import ValidationError
+
+    from ._config import load_config
+
+    try:
+        return load_config(config, **overrides)
+    except (ValidationError, ValueError) as exc:
+        typer.echo(f"error: invalid configuration: {exc}", err=True)
+        raise typer.Exit(EXIT_USAGE) from exc
+
+
+def _console():
+    from rich.console import Console
+
+    return Console(highlight=False)
+
+
+@config_app.command("show")
+def config_show(config: ConfigOpt = None) -> None:
+    """Print the effective configuration as YAML, each field with its description."""
+    from ._config import config_to_yaml
+
+    typer.echo(config_to_yaml(_load(config)), nl=False)
+
+
+@app.command()
+def simulate(
+    out: Annotated[Path | None, typer.Option(help="Output folder (default: paths.raw).")] = None,
+    accounts: Annotated[int | None, typer.Option(help="Number of customer accounts.")] = None,
+    days: Annotated[int | None, typer.Option(help="Days to simulate.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
+    start: Annotated[dt.datetime | None, typer.Option(formats=["%Y-%m-%d"],
+                                                      help="First day (UTC).")] = None,
+    emerging_from: Annotated[dt.datetime | None, typer.Option(
+        formats=["%Y-%m-%d"], help="Day the emerging fraud pattern starts.")] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Generate the simulated payments world: five Parquet tables and manifest.json."""
+    given = {"accounts": accounts, "days": days, "seed": seed,
+             "start": start.date() if start else None,
+             "emerging_from": emerging_from.date() if emerging_from else None}
+    cfg = _load(config, simulation={k: v for k, v in given.items() if v is not None})
+    target = out or cfg.path(cfg.paths.raw)
+    console = _console()
+    from fraudlab.features import simulate_world, write_tables
+
+    with console.status(f"simulating {cfg.simulation.accounts:,} accounts over "
+                        f"{cfg.simulation.days} days ..."):
+        world = simulate_world(cfg.simulation)
+        write_tables(world.tables(), target, world.manifest)
+    rows = ", ".join(f"{n} {k}" for k, n in world.manifest["rows"].items())
+    fraud = world.manifest["fraud"]
+    console.print(f"wrote {target}: {rows}")
+    console.print(f"fraud rate {fraud['fraud_rate']:.3%}; by type: "
+                  + ", ".join(f"{k} {v}" for k, v in fraud["transactions_by_type"].items()))
+
+
+@contracts_app.command("check")
+def contracts_check(
+    raw: Annotated[Path | None, typer.Option(help="Folder of raw tables (default: paths.raw).")] = None,
+    as_of: Annotated[dt.datetime | None, typer.Option(
+        help="No timestamp may be later than this (UTC); default: now.")] = None,
+    report_dir: Annotated[Path | None, typer.Option(
+        help="Where contracts.json and quarantine.parquet go (default: contracts.report_dir).")] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Validate every raw table; print a table per source; exit 3 on any failure."""
+    cfg = _load(config)
+    source = raw or cfg.path(cfg.paths.raw)
+    out = report_dir or cfg.path(cfg.contracts.report_dir)
+    console = _console()
+    from fraudlab.data_contracts import validate_raw, write_report
+    from fraudlab.features import SourceError, load_raw
+
+    try:
+        data = load_raw(source, cfg.sources)
+    except SourceError as exc:
+        console.print(f"[red]error[/red]: {exc}")
+        raise typer.Exit(EXIT_SOURCE) from exc
+    with console.status("validating ..."):
+        report = validate_raw(data.tables, cfg.contracts, as_of=as_of)
+    paths = write_report(report, out)
+    _print_report(console, report)
+    if report.success:
+        console.print(f"[green]all contracts passed[/green]; results in {paths['report']}")
+        return
+    n_q = len(report.quarantine)
+    console.print(f"[red]contracts failed[/red]: {len(report.failures)} rule(s); "
+                  f"{n_q} row(s) quarantined in {paths['quarantine']}; results in {paths['report']}")
+    raise typer.Exit(EXIT_CONTRACT)
+
+
+def _print_report(console, report) -> None:
+    """One line per passing source; a table of the failing rules for each failing one."""
+    from rich.table import Table
+
+    for name, rows in report.tables.items():
+        results = [r for r in report.results if r.table == name]
+        failed = [r for r in results if not r.success]
+        origin = results[0].origin if results else name
+        head = f"{name} ({origin}, {rows:,} rows): {len(results) - len(failed)}/{len(results)} rules passed"
+        if not failed:
+            console.print(f"[green]ok[/green] {head}")
+            continue
+        t = Table(title=f"[red]FAILED[/red] {head}", title_justify="left")
+        for col in ("rule", "expectation", "column", "failing rows", "examples"):
+            t.add_column(col, overflow="fold")
+        for r in failed:
+            t.add_row(r.rule if r.level == "row" else f"{r.rule}: {r.message}", r.expectation,
+                      r.column or "", f"{r.failing_count:,}",
+                      ", ".join(map(str, r.examples[:3])))
+        console.print(t)

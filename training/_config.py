@@ -1,0 +1,137 @@
+"""The one typed configuration of fraudlab, composed from every stage's section.
+
+Each stage owns the model of its own section; this module only composes them, loads
+YAML and resolves paths, so a lower stage never needs to know about a higher one.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+
+from fraudlab.data_contracts import ContractsConfig
+from fraudlab.evaluation import EvaluationConfig
+from fraudlab.features import SimulationConfig, SourcesConfig
+
+CONFIG_ENV = "FRAUDLAB_CONFIG"
+
+
+class PathsConfig(BaseModel):
+    """Where things live. Relative paths are resolved against ``root``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    root: str = Field(
+        ".", description="Project root; relative to the config file's folder, or to the "
+        "working directory when no file is given.")
+    raw: str = Field("data/world", description="Raw tables (the simulated world by default).")
+    reports: str = Field("reports", description="HTML and JSON reports.")
+    mlruns: str = Field("mlruns", description="Embedded MLflow store (never committed).")
+
+
+class TrackingConfig(BaseModel):
+    """MLflow tracking and registry."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    uri: str | None = Field(
+        None, description="Tracking URI; default sqlite:///<mlruns>/mlflow.db. A server: "
+        "http://host:5000. Credentials come from environment variables, never from here.")
+    experiment: str = Field("fraudlab", description="MLflow experiment name.")
+    registered_model: str = Field("fraudlab-fraud", description="Registered model name.")
+
+
+class FraudlabConfig(BaseModel):
+    """Everything configurable in fraudlab; every field has a documented default."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    paths: PathsConfig = Field(default_factory=PathsConfig)
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+    simulation: SimulationConfig = Field(default_factory=SimulationConfig)
+    sources: SourcesConfig = Field(default_factory=SourcesConfig)
+    contracts: ContractsConfig = Field(default_factory=ContractsConfig)
+    evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
+    log_format: Literal["text", "json"] = Field(
+        "text", description="Log lines as plain text or JSON lines (for orchestrators).")
+
+    def path(self, relative: str) -> Path:
+        """Resolve a configured path against ``paths.root``."""
+        p = Path(relative)
+        return p if p.is_absolute() else Path(self.paths.root) / p
+
+    def tracking_uri(self) -> str:
+        """The MLflow tracking URI, defaulting to SQLite inside ``paths.mlruns``."""
+        if self.tracking.uri:
+            return self.tracking.uri
+        return f"sqlite:///{self.path(self.paths.mlruns).resolve() / 'mlflow.db'}"
+
+
+def load_config(path: str | Path | None = None, **overrides) -> FraudlabConfig:
+    """Load the configuration from YAML, filling every missing field with its default.
+
+    Parameters
+    ----------
+    path : path, optional
+        A YAML file. Without one, ``$FRAUDLAB_CONFIG`` is used if set, else the defaults.
+    **overrides
+        Top-level sections to replace, e.g. ``simulation={"accounts": 500}``.
+
+    Returns
+    -------
+    FraudlabConfig
+        With ``paths.root`` made absolute (relative to the file's folder, or to the
+        working directory without a file).
+    """
+    path = path or os.environ.get(CONFIG_ENV)
+    data: dict = {}
+    base = Path.cwd()
+    if path:
+        p = Path(path)
+        data = yaml.safe_load(p.read_text()) or {}
+        if not isinstance(data, dict):
+            raise ValueError(f"{p}: the configuration must be a mapping of sections")
+        base = p.resolve().parent
+    for key, value in overrides.items():
+        if isinstance(value, dict):
+            data[key] = {**data.get(key, {}), **value}
+        else:
+            data[key] = value
+    cfg = FraudlabConfig.model_validate(data)
+    root = Path(cfg.paths.root)
+    cfg.paths.root = str(root if root.is_absolute() else (base / root).resolve())
+    return cfg
+
+
+def config_to_yaml(config: FraudlabConfig) -> str:
+    """The effective configuration as YAML, with each field's description as a comment."""
+    lines: list[str] = []
+
+    def emit(model: BaseModel, indent: int) -> None:
+        for name, info in type(model).model_fields.items():
+            value = getattr(model, name)
+            pad = "  " * indent
+            if info.description:
+                lines.append(f"{pad}# {info.description}")
+            if isinstance(value, BaseModel):
+                lines.append(f"{pad}{name}:")
+                emit(value, indent + 1)
+            else:
+                dumped = yaml.safe_dump({name: _plain(value)}, default_flow_style=True,
+                                        sort_keys=False, width=1000).strip()
+                lines.append(f"{pad}{dumped[1:-1] if dumped.startswith('{') else dumped}")
+
+    emit(config, 0)
+    return "\n".join(lines) + "\n"
+
+
+def _plain(value):
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    return value
