@@ -30,6 +30,7 @@ class ParseFailure:
     column: str
     kind: str
     mask: np.ndarray
+    examples: tuple = ()
 
 
 @dataclass(frozen=True)
@@ -147,13 +148,19 @@ def _run_suite(ctx, name: str, frame: pd.DataFrame, rules: list[Rule]):
     asset = source.add_dataframe_asset(f"{name}_{len(source.assets)}")
     batch_def = asset.add_batch_definition_whole_dataframe("whole")
     suite = gx.ExpectationSuite(name=f"{name}_{len(source.assets)}")
-    for r in rules:
+    for i, r in enumerate(rules):
+        # GX returns results in its own order, and ephemeral suites have no ids:
+        # tag each expectation with its rule's position to pair them up again.
+        r.expectation.meta = {"fraudlab_rule": i}
         suite.add_expectation(r.expectation)
     batch = batch_def.get_batch(batch_parameters={"dataframe": frame})
     result = batch.validate(suite, result_format={"result_format": "COMPLETE",
                                                   "partial_unexpected_count": 5})
-    # Results come back in suite order.
-    return list(zip(rules, result.results, strict=True))
+    pairs = [(rules[res.expectation_config.meta["fraudlab_rule"]], res) for res in result.results]
+    if sorted(rules.index(r) for r, _ in pairs) != list(range(len(rules))):
+        raise RuntimeError(f"great-expectations returned results for {len(pairs)} of "
+                           f"{len(rules)} expectations")
+    return pairs
 
 
 def _jsonable(v):
@@ -223,12 +230,13 @@ def validate_table(table: RawTable, config: ContractsConfig | None = None, *,
     for pf in table.parse_failures:
         rows = np.flatnonzero(pf.mask)
         rule = f"{pf.column} is a valid {pf.kind}"
-        examples = [_jsonable(v) for v in _source_values(table, pf.column, rows[:5])]
+        examples = [_jsonable(v) for v in pf.examples[:5]]
         results.append(RuleResult(table.name, table.origin, rule, "parse", pf.column, "row",
                                   False, len(rows), examples))
         for i in rows:
             bad.setdefault(int(i), []).append((rule, f"{pf.column} is not a valid {pf.kind}"))
 
+    unparsed = {pf.column: set(np.flatnonzero(pf.mask).tolist()) for pf in table.parse_failures}
     check = frame
     if table.name == "labels" and transactions is not None:
         check = _with_transaction_refs(frame, transactions)
@@ -242,15 +250,16 @@ def validate_table(table: RawTable, config: ContractsConfig | None = None, *,
             continue
         count = int(res.result.get("unexpected_count") or 0)
         examples = [_jsonable(v) for v in res.result.get("partial_unexpected_list", [])[:5]]
+        rows = [int(i) for i in res.result.get("unexpected_index_list") or []]
+        if r.expectation.expectation_type == "expect_column_values_to_not_be_null":
+            # A value that did not parse is already reported as such, not again as missing.
+            rows = [i for i in rows if i not in unparsed.get(r.column, ())]
+            count = len(rows)
         results.append(RuleResult(table.name, table.origin, r.rule, r.expectation.expectation_type,
-                                  r.column, "row", bool(res.success), count, examples))
-        for i in res.result.get("unexpected_index_list") or []:
-            bad.setdefault(int(i), []).append((r.rule, r.reason))
+                                  r.column, "row", count == 0, count, examples))
+        for i in rows:
+            bad.setdefault(i, []).append((r.rule, r.reason))
     return results, bad
-
-
-def _source_values(table: RawTable, column: str, rows: np.ndarray) -> list:
-    return table.frame[column].iloc[rows].tolist()
 
 
 def _with_transaction_refs(labels: pd.DataFrame, tx: pd.DataFrame) -> pd.DataFrame:

@@ -165,7 +165,8 @@ def normalise_table(frame: pd.DataFrame, name: str, origin: str,
                 # Nothing parses: this is a column of the wrong type, not a few bad values.
                 data[col.name] = out[col.name]
             else:
-                failures.append(ParseFailure(col.name, col.kind, bad))
+                raw_values = out[col.name].to_numpy()[np.flatnonzero(bad)[:5]]
+                failures.append(ParseFailure(col.name, col.kind, bad, tuple(raw_values.tolist())))
     extras = [c for c in out.columns if c not in schema.column_names]
     result = pd.DataFrame(data, index=pd.RangeIndex(len(out)))
     for c in extras:
@@ -305,7 +306,8 @@ def _add_default_labels(raw: RawData, config: SourcesConfig) -> None:
         lab = pd.DataFrame({"tx_id": f["tx_id"], "is_fraud": flag,
                             "reported_at": f["ts"] + delay, "source": "internal",
                             "fraud_type": pd.Series([None] * len(f), dtype="str")})
-        failures = (ParseFailure("is_fraud", "bool", bad),) if bad is not None and bad.any() else ()
+        failures = ((ParseFailure("is_fraud", "bool", bad),)
+                    if bad is not None and bad.any() else ())
         raw.tables["labels"] = RawTable("labels", lab, f"{tx.origin} (is_fraud column)",
                                         failures, derived=f"reported_at = ts + {config.default_label_delay}")
         raw.tables["transactions"] = RawTable("transactions", f.drop(columns="is_fraud"),
@@ -341,7 +343,8 @@ def _known_at(raw: RawData, as_of: pd.Timestamp) -> RawData:
             keep = (f["created_at"] <= as_of).to_numpy()
         else:
             keep = np.ones(len(f), dtype=bool)
-        failures = tuple(ParseFailure(p.column, p.kind, p.mask[keep]) for p in t.parse_failures)
+        failures = tuple(ParseFailure(p.column, p.kind, p.mask[keep], p.examples)
+                         for p in t.parse_failures)
         out.tables[name] = RawTable(name, f[keep].reset_index(drop=True), t.origin,
                                     tuple(p for p in failures if p.mask.any()), t.derived)
     return out
