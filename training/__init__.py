@@ -1,5 +1,26 @@
-"""Training: configuration, search, fit, registry, the refresh cycle and the CLI."""
+"""Training: configuration, search, fit, registry, the refresh cycle and the CLI.
 
-from ._config import FraudlabConfig, PathsConfig, TrackingConfig, config_to_yaml, load_config
+Exports are loaded on first use so that the CLI's ``--help`` does not import the stack.
+"""
 
-__all__ = ["FraudlabConfig", "PathsConfig", "TrackingConfig", "config_to_yaml", "load_config"]
+from importlib import import_module
+
+_EXPORTS = {
+    "FraudlabConfig": "._config",
+    "PathsConfig": "._config",
+    "TrackingConfig": "._config",
+    "config_to_yaml": "._config",
+    "load_config": "._config",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(import_module(_EXPORTS[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return __all__

@@ -57,7 +57,8 @@ def _load(config: Path | None, **overrides):
 def _console():
     from rich.console import Console
 
-    return Console(highlight=False)
+    # Soft wrap: long paths stay on one line, so logs can be grepped for file names.
+    return Console(highlight=False, soft_wrap=True)
 
 
 @config_app.command("show")
@@ -147,6 +148,8 @@ def _print_report(console, report) -> None:
         if not failed:
             console.print(f"[green]ok[/green] {head}")
             continue
+        for r in failed:
+            console.print(f"[red]FAIL[/red] {r.line()}")
         t = Table(title=f"[red]FAILED[/red] {head}", title_justify="left")
         for col in ("rule", "expectation", "column", "failing rows", "examples"):
             t.add_column(col, overflow="fold")

@@ -1,0 +1,99 @@
+import duckdb
+import pandas as pd
+import pytest
+
+from fraudlab.data_contracts import validate_raw
+from fraudlab.features import SourcesConfig, load_raw, normalise_table
+
+
+def test_column_map_renames_a_users_frame_without_touching_it(small_world):
+    user = small_world.transactions.rename(columns={"tx_id": "TransactionID", "amount": "Amt"})
+    before = user.copy()
+    cfg = SourcesConfig(column_map={"transactions": {"tx_id": "TransactionID", "amount": "Amt"}})
+    raw = load_raw({"transactions": user}, cfg)
+    pd.testing.assert_frame_equal(raw.frame("transactions"), small_world.transactions)
+    pd.testing.assert_frame_equal(user, before)
+
+
+def test_csv_and_parquet_load_identically(world_dir, tmp_path):
+    csv_dir = tmp_path / "csv"
+    csv_dir.mkdir()
+    for name in ("transactions", "labels", "blacklist"):
+        pd.read_parquet(world_dir / f"{name}.parquet").to_csv(csv_dir / f"{name}.csv", index=False)
+    a, b = load_raw(world_dir), load_raw(csv_dir)
+    for name in ("transactions", "labels", "blacklist"):
+        pd.testing.assert_frame_equal(a.frame(name), b.frame(name), check_exact=False, rtol=1e-12)
+        assert not b.tables[name].parse_failures
+
+
+def test_naive_timestamps_are_read_in_the_configured_zone():
+    tx = pd.DataFrame({"tx_id": ["t1"], "ts": ["2026-03-01 08:00:00"]})
+    t = normalise_table(tx, "transactions", "x.csv", SourcesConfig(naive_timezone="Asia/Shanghai"))
+    assert t.frame["ts"].iloc[0] == pd.Timestamp("2026-03-01 00:00:00", tz="UTC")
+
+
+def test_is_fraud_column_becomes_labels_with_the_default_delay(small_world):
+    tx = small_world.transactions.head(50).copy()
+    tx["is_fraud"] = [True] + [False] * 49
+    raw = load_raw({"transactions": tx}, SourcesConfig(default_label_delay="10d"))
+    labels = raw.frame("labels")
+    assert "is_fraud" not in raw.frame("transactions").columns
+    assert len(labels) == 50 and labels["is_fraud"].sum() == 1
+    assert (labels["reported_at"] - tx["ts"].reset_index(drop=True) == pd.Timedelta("10D")).all()
+    assert raw.tables["labels"].derived == "reported_at = ts + 10d"
+
+
+def test_labels_without_arrival_times_get_the_default_delay(small_world):
+    labels = small_world.labels[["tx_id", "is_fraud"]].copy()
+    raw = load_raw({"transactions": small_world.transactions, "labels": labels},
+                   SourcesConfig(default_label_delay="7d"))
+    got = raw.frame("labels").merge(small_world.transactions[["tx_id", "ts"]], on="tx_id")
+    assert (got["reported_at"] - got["ts"] == pd.Timedelta("7D")).all()
+    assert list(raw.frame("labels").columns) == ["tx_id", "is_fraud", "reported_at", "source",
+                                                 "fraud_type"]
+
+
+def test_as_of_keeps_only_what_was_known_then(small_world):
+    as_of = small_world.transactions["ts"].quantile(0.5)
+    raw = load_raw(small_world.tables(), as_of=as_of)
+    assert (raw.frame("transactions")["ts"] < as_of).all()
+    assert (raw.frame("labels")["reported_at"] <= as_of).all()
+    bl = raw.frame("blacklist")
+    assert (bl["listed_at"] <= as_of).all()
+    assert not (bl["delisted_at"] > as_of).any()  # a later delisting is not known yet
+    assert len(raw.frame("transactions")) < len(small_world.transactions)
+
+
+def test_duckdb_source(small_world, tmp_path, as_of):
+    path = tmp_path / "raw.duckdb"
+    with duckdb.connect(str(path)) as con:
+        for name, frame in small_world.tables().items():
+            con.register("f", frame)
+            con.execute(f"create table {name} as select * from f")
+            con.unregister("f")
+    raw = load_raw(tmp_path, SourcesConfig(format="duckdb", sql_url=str(path)))
+    assert set(raw.tables) == set(small_world.tables())
+    assert raw.tables["transactions"].origin.endswith(":transactions")
+    assert validate_raw(raw.tables, as_of=as_of).success
+
+
+def test_sql_source_hides_the_password_and_reads_env(small_world, tmp_path, monkeypatch):
+    import sqlalchemy as sa
+
+    db = tmp_path / "raw.sqlite"
+    engine = sa.create_engine(f"sqlite:///{db}")
+    small_world.transactions.head(20).to_sql("payments", engine, index=False)
+    engine.dispose()
+    monkeypatch.setenv("FRAUDLAB_TEST_DB", str(db))
+    cfg = SourcesConfig(format="sql", sql_url="sqlite:///${FRAUDLAB_TEST_DB}",
+                        tables={"transactions": "payments"})
+    raw = load_raw(tmp_path, cfg)
+    assert len(raw.frame("transactions")) == 20
+    assert str(raw.frame("transactions")["ts"].dtype) == "datetime64[us, UTC]"
+
+
+def test_missing_transactions_is_an_error(tmp_path):
+    from fraudlab.features import SourceError
+
+    with pytest.raises(SourceError, match="no transactions table"):
+        load_raw(tmp_path)

@@ -1,0 +1,86 @@
+import json
+import subprocess
+import sys
+
+import pandas as pd
+from typer.testing import CliRunner
+
+from fraudlab.training._cli import EXIT_CONTRACT, EXIT_SOURCE, app
+
+runner = CliRunner()
+
+
+def test_help_lists_the_commands():
+    result = subprocess.run([sys.executable, "-m", "fraudlab", "--help"], capture_output=True,
+                            text=True, check=True)
+    for command in ("simulate", "contracts", "config"):
+        assert command in result.stdout
+
+
+def test_help_does_not_import_the_heavy_stack():
+    code = ("import sys; from fraudlab.training._cli import app; "
+            "print(sorted(m for m in ('pandas', 'great_expectations', 'mlflow', 'shap', 'xgboost')"
+            " if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_config_show_prints_effective_yaml(tmp_path):
+    cfg = tmp_path / "fraudlab.yaml"
+    cfg.write_text("simulation:\n  accounts: 321\nsources:\n  default_label_delay: 21d\n")
+    result = runner.invoke(app, ["config", "show", "--config", str(cfg)])
+    assert result.exit_code == 0, result.output
+    assert "accounts: 321" in result.output
+    assert "default_label_delay: 21d" in result.output
+    assert "# Number of regular customer accounts." in result.output
+
+
+def test_config_rejects_unknown_keys(tmp_path):
+    cfg = tmp_path / "fraudlab.yaml"
+    cfg.write_text("simulation:\n  acounts: 321\n")
+    result = runner.invoke(app, ["config", "show", "--config", str(cfg)])
+    assert result.exit_code == 2
+    assert "acounts" in result.output
+
+
+def test_simulate_then_check(tmp_path):
+    out = tmp_path / "w"
+    args = ["simulate", "--out", str(out), "--accounts", "120", "--days", "15", "--seed", "4",
+            "--start", "2026-02-01", "--emerging-from", "2026-02-10"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["period"]["emerging_from"].startswith("2026-02-10")
+    assert manifest["config"]["seed"] == 4
+    reports = tmp_path / "r"
+    result = runner.invoke(app, ["contracts", "check", "--raw", str(out), "--as-of", "2027-01-01",
+                                 "--report-dir", str(reports)])
+    assert result.exit_code == 0, result.output
+    assert "all contracts passed" in result.output
+    assert json.loads((reports / "contracts.json").read_text())["success"] is True
+
+
+def test_check_fails_with_file_column_and_count(tmp_path, world_dir):
+    tx = pd.read_parquet(world_dir / "transactions.parquet")
+    tx.loc[[1, 2], "amount"] = -7.0
+    tx.to_parquet(world_dir / "transactions.parquet", index=False)
+    reports = tmp_path / "r"
+    result = runner.invoke(app, ["contracts", "check", "--raw", str(world_dir), "--as-of",
+                                 "2027-01-01", "--report-dir", str(reports)],
+                           terminal_width=200)
+    assert result.exit_code == EXIT_CONTRACT
+    assert "transactions.parquet" in result.output
+    assert "amount >= 0" in result.output
+    assert "2 row(s) quarantined" in result.output
+    q = pd.read_parquet(reports / "quarantine.parquet")
+    assert q["row"].tolist() == [1, 2]
+    doc = json.loads((reports / "contracts.json").read_text())
+    assert doc["success"] is False and doc["quarantined_rows"]["transactions"] == 2
+
+
+def test_check_unreadable_file_exits_with_source_code(world_dir):
+    (world_dir / "labels.parquet").write_bytes(b"\x00garbage")
+    result = runner.invoke(app, ["contracts", "check", "--raw", str(world_dir)],
+                           terminal_width=200)
+    assert result.exit_code == EXIT_SOURCE
+    assert "labels.parquet" in result.output and "cannot be read" in result.output
