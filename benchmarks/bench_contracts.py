@@ -17,10 +17,10 @@ from pathlib import Path
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import peak_rss_mb, reference_seconds  # noqa: E402
+from _common import peak_rss_mb, reference_seconds
 
-from fraudlab.data_contracts import CHANNELS, TX_TYPES, validate_raw  # noqa: E402
-from fraudlab.features import SimulationConfig, load_raw, simulate_world  # noqa: E402
+from fraudlab.data_contracts import CHANNELS, TX_TYPES, validate_raw
+from fraudlab.features import SimulationConfig, load_raw, simulate_world
 
 
 def pandas_baseline(tx: pd.DataFrame, as_of: pd.Timestamp) -> int:

@@ -15,9 +15,9 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import peak_rss_mb, reference_seconds  # noqa: E402
+from _common import peak_rss_mb, reference_seconds
 
-from fraudlab.features import SimulationConfig, simulate_world, write_tables  # noqa: E402
+from fraudlab.features import SimulationConfig, simulate_world, write_tables
 
 
 def main() -> None:
