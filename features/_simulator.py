@@ -73,12 +73,12 @@ FRAUD_TYPES = (
 _SCENARIO_SHARE = {
     "card_testing": 0.26, "large_off_location": 0.10, "account_takeover": 0.13,
     "mule_account": 0.17, "compromised_merchant": 0.12, "blacklisted_entity": 0.10,
-    "device_farm": 0.12,
+    "device_farm": 0.22,
 }
 _SCENARIO_TX_PER_INCIDENT = {
     "card_testing": 20.0, "large_off_location": 2.0, "account_takeover": 3.5,
     "mule_account": 18.0, "compromised_merchant": 25.0, "blacklisted_entity": 1.5,
-    "device_farm": 60.0,
+    "device_farm": 37.0,
 }
 # Which source reports each scenario, with probabilities.
 _REPORT_SOURCES = {
@@ -659,7 +659,7 @@ class _World:
             ip_block = rng.integers(0, 256)
             ips = np.array([f"103.21.{ip_block}.{d}" for d in rng.integers(1, 255, n_dev)],
                            dtype=object)
-            n_acc = int(rng.integers(12, 35))
+            n_acc = int(rng.integers(8, 22))
             city = rng.integers(0, len(_CITIES), n_acc)
             created = t - rng.integers(1 * HOUR, 3 * DAY, n_acc)
             accts = self._new_accounts(rng, n_acc, created, city)

@@ -98,7 +98,7 @@ def _read_sql(name: str, config: SourcesConfig) -> tuple[pd.DataFrame, str] | No
             names = {r[0] for r in con.execute("select table_name from information_schema.tables").fetchall()}
             if table not in names:
                 return None
-            frame = con.execute(f'select * from "{table}"').to_arrow_table().to_pandas()
+            frame = con.sql(f'select * from "{table}"').to_arrow_table().to_pandas()
             return frame, f"{url}:{table}"
     import sqlalchemy as sa
 
