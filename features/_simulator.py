@@ -389,9 +389,12 @@ class _World:
                       self.device1[fresh], self.home_ip[fresh], self.home_lat[fresh],
                       self.home_lon[fresh]))
         cols = [np.concatenate(p) for p in zip(*parts, strict=True)]
+        # Logins just before the first payment of the period fall before it: drop them.
+        inside = (cols[0] >= self.t0) & (cols[0] < self.t1)
+        cols = [c[inside] for c in cols]
         a_all = cols[1]
         out = pd.DataFrame({
-            "ts": np.clip(cols[0], self.t0, self.t1 - 1), "account_id": _ids("A", a_all, 7),
+            "ts": cols[0], "account_id": _ids("A", a_all, 7),
             "event_type": cols[2], "device_id": cols[3], "ip": cols[4],
             "lat": np.round(cols[5].astype(float), 5), "lon": np.round(cols[6].astype(float), 5),
             "is_emulator": False, "is_rooted": self.rooted[a_all],

@@ -109,3 +109,12 @@ def test_tiny_worlds_still_work(n):
     w = simulate_world(SimulationConfig(accounts=n, days=3, seed=0))
     assert len(w.transactions) > 0
     assert np.isfinite(w.transactions["amount"]).all()
+
+
+def test_everything_happens_inside_the_period(small_world):
+    start = pd.Timestamp(small_world.manifest["period"]["start"])
+    end = pd.Timestamp(small_world.manifest["period"]["end"])
+    for frame in (small_world.transactions, small_world.events):
+        assert frame["ts"].min() >= start and frame["ts"].max() < end
+    # No pile-up of clipped timestamps at the start of the period.
+    assert (small_world.events["ts"] == start).sum() <= 1
