@@ -138,6 +138,7 @@ def contracts_check(
 
 def _print_report(console, report) -> None:
     """One line per passing source; a table of the failing rules for each failing one."""
+    from rich.markup import escape
     from rich.table import Table
 
     for name, rows in report.tables.items():
@@ -149,12 +150,12 @@ def _print_report(console, report) -> None:
             console.print(f"[green]ok[/green] {head}")
             continue
         for r in failed:
-            console.print(f"[red]FAIL[/red] {r.line()}")
+            console.print(f"[red]FAIL[/red] {escape(r.line())}")
         t = Table(title=f"[red]FAILED[/red] {head}", title_justify="left")
         for col in ("rule", "expectation", "column", "failing rows", "examples"):
             t.add_column(col, overflow="fold")
         for r in failed:
-            t.add_row(r.rule if r.level == "row" else f"{r.rule}: {r.message}", r.expectation,
-                      r.column or "", f"{r.failing_count:,}",
-                      ", ".join(map(str, r.examples[:3])))
+            rule = r.rule if r.level == "row" else f"{r.rule}: {r.message}"
+            t.add_row(escape(rule), r.expectation, r.column or "", f"{r.failing_count:,}",
+                      escape(", ".join(map(str, r.examples[:3]))))
         console.print(t)

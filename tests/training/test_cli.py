@@ -71,6 +71,7 @@ def test_check_fails_with_file_column_and_count(tmp_path, world_dir):
     assert result.exit_code == EXIT_CONTRACT
     assert "transactions.parquet" in result.output
     assert "amount >= 0" in result.output
+    assert "[expect_column_values_to_be_between]" in result.output
     assert "2 row(s) quarantined" in result.output
     q = pd.read_parquet(reports / "quarantine.parquet")
     assert q["row"].tolist() == [1, 2]
