@@ -196,6 +196,7 @@ class _World:
         self.next_device = 0
         self.extra_accounts = _Rows()
         self.fraud_tx = _Rows()
+        self.n_fraud_tx = 0
         self.fraud_events = _Rows()
         self.blacklist = _Rows()
         self.incident_labels: list[tuple[str, np.ndarray]] = []
@@ -439,10 +440,10 @@ class _World:
         return int(max(1 if active >= 2 * DAY else 0, rng.poisson(k)))
 
     def _add_fraud(self, scenario: str, **cols) -> None:
-        start = sum(len(p) for p in self.fraud_tx.cols.get("ts", []))
+        start = self.n_fraud_tx
         self.fraud_tx.add(**cols)
-        end = sum(len(p) for p in self.fraud_tx.cols["ts"])
-        self.incident_labels.append((scenario, np.arange(start, end)))
+        self.n_fraud_tx += len(self.fraud_tx.cols["ts"][-1])
+        self.incident_labels.append((scenario, np.arange(start, self.n_fraud_tx)))
 
     def _acct_geo(self, a: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         return (np.round(self.home_lat[a] + rng.normal(0, 0.02, len(a)), 5),

@@ -12,9 +12,9 @@ def _bytes(folder):
 
 def test_same_seed_gives_identical_files(tmp_path):
     cfg = SimulationConfig(accounts=150, days=20, seed=42)
-    write_tables(simulate_world(cfg).tables(), tmp_path / "a", simulate_world(cfg).manifest)
-    w = simulate_world(cfg)
-    write_tables(w.tables(), tmp_path / "b", w.manifest)
+    for folder in ("a", "b"):
+        w = simulate_world(cfg)
+        write_tables(w.tables(), tmp_path / folder, w.manifest)
     a, b = _bytes(tmp_path / "a"), _bytes(tmp_path / "b")
     assert sorted(a) == ["accounts.parquet", "blacklist.parquet", "events.parquet",
                          "labels.parquet", "manifest.json", "transactions.parquet"]
