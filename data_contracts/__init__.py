@@ -20,12 +20,14 @@ from ._schema import (
     Column,
     TableSchema,
 )
+from ._suites import Rule
 from ._time import parse_duration
 from ._validate import (
     ContractReport,
     ParseFailure,
     RawTable,
     RuleResult,
+    validate_dataset,
     validate_raw,
     validate_table,
     write_report,
@@ -49,9 +51,11 @@ __all__ = [
     "ContractsConfig",
     "ParseFailure",
     "RawTable",
+    "Rule",
     "RuleResult",
     "TableSchema",
     "parse_duration",
+    "validate_dataset",
     "validate_raw",
     "validate_table",
     "write_report",

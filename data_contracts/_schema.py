@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-Kind = Literal["string", "timestamp", "float", "int", "bool"]
+Kind = Literal["string", "timestamp", "float", "int", "bool", "category"]
 
 CHANNELS = ("app", "mini_program", "h5", "web", "pos_qr", "pos_card")
 TX_TYPES = ("payment", "transfer", "withdrawal", "top_up", "refund")

@@ -12,6 +12,8 @@ from ._schema import TableSchema
 
 def kind_of(dtype) -> str | None:
     """The logical kind of a pandas dtype, or None for anything else (e.g. object)."""
+    if isinstance(dtype, pd.CategoricalDtype):
+        return "category"
     if pd.api.types.is_bool_dtype(dtype):
         return "bool"
     if isinstance(dtype, pd.DatetimeTZDtype):
@@ -27,7 +29,7 @@ def kind_of(dtype) -> str | None:
 
 # Kinds a column may have for each canonical kind (an int column can hold floats' values).
 ACCEPTED = {"float": {"float", "int"}, "int": {"int"}, "string": {"string"},
-            "timestamp": {"timestamp"}, "bool": {"bool"}}
+            "timestamp": {"timestamp"}, "bool": {"bool"}, "category": {"category"}}
 
 
 # Timestamps that may lie long before ``earliest`` (listings, account openings).
@@ -42,6 +44,7 @@ class Rule:
     expectation: object
     column: str | None
     reason: str = ""
+    level: str = "row"
 
     def describe_failure(self, frame: pd.DataFrame) -> str:
         e = self.expectation

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from ._config import ContractsConfig
-from ._schema import SCHEMAS
+from ._schema import SCHEMAS, TableSchema
 from ._suites import ACCEPTED, Rule, kind_of, row_rules, table_rules
 
 
@@ -178,6 +178,8 @@ def _jsonable(v):
 def validate_table(table: RawTable, config: ContractsConfig | None = None, *,
                    as_of: pd.Timestamp | None = None,
                    transactions: pd.DataFrame | None = None,
+                   schema: TableSchema | None = None,
+                   extra_rules: tuple[Rule, ...] = (),
                    _ctx=None) -> tuple[list[RuleResult], dict[int, list[tuple[str, str]]]]:
     """Validate one raw table against its contract.
 
@@ -191,6 +193,10 @@ def validate_table(table: RawTable, config: ContractsConfig | None = None, *,
         No timestamp may be later; defaults to now.
     transactions : DataFrame, optional
         The transactions (``tx_id``, ``ts``), for the labels' reference checks.
+    schema : TableSchema, optional
+        The schema to check against; default the canonical schema of ``table.name``.
+    extra_rules : tuple of Rule
+        Further table-wide rules, run with the row-level suite.
 
     Returns
     -------
@@ -201,7 +207,7 @@ def validate_table(table: RawTable, config: ContractsConfig | None = None, *,
     config = config or ContractsConfig()
     as_of = _utc(as_of) if as_of is not None else pd.Timestamp.now(tz="UTC")
     ctx = _ctx or _gx_context()
-    schema = SCHEMAS[table.name]
+    schema = schema or SCHEMAS[table.name]
     frame = table.frame
     results: list[RuleResult] = []
     bad: dict[int, list[tuple[str, str]]] = {}
@@ -240,13 +246,21 @@ def validate_table(table: RawTable, config: ContractsConfig | None = None, *,
     check = frame
     if table.name == "labels" and transactions is not None:
         check = _with_transaction_refs(frame, transactions)
-    for r, res in _run_suite(ctx, table.name + "_rows", check,
-                             row_rules(schema, config, as_of, labels_have_refs=check is not frame)):
+    rules = row_rules(schema, config, as_of, labels_have_refs=check is not frame)
+    for r, res in _run_suite(ctx, table.name + "_rows", check, rules + list(extra_rules)):
         raised = res.exception_info.get("raised_exception", False)
         if raised:
             msg = res.exception_info.get("exception_message", "expectation raised")
             results.append(RuleResult(table.name, table.origin, r.rule, r.expectation.expectation_type,
                                       r.column, "table", False, len(frame), [], msg))
+            continue
+        if r.level == "table":
+            observed = _jsonable(res.result.get("observed_value"))
+            results.append(RuleResult(table.name, table.origin, r.rule,
+                                      r.expectation.expectation_type, r.column, "table",
+                                      bool(res.success), 0 if res.success else len(frame),
+                                      [observed], "" if res.success else
+                                      f"fails '{r.rule}' (observed {observed})"))
             continue
         count = int(res.result.get("unexpected_count") or 0)
         examples = [_jsonable(v) for v in res.result.get("partial_unexpected_list", [])[:5]]
@@ -323,10 +337,11 @@ _Q_COLUMNS = {"table": "str", "origin": "str", "row": "int64", "key": "str", "ru
               "reasons": "str", "record": "str"}
 
 
-def _quarantine_frame(table: RawTable, bad: dict[int, list[tuple[str, str]]]) -> pd.DataFrame:
+def _quarantine_frame(table: RawTable, bad: dict[int, list[tuple[str, str]]],
+                      schema: TableSchema | None = None) -> pd.DataFrame:
     rows = np.array(sorted(bad), dtype=np.int64)
     frame = table.frame.iloc[rows]
-    key_col = SCHEMAS[table.name].key or "entity_value"
+    key_col = (schema or SCHEMAS[table.name]).key or "entity_value"
     keys = (frame[key_col].astype("str").tolist() if key_col in frame.columns
             else [""] * len(rows))
     records = frame.to_json(orient="records", date_format="iso", lines=True).splitlines()
@@ -351,3 +366,59 @@ def write_report(report: ContractReport, out_dir: str | Path) -> dict[str, Path]
     q_path = out / "quarantine.parquet"
     report.quarantine.to_parquet(q_path, index=False)
     return {"report": report_path, "quarantine": q_path}
+
+
+def validate_dataset(table: RawTable, schema: TableSchema, *, as_of=None, label: str,
+                     mature: str, fraud_rate: tuple[float, float],
+                     config: ContractsConfig | None = None) -> ContractReport:
+    """Validate a labeled dataset: its schema, ranges, nulls, unique ids and fraud rate.
+
+    Parameters
+    ----------
+    table : RawTable
+        The dataset.
+    schema : TableSchema
+        Its schema (metadata, label and feature columns with their ranges and nullability).
+    as_of : timestamp, optional
+        No timestamp may be later.
+    label, mature : str
+        The 0/1 label column and the boolean column marking rows whose labels matured.
+    fraud_rate : (float, float)
+        The band the fraud rate among mature rows must lie in.
+    config : ContractsConfig, optional
+
+    Returns
+    -------
+    ContractReport
+    """
+    import great_expectations.expectations as gxe
+
+    config = config or ContractsConfig()
+    as_of = _utc(as_of) if as_of is not None else pd.Timestamp.now(tz="UTC")
+    frame = table.frame
+    rate_rule = Rule(
+        f"fraud rate of mature rows in [{fraud_rate[0]:g}, {fraud_rate[1]:g}]",
+        gxe.ExpectColumnMeanToBeBetween(column="_mature_label", min_value=fraud_rate[0],
+                                        max_value=fraud_rate[1]),
+        label, level="table")
+    if mature in frame.columns and label in frame.columns:
+        helper = frame[label].astype(float).where(frame[mature].astype(bool))
+        checked = RawTable(table.name, frame.assign(_mature_label=helper), table.origin)
+        extra = (rate_rule,)
+    else:
+        checked, extra = table, ()
+    results, bad = validate_table(checked, config, as_of=as_of, schema=_with_helper(schema),
+                                  extra_rules=extra, _ctx=_gx_context())
+    q = (_quarantine_frame(table, bad, schema) if bad
+         else pd.DataFrame({c: pd.Series(dtype=t) for c, t in _Q_COLUMNS.items()}))
+    return ContractReport(results, q, as_of, {table.name: len(frame)})
+
+
+def _with_helper(schema: TableSchema) -> TableSchema:
+    """The dataset schema plus the helper column the fraud-rate rule reads."""
+    from dataclasses import replace
+
+    from ._schema import Column
+
+    helper = Column("_mature_label", "float", nullable=True, description="label where mature")
+    return replace(schema, columns=schema.columns + (helper,))

@@ -20,5 +20,3 @@ class EvaluationConfig(BaseModel):
         0.9, gt=0, le=1, description="Precision the automatic-block tier must reach.")
     review_capacity_per_day: int = Field(
         200, ge=0, description="Manual reviews the analyst team can do per day.")
-    small_amount: float = Field(
-        50.0, gt=0, description="Amounts below this count as 'small' (card testing).")

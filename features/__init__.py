@@ -1,18 +1,52 @@
 """Features: raw-data sources and column mapping, the simulated world, feature pipelines."""
 
-from ._config import SimulationConfig, SourcesConfig
+from ._catalog import (
+    CATALOG,
+    WINDOWS,
+    Feature,
+    catalog_frame,
+    catalog_markdown,
+    catalog_version,
+    feature_names,
+)
+from ._config import FeaturesConfig, SimulationConfig, SourcesConfig
+from ._dataset import (
+    LABEL,
+    METADATA,
+    DatasetContractError,
+    build_dataset,
+    dataset_schema,
+    split_features,
+)
+from ._engine import compute_features
 from ._simulator import FRAUD_TYPES, SimulatedWorld, simulate_world
-from ._sources import RawData, SourceError, load_raw, normalise_table, write_tables
+from ._sources import RawData, SourceError, known_at, load_raw, normalise_table, write_tables
 
 __all__ = [
+    "CATALOG",
     "FRAUD_TYPES",
+    "LABEL",
+    "METADATA",
+    "WINDOWS",
+    "DatasetContractError",
+    "Feature",
+    "FeaturesConfig",
     "RawData",
     "SourceError",
     "SimulatedWorld",
     "SimulationConfig",
     "SourcesConfig",
+    "build_dataset",
+    "catalog_frame",
+    "catalog_markdown",
+    "catalog_version",
+    "compute_features",
+    "dataset_schema",
+    "feature_names",
+    "known_at",
     "load_raw",
     "normalise_table",
     "simulate_world",
+    "split_features",
     "write_tables",
 ]

@@ -91,3 +91,30 @@ class SourcesConfig(BaseModel):
     )
 
     _check = field_validator("default_label_delay")(_check_duration)
+
+
+class FeaturesConfig(BaseModel):
+    """Parameters of the feature definitions and of the labeled dataset."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    small_amount: float = Field(
+        50.0, gt=0, description="Amounts below this count as 'small' (card testing, bursts).")
+    region_cell_deg: float = Field(
+        1.0, gt=0, description="Size in degrees of the grid cells that define a 'region'.")
+    far_from_home_km: float = Field(
+        300.0, gt=0, description="Distance from home beyond which a payment is 'far'.")
+    large_amount_ratio: float = Field(
+        5.0, gt=1, description="An amount this many times the 30-day average is 'large'.")
+    night_end_hour: int = Field(
+        6, ge=1, le=12, description="Night runs from midnight to this hour (UTC).")
+    label_maturity: str = Field(
+        "30d", description="Transactions younger than this at the as-of time are flagged "
+        "is_mature = False: their fraud labels may not have arrived yet.")
+    fraud_rate_min: float = Field(
+        0.0001, ge=0, le=1, description="Lowest plausible fraud rate among mature rows; "
+        "below it the dataset contract fails (labels probably missing).")
+    fraud_rate_max: float = Field(
+        0.2, ge=0, le=1, description="Highest plausible fraud rate among mature rows.")
+
+    _check = field_validator("label_maturity")(_check_duration)

@@ -287,9 +287,31 @@ def load_raw(source: str | Path | Mapping[str, pd.DataFrame],
                                       "transactions.parquet / transactions.csv)")
     _add_default_labels(raw, config)
     if as_of is not None:
-        raw = _known_at(raw, pd.Timestamp(as_of, tz="UTC") if pd.Timestamp(as_of).tzinfo is None
-                        else pd.Timestamp(as_of).tz_convert("UTC"))
+        raw = _known_at(raw, _utc(as_of))
     return raw
+
+
+def _utc(t) -> pd.Timestamp:
+    t = pd.Timestamp(t)
+    return t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")
+
+
+def known_at(raw: RawData | Mapping[str, pd.DataFrame], as_of) -> dict[str, pd.DataFrame]:
+    """The canonical tables as they were known at ``as_of`` (see :func:`load_raw`).
+
+    Parameters
+    ----------
+    raw : RawData or mapping of str to DataFrame
+    as_of : timestamp
+
+    Returns
+    -------
+    dict of str to DataFrame
+        New frames; the inputs are not modified.
+    """
+    if not isinstance(raw, RawData):
+        raw = RawData({k: RawTable(k, v, f"<{k}>") for k, v in raw.items() if v is not None})
+    return {k: t.frame for k, t in _known_at(raw, _utc(as_of)).tables.items()}
 
 
 def _add_default_labels(raw: RawData, config: SourcesConfig) -> None:

@@ -1,0 +1,539 @@
+"""The point-in-time feature engine: computes every catalog feature from its declaration.
+
+For each (source table, entity, row filter) the data rows are sorted once by (entity, time);
+every feature on that key reuses the sorted arrays, and every window length is searched
+once and shared by the features that use it. Aggregates come from the compiled kernels in
+``_kernels.py``. Nothing here loops over rows in Python.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from fraudlab.data_contracts import parse_duration
+
+from . import _kernels as K
+from ._catalog import CATALOG, Feature
+from ._config import FeaturesConfig
+
+_US_PER = {"seconds": 1e6, "minutes": 60e6, "days": 86_400e6, "hours": 3_600e6}
+# Which columns of which table name an entity.
+_ENTITY_COLUMNS = {
+    "transactions": {"account": ("account_id",), "device": ("device_id",), "ip": ("ip",),
+                     "counterparty": ("counterparty_id",), "merchant": ("merchant_id",),
+                     "account+channel": ("account_id", "channel"),
+                     "account+device": ("account_id", "device_id"),
+                     "account+region": ("account_id", "_region")},
+    "events": {"account": ("account_id",), "device": ("device_id",)},
+}
+_BLACKLIST_TYPES = {"account": ("account",), "device": ("device",), "ip": ("ip",),
+                    "counterparty": ("counterparty", "account"), "merchant": ("merchant",)}
+_BLACKLIST_COLUMN = {"account": "account_id", "device": "device_id", "ip": "ip",
+                     "counterparty": "counterparty_id", "merchant": "merchant_id"}
+
+
+def _micros(ts: pd.Series) -> np.ndarray:
+    return ts.astype("datetime64[us, UTC]").array.asi8.astype(np.int64)
+
+
+def _window_us(window: str | None) -> np.int64:
+    return K.UNBOUNDED if window is None else np.int64(parse_duration(window).value // 1000)
+
+
+# Identifier columns that share one vocabulary, so a payee's account id and a payer's
+# account id get the same code (and a listed account matches both).
+_DOMAINS = {
+    "account": (("transactions", "account_id"), ("transactions", "counterparty_id"),
+                ("events", "account_id"), ("accounts", "account_id")),
+    "device": (("transactions", "device_id"), ("events", "device_id")),
+    "ip": (("transactions", "ip"), ("events", "ip")),
+    "merchant": (("transactions", "merchant_id"),),
+    "channel": (("transactions", "channel"),),
+}
+_DOMAIN_OF = {col: d for d, cols in _DOMAINS.items() for col in cols}
+# Blacklist entity types whose values belong to each vocabulary.
+_DOMAIN_LISTINGS = {"account": ("account", "counterparty"), "device": ("device",), "ip": ("ip",),
+                    "merchant": ("merchant",), "channel": ()}
+
+
+def _codes(series: list[pd.Series]) -> tuple[list[np.ndarray], int]:
+    """Integer codes (-1 for null) of several columns over one shared vocabulary."""
+    lengths = [len(x) for x in series]
+    both = pd.concat([x.reset_index(drop=True) for x in series], ignore_index=True)
+    codes, uniques = pd.factorize(both, use_na_sentinel=True)
+    codes = codes.astype(np.int64)
+    out, start = [], 0
+    for n in lengths:
+        out.append(codes[start:start + n])
+        start += n
+    return out, len(uniques)
+
+
+def _entity_time_order(ecode: np.ndarray, ets: np.ndarray) -> np.ndarray:
+    """Row order by (entity, time); a stable integer sort when rows are already in time order."""
+    if len(ets) < 2 or bool(np.all(ets[1:] >= ets[:-1])):
+        return np.argsort(ecode, kind="stable")
+    return np.lexsort((ets, ecode))
+
+
+def _haversine_km(lat1, lon1, lat2, lon2) -> np.ndarray:
+    p1, p2 = np.radians(lat1), np.radians(lat2)
+    dp, dl = p2 - p1, np.radians(lon2 - lon1)
+    a = np.sin(dp / 2) ** 2 + np.cos(p1) * np.cos(p2) * np.sin(dl / 2) ** 2
+    return 6371.0088 * 2 * np.arcsin(np.sqrt(np.clip(a, 0, 1)))
+
+
+@dataclass
+class _Side:
+    """Data rows of one (source, entity, filter), sorted by (entity, time), and where each
+    query's entity lies among them."""
+
+    rows: np.ndarray  # positions in the source frame, in sorted order
+    ecode: np.ndarray
+    ets: np.ndarray
+    qcode: np.ndarray
+    s0: np.ndarray
+    s1: np.ndarray
+    frame: pd.DataFrame | None = None
+    bounds: dict = field(default_factory=dict)
+    until: np.ndarray | None = None  # blacklist: running max of delisting time
+    source: np.ndarray | None = None  # blacklist: who listed (codes into the source names)
+
+
+class FeatureEngine:
+    """Computes catalog features for query transactions from the data known before them.
+
+    Parameters
+    ----------
+    queries : DataFrame
+        The transactions to compute features for (canonical columns).
+    tables : mapping of str to DataFrame
+        The canonical raw tables the features may read: ``transactions`` (all history,
+        the queries included), and optionally ``events``, ``labels``, ``blacklist``,
+        ``accounts``. Nothing is modified.
+    config : FeaturesConfig
+    """
+
+    def __init__(self, queries: pd.DataFrame | None, tables: Mapping[str, pd.DataFrame],
+                 config: FeaturesConfig, rows: np.ndarray | None = None):
+        self.cfg = config
+        self.tables = {k: v.reset_index(drop=True) for k, v in tables.items() if v is not None}
+        # Queries given as positions in the transactions share its identifier codes.
+        self.rows = None if queries is not None else (
+            np.arange(len(self.tables["transactions"])) if rows is None else np.asarray(rows))
+        if queries is None:
+            queries = self.tables["transactions"].iloc[self.rows]
+        self.q = queries.reset_index(drop=True)
+        self.qts = _micros(self.q["ts"])
+        self._sides: dict[tuple, _Side] = {}
+        self._out: dict[str, np.ndarray] = {}
+        self._codes: dict[tuple[str, str], np.ndarray] = {}
+        self._orders: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
+        self._vocab: dict[str, int] = {}
+
+    # -- identifiers -------------------------------------------------------------------
+    def _frame(self, table: str) -> pd.DataFrame | None:
+        return self.q if table == "queries" else self.tables.get(table)
+
+    def codes(self, table: str, column: str) -> np.ndarray:
+        """Integer codes of an identifier column, shared across tables (-1 for null)."""
+        key = (table, column)
+        if table == "queries" and self.rows is not None:
+            if key not in self._codes:
+                self._codes[key] = self.codes("transactions", column)[self.rows]
+            return self._codes[key]
+        if key not in self._codes:
+            if column == "_region":
+                self._codes[key] = self._region_codes(self._frame(table))
+                return self._codes[key]
+            domain = _DOMAIN_OF[("transactions" if table == "queries" else table, column)]
+            members = [m for m in _DOMAINS[domain] if self._frame(m[0]) is not None]
+            if self.rows is None:
+                members += [("queries", c) for t, c in _DOMAINS[domain] if t == "transactions"]
+            bl = self.tables.get("blacklist")
+            if bl is not None:
+                members.append((f"blacklist:{domain}", "entity_value"))
+            series = []
+            for t, c in members:
+                if t.startswith("blacklist:"):
+                    series.append(bl["entity_value"].where(
+                        bl["entity_type"].isin(_DOMAIN_LISTINGS[domain])))
+                else:
+                    series.append(self._frame(t)[c])
+            codes, n = _codes(series)
+            for m, c in zip(members, codes, strict=True):
+                self._codes[m] = c
+            self._vocab[domain] = n
+        return self._codes[key]
+
+    def _region_codes(self, frame: pd.DataFrame) -> np.ndarray:
+        cell = self.cfg.region_cell_deg
+        lat = np.floor(frame["lat"].to_numpy(dtype=float) / cell)
+        lon = np.floor(frame["lon"].to_numpy(dtype=float) / cell)
+        ok = np.isfinite(lat) & np.isfinite(lon)
+        return np.where(ok, (np.nan_to_num(lat) + 1000) * 10_000 + np.nan_to_num(lon) + 1000,
+                        -1).astype(np.int64)
+
+    def _key(self, table: str, entity: str) -> np.ndarray:
+        """One int64 key per row for a (possibly composite) entity; -1 where any part is null."""
+        cols = _ENTITY_COLUMNS["events" if table == "events" else "transactions"][entity]
+        key = None
+        for c in cols:
+            part = self.codes(table, c)
+            if key is None:
+                key = part.copy()
+            else:
+                width = np.int64(part.max() + 2 if len(part) else 1)
+                key = np.where((key < 0) | (part < 0), -1, key * width + part)
+        return key
+
+    # -- data sides --------------------------------------------------------------------
+    def _mask(self, source: str, where: str | None) -> np.ndarray | None:
+        f = self.tables[source]
+        if where is None:
+            return None
+        if where == "small":
+            return (f["amount"] < self.cfg.small_amount).to_numpy()
+        if where.startswith("event_type="):
+            return (f["event_type"] == where.split("=", 1)[1]).to_numpy()
+        if where.startswith("flag="):
+            return f[where.split("=", 1)[1]].to_numpy(dtype=bool)
+        if where == "located":
+            return (f["lat"].notna() & f["lon"].notna()).to_numpy()
+        raise ValueError(f"unknown row filter {where!r}")
+
+    def _make_side(self, ecode, ets, qcode, frame, mask=None, base=None) -> _Side:
+        if base is None:
+            base = _entity_time_order(ecode, ets)
+        keep = ecode[base] >= 0 if mask is None else (ecode[base] >= 0) & mask[base]
+        order = base[keep]
+        sorted_codes = ecode[order]
+        top = max(int(sorted_codes.max()) if len(order) else 0, int(qcode.max()) if len(qcode) else 0)
+        if top < 4 * (len(order) + len(qcode)) + 1024:
+            # Dense codes: each entity's segment from a histogram, no search needed.
+            starts = np.concatenate([[0], np.cumsum(np.bincount(sorted_codes, minlength=top + 1))])
+            safe = np.maximum(qcode, 0)
+            s0 = np.where(qcode >= 0, starts[safe], 0)
+            s1 = np.where(qcode >= 0, starts[safe + 1], 0)
+        else:
+            s0, s1 = K.segments(sorted_codes, qcode)
+        return _Side(order, sorted_codes, ets[order], qcode, s0, s1, frame=frame)
+
+    def side(self, source: str, entity: str, where: str | None = None) -> _Side | None:
+        key = (source, entity, where)
+        if key not in self._sides:
+            frame = self.tables.get(source)
+            if frame is None:
+                self._sides[key] = None
+                return None
+            # Filtered variants reuse the (entity, time) order of the unfiltered rows.
+            okey = ("_order", source, entity)
+            if okey not in self._orders:
+                ecode = self._key(source, entity)
+                self._orders[okey] = (ecode, _entity_time_order(ecode, self._times(source)))
+            ecode, base = self._orders[okey]
+            self._sides[key] = self._make_side(ecode, self._times(source),
+                                               self._key("queries", entity), frame,
+                                               self._mask(source, where), base)
+        return self._sides[key]
+
+    def _times(self, source: str) -> np.ndarray:
+        key = ("_times", source)
+        if key not in self._codes:
+            self._codes[key] = _micros(self.tables[source]["ts"])
+        return self._codes[key]
+
+    def window(self, side: _Side, window: str | None) -> tuple[np.ndarray, np.ndarray]:
+        if window not in side.bounds:
+            side.bounds[window] = K.window_bounds(side.ets, side.s0, side.s1, self.qts,
+                                                  _window_us(window))
+        return side.bounds[window]
+
+    def _values(self, side: _Side, column: str) -> np.ndarray:
+        return side.frame[column].to_numpy(dtype=float)[side.rows]
+
+    def _current(self, f: Feature) -> np.ndarray:
+        """1 where the query row itself passes the feature's filter and has an entity."""
+        ok = np.ones(len(self.q), dtype=bool)
+        if f.where == "small":
+            ok &= (self.q["amount"] < self.cfg.small_amount).to_numpy()
+        return ok
+
+    # -- aggregations ------------------------------------------------------------------
+    def compute(self, catalog: tuple[Feature, ...] = CATALOG) -> pd.DataFrame:
+        """All features of ``catalog`` for the queries, as a DataFrame in catalog order."""
+        numeric = [f.name for f in catalog if f.kind == "float"]
+        # One Fortran-ordered block: pandas takes it as is instead of stacking 70 columns.
+        block = np.empty((len(self.q), len(numeric)), dtype=np.float64, order="F")
+        categories = {}
+        for f in catalog:
+            value = self._feature(f)
+            self._out[f.name] = value
+            if f.kind == "float":
+                block[:, numeric.index(f.name)] = value
+            else:
+                categories[f.name] = pd.Categorical(value)
+        frame = pd.DataFrame(block, columns=numeric, copy=False)
+        order = [f.name for f in catalog]
+        for name, value in categories.items():
+            frame.insert(order.index(name), name, value)
+        return frame
+
+    def _feature(self, f: Feature):
+        if f.agg == "value":
+            return self._value(f)
+        if f.source == "blacklist":
+            return self._blacklist(f)
+        if f.source == "labels":
+            return self._merchant_fraud(f)
+        if f.agg in ("last_distance", "last_speed"):
+            return self._last_location(f)
+        side = self.side(f.source, f.entity, f.where)
+        n = len(self.q)
+        if side is None:
+            return np.full(n, np.nan)
+        has_entity = side.qcode >= 0
+        lo, hi = self.window(side, f.window)
+        cur = (self._current(f) & has_entity) if f.include_current else np.zeros(n, bool)
+        if f.agg == "count":
+            v = (hi - lo + cur).astype(float)
+        elif f.agg in ("sum", "mean", "max", "ratio_to_mean"):
+            vals = self._values(side, f.of)
+            qv = self.q[f.of].to_numpy(dtype=float)
+            if f.agg == "max":
+                v = K.window_max(vals, lo, hi)
+                v = np.where(cur, np.fmax(v, qv), v)
+            else:
+                s = K.window_sum(K.segment_prefix(side.ecode, vals), vals, lo, hi)
+                c = (hi - lo).astype(float)
+                s, c = s + np.where(cur, qv, 0.0), c + cur
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    mean = np.where(c > 0, s / c, np.nan)
+                    if f.agg == "ratio_to_mean":
+                        v = np.where(mean > 0, qv / mean, np.nan)
+                    else:
+                        v = s if f.agg == "sum" else mean
+        elif f.agg == "zscore":
+            vals = self._values(side, f.of)
+            s1 = K.window_sum(K.segment_prefix(side.ecode, vals), vals, lo, hi)
+            s2 = K.window_sum(K.segment_prefix(side.ecode, vals * vals), vals * vals, lo, hi)
+            c = (hi - lo).astype(float)
+            qv = self.q[f.of].to_numpy(dtype=float)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                mean = s1 / c
+                var = np.maximum(s2 - s1 * mean, 0.0) / (c - 1)
+                std = np.sqrt(var)
+                v = np.where((c >= 2) & (std > 1e-9 * np.abs(mean) + 1e-12), (qv - mean) / std,
+                             np.nan)
+        elif f.agg == "nunique":
+            data_cats = self.codes(f.source, f.of)
+            current = np.where(cur, self.codes("queries", f.of), -1)
+            n_cats = self._vocab[_DOMAIN_OF[(f.source, f.of)]]
+            v = K.window_nunique(data_cats[side.rows], lo, hi, current, n_cats)
+        elif f.agg == "since_last":
+            last = side.ets[np.maximum(hi - 1, 0)] if len(side.ets) else np.zeros(n, np.int64)
+            v = np.where(hi > side.s0, (self.qts - last) / _US_PER[f.unit], np.nan)
+        elif f.agg == "since_first":
+            first = side.ets[np.minimum(side.s0, max(len(side.ets) - 1, 0))] if len(side.ets) \
+                else np.zeros(n, np.int64)
+            v = np.where(hi > side.s0, (self.qts - first) / _US_PER[f.unit], 0.0)
+        elif f.agg == "first_use":
+            v = (hi == side.s0).astype(float)
+        elif f.agg in ("seen_before", "seen_flag"):
+            v = (hi > side.s0).astype(float)
+        else:
+            raise ValueError(f"feature {f.name}: unknown aggregation {f.agg!r}")
+        return np.where(has_entity, v, np.nan)
+
+    def _value(self, f: Feature):
+        q = self.q
+        name = f.name
+        if name == "amount":
+            return q["amount"].to_numpy(dtype=float)
+        if name == "hour_of_day":
+            return q["ts"].dt.hour.to_numpy(dtype=float)
+        if name == "day_of_week":
+            return q["ts"].dt.dayofweek.to_numpy(dtype=float)
+        if name == "is_night":
+            return (q["ts"].dt.hour < self.cfg.night_end_hour).to_numpy(dtype=float)
+        if name in ("channel", "tx_type"):
+            return q[name].to_numpy(dtype=object)
+        if name == "large_amount_far_from_home":
+            far = self._computed("distance_from_home_km", f) > self.cfg.far_from_home_km
+            ratio = self._computed("amount_to_mean_30d", f)
+            dist = self._computed("distance_from_home_km", f)
+            v = (far & (ratio > self.cfg.large_amount_ratio)).astype(float)
+            return np.where(np.isnan(dist), np.nan, v)
+        accounts = self.tables.get("accounts")
+        if accounts is None:
+            return np.full(len(q), np.nan)
+        if name == "distance_from_home_km":
+            lat = self._account_attr("home_lat", "account_id")
+            lon = self._account_attr("home_lon", "account_id")
+            return _haversine_km(lat, lon, q["lat"].to_numpy(dtype=float),
+                                 q["lon"].to_numpy(dtype=float))
+        if name in ("account_age_days", "counterparty_age_days"):
+            col = "account_id" if name == "account_age_days" else "counterparty_id"
+            created = self._account_attr("created_at", col)
+            return (self.qts - created) / _US_PER["days"]
+        if name == "kyc_level":
+            return self._account_attr("kyc_level", "account_id")
+        raise ValueError(f"feature {name}: no value rule")
+
+    def _account_attr(self, attr: str, column: str) -> np.ndarray:
+        """An accounts-table attribute for each query's account in ``column`` (NaN if unknown)."""
+        accounts = self.tables["accounts"]
+        codes = self.codes("accounts", "account_id")
+        values = (_micros(accounts[attr]).astype(float) if attr == "created_at"
+                  else accounts[attr].to_numpy(dtype=float))
+        lookup = np.full(self._vocab["account"] + 1, np.nan)
+        ok = codes >= 0
+        lookup[codes[ok][::-1]] = values[ok][::-1]  # the first row wins for duplicates
+        return lookup[self.codes("queries", column)]  # code -1 reads the trailing NaN
+
+    def _computed(self, name: str, f: Feature) -> np.ndarray:
+        if name not in self._out:
+            raise ValueError(f"feature {f.name} needs {name} declared before it in the catalog")
+        return self._out[name]
+
+    def _last_location(self, f: Feature):
+        where = "located" if f.where is None else f.where
+        side = self.side(f.source, f.entity, where)
+        n = len(self.q)
+        if side is None:
+            return np.full(n, np.nan)
+        lo, hi = self.window(side, None)
+        has = hi > side.s0
+        idx = np.maximum(hi - 1, 0)
+        lat = side.frame["lat"].to_numpy(dtype=float)[side.rows] if len(side.rows) else np.zeros(1)
+        lon = side.frame["lon"].to_numpy(dtype=float)[side.rows] if len(side.rows) else np.zeros(1)
+        d = _haversine_km(lat[idx] if len(side.rows) else np.nan,
+                          lon[idx] if len(side.rows) else np.nan,
+                          self.q["lat"].to_numpy(dtype=float), self.q["lon"].to_numpy(dtype=float))
+        d = np.where(has, d, np.nan)
+        if f.agg == "last_distance":
+            return d
+        dt_h = np.where(has, (self.qts - side.ets[idx] if len(side.rows) else 0) / 3.6e9, np.nan)
+        return d / np.maximum(dt_h, 1 / 60)  # at least a minute apart
+
+    def _merchant_fraud(self, f: Feature):
+        labels = self.tables.get("labels")
+        n = len(self.q)
+        tx = self.tables["transactions"]
+        if labels is None:
+            return np.full(n, np.nan)
+        key = ("labels", "merchant", None)
+        if key not in self._sides:
+            fraud = labels.loc[labels["is_fraud"].astype(bool), ["tx_id", "reported_at"]]
+            pos = pd.Index(tx["tx_id"]).get_indexer(fraud["tx_id"])
+            fraud, pos = fraud[pos >= 0], pos[pos >= 0]
+            ecode = self.codes("transactions", "merchant_id")[pos]
+            self._sides[key] = self._make_side(ecode, _micros(fraud["reported_at"]),
+                                               self.codes("queries", "merchant_id"), fraud)
+        side = self._sides[key]
+        lo, hi = self.window(side, f.window)
+        reports = (hi - lo).astype(float)
+        has = side.qcode >= 0
+        if f.agg == "fraud_reports":
+            return np.where(has, reports, np.nan)
+        txs = self.side("transactions", "merchant")
+        tlo, thi = self.window(txs, f.window)
+        count = (thi - tlo).astype(float)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(has & (count > 0), reports / count, np.where(has, 0.0, np.nan))
+
+    def _blacklist_side(self, entity: str) -> _Side | None:
+        key = ("blacklist", entity, None)
+        if key in self._sides:
+            return self._sides[key]
+        bl = self.tables.get("blacklist")
+        if bl is None:
+            self._sides[key] = None
+            return None
+        in_types = bl["entity_type"].isin(_BLACKLIST_TYPES[entity]).to_numpy()
+        domain = _DOMAIN_OF[("transactions", _BLACKLIST_COLUMN[entity])]
+        self.codes("queries", _BLACKLIST_COLUMN[entity])
+        ecode = np.where(in_types, self._codes[(f"blacklist:{domain}", "entity_value")], -1)
+        side = self._make_side(ecode, _micros(bl["listed_at"]),
+                               self.codes("queries", _BLACKLIST_COLUMN[entity]), bl)
+        order = side.rows
+        delisted = bl["delisted_at"]
+        until = np.where(delisted.isna().to_numpy(), np.iinfo(np.int64).max,
+                         _micros(delisted.fillna(pd.Timestamp(0, tz="UTC"))))[order]
+        side.until = K.segment_cummax(side.ecode, until.astype(np.int64))
+        codes, self._bl_sources = pd.factorize(bl["source"])
+        side.source = codes.astype(np.int64)[order]
+        self._sides[key] = side
+        return side
+
+    def _blacklist_entity(self, entity: str):
+        """For one entity: hit (0/1/NaN), listing time of the active listing, its source."""
+        key = ("_blacklist_result", entity)
+        if key not in self._orders:
+            self._orders[key] = self._blacklist_lookup(entity)
+        return self._orders[key]
+
+    def _blacklist_lookup(self, entity: str):
+        n = len(self.q)
+        side = self._blacklist_side(entity)
+        if side is None or not len(side.ets):
+            hit = np.full(n, np.nan) if side is None else np.where(side.qcode >= 0, 0.0, np.nan)
+            return hit, np.full(n, -1, np.int64), np.full(n, -1, np.int64)
+        idx = K.listing_bounds(side.ets, side.s0, side.s1, self.qts)
+        safe = np.maximum(idx, 0)
+        active = (idx >= 0) & (self.qts < side.until[safe])
+        hit = np.where(side.qcode >= 0, active.astype(float), np.nan)
+        listed = np.where(active, side.ets[safe], -1)
+        source = np.where(active, side.source[safe], -1)
+        return hit, listed, source
+
+    def _blacklist(self, f: Feature):
+        if f.agg == "blacklist_hit":
+            return self._blacklist_entity(f.entity)[0]
+        listed = np.full(len(self.q), -1, np.int64)
+        source = np.full(len(self.q), -1, np.int64)
+        for entity in _BLACKLIST_TYPES:
+            _, when, src = self._blacklist_entity(entity)
+            newer = when > listed
+            listed = np.where(newer, when, listed)
+            source = np.where(newer, src, source)
+        if f.agg == "blacklist_days":
+            return np.where(listed >= 0, (self.qts - listed) / _US_PER["days"], np.nan)
+        names = np.asarray(getattr(self, "_bl_sources", []), dtype=object)
+        return pd.Categorical.from_codes(source, categories=pd.Index(names, dtype="str"))
+
+
+def compute_features(tables: Mapping[str, pd.DataFrame], *,
+                     rows: np.ndarray | None = None,
+                     queries: pd.DataFrame | None = None,
+                     config: FeaturesConfig | None = None,
+                     catalog: tuple[Feature, ...] = CATALOG) -> pd.DataFrame:
+    """Compute catalog features for transactions, using only data from before each one.
+
+    Parameters
+    ----------
+    tables : mapping of str to DataFrame
+        Canonical tables: ``transactions`` (the full history), and optionally ``events``,
+        ``labels``, ``blacklist``, ``accounts``. Nothing is modified. Rows dated after a
+        transaction never reach its features; see the catalog for the window semantics.
+    rows : array of int, optional
+        Positions in ``tables["transactions"]`` of the transactions to compute features
+        for; default all of them.
+    queries : DataFrame, optional
+        Instead of ``rows``: transactions that are not in the history (for example new
+        payments to score), with the canonical transaction columns.
+    config : FeaturesConfig, optional
+    catalog : tuple of Feature
+        Which features to compute, in order.
+
+    Returns
+    -------
+    DataFrame
+        One row per transaction scored (in the order given), one column per feature.
+    """
+    engine = FeatureEngine(queries, tables, config or FeaturesConfig(), rows=rows)
+    return engine.compute(catalog)
