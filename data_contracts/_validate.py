@@ -401,12 +401,12 @@ def validate_dataset(table: RawTable, schema: TableSchema, *, as_of=None, label:
         gxe.ExpectColumnMeanToBeBetween(column="_mature_label", min_value=fraud_rate[0],
                                         max_value=fraud_rate[1]),
         label, level="table")
+    checked, extra = table, ()
     if mature in frame.columns and label in frame.columns:
         helper = frame[label].astype(float).where(frame[mature].astype(bool))
         checked = RawTable(table.name, frame.assign(_mature_label=helper), table.origin)
-        extra = (rate_rule,)
-    else:
-        checked, extra = table, ()
+        # Without mature rows (a recent scoring window) there is no fraud rate to check.
+        extra = (rate_rule,) if helper.notna().any() else ()
     results, bad = validate_table(checked, config, as_of=as_of, schema=_with_helper(schema),
                                   extra_rules=extra, _ctx=_gx_context())
     q = (_quarantine_frame(table, bad, schema) if bad

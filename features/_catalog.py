@@ -16,6 +16,8 @@ import json
 from dataclasses import asdict, dataclass
 from typing import Literal
 
+from fraudlab.data_contracts import BLACKLIST_SOURCES, CHANNELS, TX_TYPES
+
 WINDOWS = ("10min", "1h", "24h", "7d", "30d")
 
 Agg = Literal[
@@ -62,6 +64,9 @@ class Feature:
         The range the dataset contract enforces.
     kind : {"float", "category"}
         Numeric, or a category (stored as pandas ``category``).
+    categories : tuple of str
+        The fixed categories of a category feature, so that its encoding never depends
+        on which values a dataset happens to contain.
     """
 
     name: str
@@ -79,6 +84,7 @@ class Feature:
     min_value: float | None = 0.0
     max_value: float | None = None
     kind: Literal["float", "category"] = "float"
+    categories: tuple[str, ...] = ()
 
 
 _W_WORDS = {"10min": "10 minutes", "1h": "hour", "24h": "24 hours", "7d": "7 days", "30d": "30 days"}
@@ -165,9 +171,9 @@ def _time_channel() -> list[Feature]:
         Feature("is_night", "time_channel", "1 if made between midnight and 6 am",
                 "transaction", "transactions", "value", unit="0/1", max_value=1.0),
         Feature("channel", "time_channel", "payment channel", "transaction", "transactions",
-                "value", kind="category", min_value=None),
+                "value", kind="category", min_value=None, categories=CHANNELS),
         Feature("tx_type", "time_channel", "transaction type", "transaction", "transactions",
-                "value", kind="category", min_value=None),
+                "value", kind="category", min_value=None, categories=TX_TYPES),
         Feature("first_use_of_channel", "time_channel",
                 "1 if this is the account's first transaction in this channel",
                 "account+channel", "transactions", "first_use", unit="0/1", max_value=1.0),
@@ -261,7 +267,8 @@ def _blacklist() -> list[Feature]:
                 "transaction", "blacklist", "blacklist_days", unit="days", nullable=True),
         Feature("blacklist_source", "blacklist",
                 "who listed the most recent active listing", "transaction", "blacklist",
-                "blacklist_source", kind="category", nullable=True, min_value=None),
+                "blacklist_source", kind="category", nullable=True, min_value=None,
+                categories=BLACKLIST_SOURCES),
     ]
     return out
 

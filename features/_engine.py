@@ -55,6 +55,8 @@ _DOMAINS = {
     "channel": (("transactions", "channel"),),
 }
 _DOMAIN_OF = {col: d for d, cols in _DOMAINS.items() for col in cols}
+# Region codes are lat_cell * 100_000 + lon_cell, offset to be non-negative: below this.
+_REGION_WIDTH = 100_000 * 100_000
 # Blacklist entity types whose values belong to each vocabulary.
 _DOMAIN_LISTINGS = {"account": ("account", "counterparty"), "device": ("device",), "ip": ("ip",),
                     "merchant": ("merchant",), "channel": ()}
@@ -171,12 +173,14 @@ class FeatureEngine:
         return self._codes[key]
 
     def _region_codes(self, frame: pd.DataFrame) -> np.ndarray:
+        """Grid cell of each row's location: a fixed arithmetic code, the same for any rows."""
         cell = self.cfg.region_cell_deg
         lat = np.floor(frame["lat"].to_numpy(dtype=float) / cell)
         lon = np.floor(frame["lon"].to_numpy(dtype=float) / cell)
         ok = np.isfinite(lat) & np.isfinite(lon)
-        return np.where(ok, (np.nan_to_num(lat) + 1000) * 10_000 + np.nan_to_num(lon) + 1000,
-                        -1).astype(np.int64)
+        side = _REGION_WIDTH // 100_000
+        code = (np.nan_to_num(lat) + side // 2) * 100_000 + np.nan_to_num(lon) + side // 2
+        return np.where(ok, code, -1).astype(np.int64)
 
     def _key(self, table: str, entity: str) -> np.ndarray:
         """One int64 key per row for a (possibly composite) entity; -1 where any part is null."""
@@ -187,7 +191,9 @@ class FeatureEngine:
             if key is None:
                 key = part.copy()
             else:
-                width = np.int64(part.max() + 2 if len(part) else 1)
+                # The width must not depend on which rows are at hand (data or queries).
+                width = np.int64(_REGION_WIDTH if c == "_region"
+                                 else self._vocab[_DOMAIN_OF[("transactions", c)]] + 1)
                 key = np.where((key < 0) | (part < 0), -1, key * width + part)
         return key
 
@@ -276,7 +282,7 @@ class FeatureEngine:
             if f.kind == "float":
                 block[:, numeric.index(f.name)] = value
             else:
-                categories[f.name] = pd.Categorical(value)
+                categories[f.name] = pd.Categorical(value, categories=list(f.categories))
         frame = pd.DataFrame(block, columns=numeric, copy=False)
         order = [f.name for f in catalog]
         for name, value in categories.items():
@@ -357,7 +363,7 @@ class FeatureEngine:
         if name == "hour_of_day":
             return q["ts"].dt.hour.to_numpy(dtype=float)
         if name == "day_of_week":
-            return q["ts"].dt.dayofweek.to_numpy(dtype=float)
+            return q["ts"].dt.day_of_week.to_numpy(dtype=float)
         if name == "is_night":
             return (q["ts"].dt.hour < self.cfg.night_end_hour).to_numpy(dtype=float)
         if name in ("channel", "tx_type"):
@@ -503,8 +509,8 @@ class FeatureEngine:
             source = np.where(newer, src, source)
         if f.agg == "blacklist_days":
             return np.where(listed >= 0, (self.qts - listed) / _US_PER["days"], np.nan)
-        names = np.asarray(getattr(self, "_bl_sources", []), dtype=object)
-        return pd.Categorical.from_codes(source, categories=pd.Index(names, dtype="str"))
+        names = np.asarray(list(getattr(self, "_bl_sources", [])) + [None], dtype=object)
+        return names[source]  # code -1 reads the trailing None
 
 
 def compute_features(tables: Mapping[str, pd.DataFrame], *,
