@@ -205,7 +205,13 @@ class FeatureEngine:
         if where == "small":
             return (f["amount"] < self.cfg.small_amount).to_numpy()
         if where.startswith("event_type="):
-            return (f["event_type"] == where.split("=", 1)[1]).to_numpy()
+            key = ("_event_types", source)
+            if key not in self._orders:  # compare small integer codes, not strings
+                codes, names = pd.factorize(f["event_type"])
+                self._orders[key] = (codes, list(names))
+            codes, names = self._orders[key]
+            wanted = where.split("=", 1)[1]
+            return codes == (names.index(wanted) if wanted in names else -2)
         if where.startswith("flag="):
             return f[where.split("=", 1)[1]].to_numpy(dtype=bool)
         if where == "located":
@@ -215,9 +221,10 @@ class FeatureEngine:
     def _make_side(self, ecode, ets, qcode, frame, mask=None, base=None) -> _Side:
         if base is None:
             base = _entity_time_order(ecode, ets)
-        keep = ecode[base] >= 0 if mask is None else (ecode[base] >= 0) & mask[base]
+        base_codes = ecode[base]
+        keep = base_codes >= 0 if mask is None else (base_codes >= 0) & mask[base]
         order = base[keep]
-        sorted_codes = ecode[order]
+        sorted_codes = base_codes[keep]
         top = max(int(sorted_codes.max()) if len(order) else 0, int(qcode.max()) if len(qcode) else 0)
         if top < 4 * (len(order) + len(qcode)) + 1024:
             # Dense codes: each entity's segment from a histogram, no search needed.
@@ -435,7 +442,13 @@ class FeatureEngine:
         key = ("labels", "merchant", None)
         if key not in self._sides:
             fraud = labels.loc[labels["is_fraud"].astype(bool), ["tx_id", "reported_at"]]
-            pos = pd.Index(tx["tx_id"]).get_indexer(fraud["tx_id"])
+            # Probe the many transactions against the few fraud labels (a small hash table);
+            # every fraud report counts, a repeated one too.
+            uniq = pd.Index(fraud["tx_id"].unique())
+            hit = uniq.get_indexer(tx["tx_id"])
+            where = np.full(len(uniq), -1, np.int64)
+            where[hit[hit >= 0]] = np.flatnonzero(hit >= 0)
+            pos = where[uniq.get_indexer(fraud["tx_id"])]
             fraud, pos = fraud[pos >= 0], pos[pos >= 0]
             ecode = self.codes("transactions", "merchant_id")[pos]
             self._sides[key] = self._make_side(ecode, _micros(fraud["reported_at"]),

@@ -15,7 +15,7 @@ are not "before" it). Whether the query transaction itself counts is decided per
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 UNBOUNDED = np.int64(-1)
 
@@ -44,14 +44,14 @@ def _upper(a, lo, hi, x):
     return lo
 
 
-@njit(cache=True)
+@njit(cache=True, parallel=True)
 def segments(ecode, qcode):
     """[start, end) of each query's entity among the sorted data codes (-1 code: empty)."""
     n = len(qcode)
     s0 = np.empty(n, np.int64)
     s1 = np.empty(n, np.int64)
     m = len(ecode)
-    for i in range(n):
+    for i in prange(n):
         c = qcode[i]
         if c < 0:
             s0[i] = 0
@@ -63,7 +63,7 @@ def segments(ecode, qcode):
     return s0, s1
 
 
-@njit(cache=True)
+@njit(cache=True, parallel=True)
 def window_bounds(ets, s0, s1, qts, window):
     """Data rows of each query's window: [lo, hi) with qts - window < ets < qts.
 
@@ -72,7 +72,7 @@ def window_bounds(ets, s0, s1, qts, window):
     n = len(qts)
     lo = np.empty(n, np.int64)
     hi = np.empty(n, np.int64)
-    for i in range(n):
+    for i in prange(n):
         h = _lower(ets, s0[i], s1[i], qts[i])
         hi[i] = h
         if window < 0:
@@ -82,12 +82,12 @@ def window_bounds(ets, s0, s1, qts, window):
     return lo, hi
 
 
-@njit(cache=True)
+@njit(cache=True, parallel=True)
 def listing_bounds(ets, s0, s1, qts):
     """Index of the last data row with time <= qts in each query's segment, or -1."""
     n = len(qts)
     out = np.empty(n, np.int64)
-    for i in range(n):
+    for i in prange(n):
         h = _upper(ets, s0[i], s1[i], qts[i])
         out[i] = h - 1 if h > s0[i] else -1
     return out
@@ -108,23 +108,23 @@ def segment_prefix(ecode, values):
     return out
 
 
-@njit(cache=True)
+@njit(cache=True, parallel=True)
 def window_sum(prefix, values, lo, hi):
     """Sum of values[lo:hi] from segment prefix sums (0 for an empty window)."""
     n = len(lo)
     out = np.zeros(n, np.float64)
-    for i in range(n):
+    for i in prange(n):
         if hi[i] > lo[i]:
             out[i] = prefix[hi[i] - 1] + values[hi[i] - 1] - prefix[lo[i]]
     return out
 
 
-@njit(cache=True)
+@njit(cache=True, parallel=True)
 def window_max(values, lo, hi):
     """Max of values[lo:hi] (NaN for an empty window)."""
     n = len(lo)
     out = np.full(n, np.nan)
-    for i in range(n):
+    for i in prange(n):
         best = -np.inf
         for j in range(lo[i], hi[i]):
             if values[j] > best:

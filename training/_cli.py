@@ -32,8 +32,10 @@ app = typer.Typer(
 )
 config_app = typer.Typer(help="Inspect the configuration.", no_args_is_help=True)
 contracts_app = typer.Typer(help="Check raw data against its contracts.", no_args_is_help=True)
+features_app = typer.Typer(help="The feature catalog and labeled datasets.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
 app.add_typer(contracts_app, name="contracts")
+app.add_typer(features_app, name="features")
 
 ConfigOpt = Annotated[
     Path | None,
@@ -134,6 +136,87 @@ def contracts_check(
     console.print(f"[red]contracts failed[/red]: {len(report.failures)} rule(s); "
                   f"{n_q} row(s) quarantined in {paths['quarantine']}; results in {paths['report']}")
     raise typer.Exit(EXIT_CONTRACT)
+
+
+@features_app.command("list")
+def features_list(
+    markdown: Annotated[bool, typer.Option(help="Print docs/features.md instead.")] = False,
+    group: Annotated[str | None, typer.Option(help="Only this feature group.")] = None,
+) -> None:
+    """Print the feature catalog: name, entity, window, aggregation, description."""
+    from fraudlab.features import CATALOG, catalog_markdown, catalog_version
+
+    if markdown:
+        typer.echo(catalog_markdown(), nl=False)
+        return
+    from rich.table import Table
+
+    t = Table(title=f"feature catalog {catalog_version()} ({len(CATALOG)} features)",
+              title_justify="left")
+    for col in ("feature", "group", "entity", "window", "aggregation", "incl. current",
+                "description"):
+        t.add_column(col, overflow="fold")
+    for f in CATALOG:
+        if group and f.group != group:
+            continue
+        t.add_row(f.name, f.group, f.entity, f.window or "all",
+                  f.agg + (f" ({f.where})" if f.where else ""),
+                  "yes" if f.include_current else "no", f"{f.description} [{f.unit}]"
+                  if f.unit else f.description)
+    _console().print(t)
+
+
+@features_app.command("build")
+def features_build(
+    as_of: Annotated[dt.datetime, typer.Option(help="Build as of this time (UTC): nothing "
+                                               "later is used, labels included.")],
+    out: Annotated[Path, typer.Option(help="Output Parquet file.")],
+    raw: Annotated[Path | None, typer.Option(help="Folder of raw tables (default: paths.raw).")] = None,
+    start: Annotated[dt.datetime | None, typer.Option(help="First transaction time to include.")] = None,
+    end: Annotated[dt.datetime | None, typer.Option(help="Transactions before this time only.")] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Validate the raw data, then build the labeled dataset with its contract."""
+    cfg = _load(config)
+    source = raw or cfg.path(cfg.paths.raw)
+    console = _console()
+    import json
+
+    from fraudlab.data_contracts import validate_raw, write_report
+    from fraudlab.features import DatasetContractError, SourceError, build_dataset, load_raw
+
+    try:
+        data = load_raw(source, cfg.sources, as_of=as_of)
+    except SourceError as exc:
+        console.print(f"[red]error[/red]: {exc}")
+        raise typer.Exit(EXIT_SOURCE) from exc
+    with console.status("validating the raw data ..."):
+        report = validate_raw(data.tables, cfg.contracts, as_of=as_of)
+    if not report.success:
+        paths = write_report(report, cfg.path(cfg.contracts.report_dir))
+        _print_report(console, report)
+        console.print(f"[red]raw data failed its contracts[/red]; nothing built; see {paths['report']}")
+        raise typer.Exit(EXIT_CONTRACT)
+    with console.status("building features ..."):
+        try:
+            ds = build_dataset(data, as_of, start=start, end=end, config=cfg.features)
+        except DatasetContractError as exc:
+            console.print(f"[red]error[/red]: {escape_markup(str(exc))}")
+            raise typer.Exit(EXIT_CONTRACT) from exc
+    out.parent.mkdir(parents=True, exist_ok=True)
+    contract = ds.attrs.pop("contract")
+    ds.to_parquet(out, index=False)
+    out.with_suffix(".contract.json").write_text(json.dumps(contract, indent=2) + "\n")
+    mature = ds[ds["is_mature"]]
+    console.print(f"wrote {out}: {len(ds):,} transactions x {ds.shape[1]} columns; "
+                  f"{len(mature):,} mature, fraud rate {mature['is_fraud'].mean():.3%}; "
+                  f"catalog {ds.attrs['catalog_version']}")
+
+
+def escape_markup(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)
 
 
 def _print_report(console, report) -> None:

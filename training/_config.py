@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from fraudlab.data_contracts import ContractsConfig
 from fraudlab.evaluation import EvaluationConfig
-from fraudlab.features import SimulationConfig, SourcesConfig
+from fraudlab.features import FeaturesConfig, SimulationConfig, SourcesConfig
 
 CONFIG_ENV = "FRAUDLAB_CONFIG"
 
@@ -55,6 +55,7 @@ class FraudlabConfig(BaseModel):
     simulation: SimulationConfig = Field(default_factory=SimulationConfig)
     sources: SourcesConfig = Field(default_factory=SourcesConfig)
     contracts: ContractsConfig = Field(default_factory=ContractsConfig)
+    features: FeaturesConfig = Field(default_factory=FeaturesConfig)
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     log_format: Literal["text", "json"] = Field(
         "text", description="Log lines as plain text or JSON lines (for orchestrators).")
