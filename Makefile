@@ -21,9 +21,13 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev,notebooks]'
 	touch $(STAMP)
 
+# The default simulated world runs from 2026-01-01 for 120 days.
+DEMO_AS_OF ?= 2026-05-01
+
 demo: $(STAMP)
 	$(BIN)/fraudlab simulate
 	$(BIN)/fraudlab contracts check
+	$(BIN)/fraudlab features build --as-of $(DEMO_AS_OF) --out data/datasets/train.parquet
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -34,6 +38,7 @@ test: lint
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_simulate.py
 	$(BIN)/python benchmarks/bench_contracts.py
+	$(BIN)/python benchmarks/bench_features.py --scale 1 5
 
 lab: $(STAMP)
 	$(BIN)/jupyter lab --ip 127.0.0.1 --no-browser $(if $(filter 0,$(shell id -u)),--allow-root,) notebooks/

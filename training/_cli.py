@@ -153,8 +153,8 @@ def features_list(
 
     t = Table(title=f"feature catalog {catalog_version()} ({len(CATALOG)} features)",
               title_justify="left")
-    for col in ("feature", "group", "entity", "window", "aggregation", "incl. current",
-                "description"):
+    t.add_column("feature", no_wrap=True)
+    for col in ("group", "entity", "window", "aggregation", "incl. current", "description"):
         t.add_column(col, overflow="fold")
     for f in CATALOG:
         if group and f.group != group:

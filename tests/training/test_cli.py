@@ -85,3 +85,37 @@ def test_check_unreadable_file_exits_with_source_code(world_dir):
                            terminal_width=200)
     assert result.exit_code == EXIT_SOURCE
     assert "labels.parquet" in result.output and "cannot be read" in result.output
+
+
+def test_features_list_prints_the_catalog():
+    from fraudlab.features import CATALOG, catalog_markdown
+
+    result = runner.invoke(app, ["features", "list", "--markdown"])
+    assert result.exit_code == 0 and result.output == catalog_markdown()
+    result = runner.invoke(app, ["features", "list", "--group", "blacklist"], terminal_width=300)
+    assert result.exit_code == 0
+    names = [f.name for f in CATALOG if f.group == "blacklist"]
+    assert all(n in result.output for n in names)
+    assert "tx_count_1h" not in result.output
+
+
+def test_features_build_writes_dataset_and_contract(tmp_path, world_dir):
+    out = tmp_path / "ds" / "train.parquet"
+    result = runner.invoke(app, ["features", "build", "--raw", str(world_dir), "--as-of",
+                                 "2026-02-15", "--out", str(out)], terminal_width=200)
+    assert result.exit_code == 0, result.output
+    ds = pd.read_parquet(out)
+    assert (ds["ts"] < pd.Timestamp("2026-02-15", tz="UTC")).all()
+    assert ds.attrs["catalog_version"]
+    assert json.loads(out.with_suffix(".contract.json").read_text())["success"] is True
+
+
+def test_features_build_stops_on_bad_raw_data(tmp_path, world_dir):
+    tx = pd.read_parquet(world_dir / "transactions.parquet")
+    tx.loc[0, "channel"] = "fax"
+    tx.to_parquet(world_dir / "transactions.parquet", index=False)
+    out = tmp_path / "ds.parquet"
+    result = runner.invoke(app, ["features", "build", "--raw", str(world_dir), "--as-of",
+                                 "2026-02-15", "--out", str(out)], terminal_width=200)
+    assert result.exit_code == EXIT_CONTRACT
+    assert "nothing built" in result.output and not out.exists()
