@@ -76,8 +76,15 @@ def _codes(series: list[pd.Series]) -> tuple[list[np.ndarray], int]:
 
 
 def _entity_time_order(ecode: np.ndarray, ets: np.ndarray) -> np.ndarray:
-    """Row order by (entity, time); a stable integer sort when rows are already in time order."""
+    """Row order by (entity, time).
+
+    Rows already in time order only need a stable sort by entity: a counting sort when the
+    codes are dense (single identifiers), a merge sort otherwise (pairs).
+    """
     if len(ets) < 2 or bool(np.all(ets[1:] >= ets[:-1])):
+        top = int(ecode.max()) if len(ecode) else 0
+        if top < 4 * len(ecode) + 1024:
+            return K.counting_order(ecode, top + 1)
         return np.argsort(ecode, kind="stable")
     return np.lexsort((ets, ecode))
 
@@ -288,6 +295,8 @@ class FeatureEngine:
             self._out[f.name] = value
             if f.kind == "float":
                 block[:, numeric.index(f.name)] = value
+            elif isinstance(value, pd.Categorical):
+                categories[f.name] = value
             else:
                 categories[f.name] = pd.Categorical(value, categories=list(f.categories))
         frame = pd.DataFrame(block, columns=numeric, copy=False)
@@ -374,7 +383,7 @@ class FeatureEngine:
         if name == "is_night":
             return (q["ts"].dt.hour < self.cfg.night_end_hour).to_numpy(dtype=float)
         if name in ("channel", "tx_type"):
-            return q[name].to_numpy(dtype=object)
+            return q[name].astype(pd.CategoricalDtype(list(f.categories))).array
         if name == "large_amount_far_from_home":
             far = self._computed("distance_from_home_km", f) > self.cfg.far_from_home_km
             ratio = self._computed("amount_to_mean_30d", f)
@@ -445,9 +454,9 @@ class FeatureEngine:
             # Probe the many transactions against the few fraud labels (a small hash table);
             # every fraud report counts, a repeated one too.
             uniq = pd.Index(fraud["tx_id"].unique())
-            hit = uniq.get_indexer(tx["tx_id"])
+            matched = np.flatnonzero(tx["tx_id"].isin(uniq).to_numpy())
             where = np.full(len(uniq), -1, np.int64)
-            where[hit[hit >= 0]] = np.flatnonzero(hit >= 0)
+            where[uniq.get_indexer(tx["tx_id"].iloc[matched])] = matched
             pos = where[uniq.get_indexer(fraud["tx_id"])]
             fraud, pos = fraud[pos >= 0], pos[pos >= 0]
             ecode = self.codes("transactions", "merchant_id")[pos]
@@ -522,8 +531,14 @@ class FeatureEngine:
             source = np.where(newer, src, source)
         if f.agg == "blacklist_days":
             return np.where(listed >= 0, (self.qts - listed) / _US_PER["days"], np.nan)
-        names = np.asarray(list(getattr(self, "_bl_sources", [])) + [None], dtype=object)
-        return names[source]  # code -1 reads the trailing None
+        names = list(getattr(self, "_bl_sources", []))
+        order = [names.index(c) if c in names else -1 for c in f.categories]
+        # Recode from this data's source codes to the feature's fixed categories.
+        recode = np.full(len(names) + 1, -1, np.int64)
+        for fixed, own in enumerate(order):
+            if own >= 0:
+                recode[own] = fixed
+        return pd.Categorical.from_codes(recode[source], categories=list(f.categories))
 
 
 def compute_features(tables: Mapping[str, pd.DataFrame], *,

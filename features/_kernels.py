@@ -166,3 +166,26 @@ def segment_cummax(ecode, values):
         else:
             out[k] = out[k - 1]
     return out
+
+
+@njit(cache=True)
+def counting_order(codes, n_codes):
+    """Stable order of rows by non-negative integer code (-1 rows last), in O(n + n_codes)."""
+    counts = np.zeros(n_codes + 2, np.int64)
+    for c in codes:
+        if c >= 0:
+            counts[c + 1] += 1
+    for k in range(1, n_codes + 1):
+        counts[k] += counts[k - 1]
+    out = np.empty(len(codes), np.int64)
+    tail = counts[n_codes]  # rows with code -1 go after every entity
+    pos = counts[:n_codes].copy()
+    for i in range(len(codes)):
+        c = codes[i]
+        if c >= 0:
+            out[pos[c]] = i
+            pos[c] += 1
+        else:
+            out[tail] = i
+            tail += 1
+    return out
