@@ -93,15 +93,25 @@ def worker(kind: str, folder: str) -> None:
     if kind != "pandas":  # compile (or load the cache of) the kernels outside the timing
         compute_features({k: (v.head(2000) if k == "transactions" else v) for k, v in tables.items()})
     t = time.perf_counter()
+    contract = 0.0
     if kind == "pandas":
         f = pandas_features(tables, FeaturesConfig().small_amount)
     elif kind == "subset":
         f = compute_features(tables, catalog=tuple(x for x in CATALOG if x.name in SUBSET))
     else:
-        f = compute_features(tables)
-    seconds = time.perf_counter() - t
-    result = {"seconds": seconds, "rows": len(f), "features": f.shape[1],
-              "peak_mb": _peak_mb(), "load_peak_mb": base}
+        from fraudlab.data_contracts import RawTable, validate_dataset
+        from fraudlab.features import LABEL, build_dataset, dataset_schema
+
+        as_of = tables["transactions"]["ts"].max() + pd.Timedelta("1s")
+        ds = build_dataset(tables, as_of, validate=False)
+        f = ds[[x.name for x in CATALOG]]
+        t_contract = time.perf_counter()
+        validate_dataset(RawTable("dataset", ds, "bench"), dataset_schema(), as_of=as_of,
+                         label=LABEL, mature="is_mature", fraud_rate=(0.0, 1.0))
+        contract = time.perf_counter() - t_contract
+    seconds = time.perf_counter() - t - contract
+    result = {"seconds": seconds, "contract_seconds": contract, "rows": len(f),
+              "features": f.shape[1], "peak_mb": _peak_mb(), "load_peak_mb": base}
     if kind in ("pandas", "subset"):
         path = Path(folder) / f"_{kind}.parquet"
         f.reset_index(drop=True).to_parquet(path)
@@ -134,9 +144,13 @@ def main() -> None:
             rows = len(w.transactions)
             del w
             full = run("engine", folder)
-            line = (f"{rows:,} transactions: full catalog ({full['features']} features) in "
-                    f"{full['seconds']:.1f} s = {rows / full['seconds']:,.0f} tx/s; peak memory "
-                    f"{full['peak_mb']:,.0f} MB ({full['load_peak_mb']:,.0f} MB after loading)")
+            total = full["seconds"] + full["contract_seconds"]
+            line = (f"{rows:,} transactions: labeled dataset with the full catalog "
+                    f"({full['features']} features) in {full['seconds']:.1f} s = "
+                    f"{rows / full['seconds']:,.0f} tx/s; with its contract {total:.1f} s = "
+                    f"{rows / total:,.0f} tx/s (target 250,000); peak memory "
+                    f"{full['peak_mb']:,.0f} MB ({full['load_peak_mb']:,.0f} MB after loading; "
+                    f"target < 3,000)")
             print(line)
             if scale == args.scale[0]:
                 sub = run("subset", folder)

@@ -228,20 +228,16 @@ class FeatureEngine:
     def _make_side(self, ecode, ets, qcode, frame, mask=None, base=None) -> _Side:
         if base is None:
             base = _entity_time_order(ecode, ets)
-        base_codes = ecode[base]
-        keep = base_codes >= 0 if mask is None else (base_codes >= 0) & mask[base]
-        order = base[keep]
-        sorted_codes = base_codes[keep]
-        top = max(int(sorted_codes.max()) if len(order) else 0, int(qcode.max()) if len(qcode) else 0)
+        order, sorted_codes, sorted_ts = K.gather_side(
+            base, ecode, ets, mask if mask is not None else np.zeros(1, bool), mask is not None)
+        top = max(int(sorted_codes.max()) if len(order) else 0,
+                  int(qcode.max()) if len(qcode) else 0)
         if top < 4 * (len(order) + len(qcode)) + 1024:
             # Dense codes: each entity's segment from a histogram, no search needed.
-            starts = np.concatenate([[0], np.cumsum(np.bincount(sorted_codes, minlength=top + 1))])
-            safe = np.maximum(qcode, 0)
-            s0 = np.where(qcode >= 0, starts[safe], 0)
-            s1 = np.where(qcode >= 0, starts[safe + 1], 0)
+            s0, s1 = K.dense_segments(sorted_codes, qcode, top + 1)
         else:
             s0, s1 = K.segments(sorted_codes, qcode)
-        return _Side(order, sorted_codes, ets[order], qcode, s0, s1, frame=frame)
+        return _Side(order, sorted_codes, sorted_ts, qcode, s0, s1, frame=frame)
 
     def side(self, source: str, entity: str, where: str | None = None) -> _Side | None:
         key = (source, entity, where)

@@ -189,3 +189,42 @@ def counting_order(codes, n_codes):
             out[tail] = i
             tail += 1
     return out
+
+
+@njit(cache=True)
+def gather_side(base, ecode, ets, mask, use_mask):
+    """Rows of ``base`` (an entity-time order) that have an entity and pass ``mask``:
+    their positions, entity codes and times, in one pass."""
+    m = len(base)
+    order = np.empty(m, np.int64)
+    codes = np.empty(m, np.int64)
+    times = np.empty(m, np.int64)
+    k = 0
+    for i in range(m):
+        r = base[i]
+        c = ecode[r]
+        if c >= 0 and (not use_mask or mask[r]):
+            order[k] = r
+            codes[k] = c
+            times[k] = ets[r]
+            k += 1
+    return order[:k], codes[:k], times[:k]
+
+
+@njit(cache=True)
+def dense_segments(sorted_codes, qcode, n_codes):
+    """Segments [s0, s1) of each query's entity when codes are dense integers < n_codes."""
+    starts = np.zeros(n_codes + 1, np.int64)
+    for c in sorted_codes:
+        starts[c + 1] += 1
+    for k in range(n_codes):
+        starts[k + 1] += starts[k]
+    n = len(qcode)
+    s0 = np.zeros(n, np.int64)
+    s1 = np.zeros(n, np.int64)
+    for i in range(n):
+        c = qcode[i]
+        if 0 <= c < n_codes:
+            s0[i] = starts[c]
+            s1[i] = starts[c + 1]
+    return s0, s1
