@@ -92,13 +92,17 @@ def worker(kind: str, folder: str) -> None:
     base = _peak_mb()
     if kind != "pandas":  # compile (or load the cache of) the kernels outside the timing
         compute_features({k: (v.head(2000) if k == "transactions" else v) for k, v in tables.items()})
-    t = time.perf_counter()
     contract = 0.0
-    if kind == "pandas":
-        f = pandas_features(tables, FeaturesConfig().small_amount)
-    elif kind == "subset":
-        f = compute_features(tables, catalog=tuple(x for x in CATALOG if x.name in SUBSET))
+    if kind in ("pandas", "subset"):
+        # Best of three: the machines are shared, and a single run can be twice as slow.
+        seconds = float("inf")
+        for _ in range(3):
+            t = time.perf_counter()
+            f = (pandas_features(tables, FeaturesConfig().small_amount) if kind == "pandas"
+                 else compute_features(tables, catalog=tuple(x for x in CATALOG if x.name in SUBSET)))
+            seconds = min(seconds, time.perf_counter() - t)
     else:
+        t = time.perf_counter()
         from fraudlab.data_contracts import RawTable, validate_dataset
         from fraudlab.features import LABEL, build_dataset, dataset_schema
 
@@ -109,7 +113,7 @@ def worker(kind: str, folder: str) -> None:
         validate_dataset(RawTable("dataset", ds, "bench"), dataset_schema(), as_of=as_of,
                          label=LABEL, mature="is_mature", fraud_rate=(0.0, 1.0))
         contract = time.perf_counter() - t_contract
-    seconds = time.perf_counter() - t - contract
+        seconds = time.perf_counter() - t - contract
     result = {"seconds": seconds, "contract_seconds": contract, "rows": len(f),
               "features": f.shape[1], "peak_mb": _peak_mb(), "load_peak_mb": base}
     if kind in ("pandas", "subset"):
@@ -161,7 +165,7 @@ def main() -> None:
                 tied = tx.duplicated(["account_id", "ts"], keep=False).to_numpy()
                 same = {c: bool(np.allclose(a.loc[~tied, c], b.loc[~tied, c], equal_nan=True, rtol=1e-6))
                         for c in SUBSET}
-                print(f"  same {len(SUBSET)} features: engine {sub['seconds']:.2f} s, pandas "
+                print(f"  same {len(SUBSET)} features (best of 3): engine {sub['seconds']:.2f} s, pandas "
                       f"{pd_res['seconds']:.2f} s -> engine is {pd_res['seconds'] / sub['seconds']:.1f}x "
                       f"faster (target >= 10x); values agree on untied rows: "
                       f"{sum(same.values())}/{len(same)}"

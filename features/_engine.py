@@ -139,7 +139,7 @@ class FeatureEngine:
         self.q = queries.reset_index(drop=True)
         self.qts = _micros(self.q["ts"])
         self._sides: dict[tuple, _Side] = {}
-        self._out: dict[str, np.ndarray] = {}
+        self._done: set[str] = set()
         self._codes: dict[tuple[str, str], np.ndarray] = {}
         self._orders: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
         self._vocab: dict[str, int] = {}
@@ -283,18 +283,29 @@ class FeatureEngine:
     def compute(self, catalog: tuple[Feature, ...] = CATALOG) -> pd.DataFrame:
         """All features of ``catalog`` for the queries, as a DataFrame in catalog order."""
         numeric = [f.name for f in catalog if f.kind == "float"]
+        self._column = {name: i for i, name in enumerate(numeric)}
         # One Fortran-ordered block: pandas takes it as is instead of stacking 70 columns.
-        block = np.empty((len(self.q), len(numeric)), dtype=np.float64, order="F")
+        self._block = block = np.empty((len(self.q), len(numeric)), dtype=np.float64, order="F")
+        # Sorted data and window bounds are freed after the last feature that needs them.
+        last_use = {}
+        for i, f in enumerate(catalog):
+            for key in _sides_of(f):
+                last_use[key] = i
         categories = {}
-        for f in catalog:
+        for i, f in enumerate(catalog):
             value = self._feature(f)
-            self._out[f.name] = value
+            self._done.add(f.name)
             if f.kind == "float":
-                block[:, numeric.index(f.name)] = value
+                block[:, self._column[f.name]] = value
             elif isinstance(value, pd.Categorical):
                 categories[f.name] = value
             else:
                 categories[f.name] = pd.Categorical(value, categories=list(f.categories))
+            del value
+            for key in [k for k, last in last_use.items() if last == i]:
+                self._sides.pop(key, None)
+                if all(last <= i for k, last in last_use.items() if k[:2] == key[:2]):
+                    self._orders.pop(("_order", *key[:2]), None)
         frame = pd.DataFrame(block, columns=numeric, copy=False)
         order = [f.name for f in catalog]
         for name, value in categories.items():
@@ -414,9 +425,10 @@ class FeatureEngine:
         return lookup[self.codes("queries", column)]  # code -1 reads the trailing NaN
 
     def _computed(self, name: str, f: Feature) -> np.ndarray:
-        if name not in self._out:
+        """A feature computed earlier in this run (read back from the output block)."""
+        if name not in self._column or name not in self._done:
             raise ValueError(f"feature {f.name} needs {name} declared before it in the catalog")
-        return self._out[name]
+        return self._block[:, self._column[name]]
 
     def _last_location(self, f: Feature):
         where = "located" if f.where is None else f.where
@@ -535,6 +547,17 @@ class FeatureEngine:
             if own >= 0:
                 recode[own] = fixed
         return pd.Categorical.from_codes(recode[source], categories=list(f.categories))
+
+
+def _sides_of(f: Feature) -> list[tuple]:
+    """The cached data sides a feature reads, so they can be freed after their last use."""
+    if f.agg == "value" or f.source == "blacklist":
+        return []
+    if f.source == "labels":
+        return [("labels", "merchant", None), ("transactions", "merchant", None)]
+    if f.agg in ("last_distance", "last_speed"):
+        return [(f.source, f.entity, f.where or "located")]
+    return [(f.source, f.entity, f.where)]
 
 
 def compute_features(tables: Mapping[str, pd.DataFrame], *,
