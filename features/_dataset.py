@@ -109,7 +109,10 @@ def build_dataset(raw: RawData | Mapping[str, pd.DataFrame], as_of, *, start=Non
     config = config or FeaturesConfig()
     as_of = _utc(as_of)
     tables = known_at(raw, as_of)
-    tx = tables["transactions"].sort_values(["ts", "tx_id"], kind="stable").reset_index(drop=True)
+    tx = tables["transactions"]
+    if not tx["ts"].is_monotonic_increasing:  # ties keep their input order
+        tx = tx.sort_values("ts", kind="stable")
+    tx = tx.reset_index(drop=True)
     tables = {**tables, "transactions": tx}
     lo = _utc(start) if start is not None else tx["ts"].min()
     hi = min(_utc(end), as_of) if end is not None else as_of

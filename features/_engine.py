@@ -90,10 +90,10 @@ def _entity_time_order(ecode: np.ndarray, ets: np.ndarray) -> np.ndarray:
 
 
 def _haversine_km(lat1, lon1, lat2, lon2) -> np.ndarray:
-    p1, p2 = np.radians(lat1), np.radians(lat2)
-    dp, dl = p2 - p1, np.radians(lon2 - lon1)
-    a = np.sin(dp / 2) ** 2 + np.cos(p1) * np.cos(p2) * np.sin(dl / 2) ** 2
-    return 6371.0088 * 2 * np.arcsin(np.sqrt(np.clip(a, 0, 1)))
+    n = max(np.size(lat1), np.size(lat2))
+    as_array = [np.ascontiguousarray(np.broadcast_to(np.asarray(x, dtype=np.float64), (n,)))
+                for x in (lat1, lon1, lat2, lon2)]
+    return K.haversine_km(*as_array)
 
 
 @dataclass

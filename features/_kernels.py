@@ -228,3 +228,19 @@ def dense_segments(sorted_codes, qcode, n_codes):
             s0[i] = starts[c]
             s1[i] = starts[c + 1]
     return s0, s1
+
+
+@njit(cache=True, parallel=True)
+def haversine_km(lat1, lon1, lat2, lon2):
+    """Great-circle distance in km between paired points (NaN where any is missing)."""
+    n = len(lat1)
+    out = np.empty(n, np.float64)
+    r = np.pi / 180.0
+    for i in prange(n):
+        p1 = lat1[i] * r
+        p2 = lat2[i] * r
+        a = (np.sin((p2 - p1) / 2) ** 2
+             + np.cos(p1) * np.cos(p2) * np.sin((lon2[i] - lon1[i]) * r / 2) ** 2)
+        a = min(max(a, 0.0), 1.0)
+        out[i] = 6371.0088 * 2 * np.arcsin(np.sqrt(a))
+    return out

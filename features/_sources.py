@@ -368,7 +368,8 @@ def _known_at(raw: RawData, as_of: pd.Timestamp) -> RawData:
             keep = np.ones(len(f), dtype=bool)
         failures = tuple(ParseFailure(p.column, p.kind, p.mask[keep], p.examples)
                          for p in t.parse_failures)
-        out.tables[name] = RawTable(name, f[keep].reset_index(drop=True), t.origin,
+        kept = f.reset_index(drop=True) if keep.all() else f[keep].reset_index(drop=True)
+        out.tables[name] = RawTable(name, kept, t.origin,
                                     tuple(p for p in failures if p.mask.any()), t.derived)
     return out
 
