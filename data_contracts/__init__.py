@@ -21,7 +21,7 @@ from ._schema import (
     TableSchema,
 )
 from ._suites import Rule
-from ._time import parse_duration
+from ._time import parse_duration, to_utc
 from ._validate import (
     ContractReport,
     ParseFailure,
@@ -55,6 +55,7 @@ __all__ = [
     "RuleResult",
     "TableSchema",
     "parse_duration",
+    "to_utc",
     "validate_dataset",
     "validate_raw",
     "validate_table",

@@ -38,3 +38,9 @@ def parse_duration(value: str | pd.Timedelta) -> pd.Timedelta:
     if not m:
         raise ValueError(f"{value!r} is not a duration such as '10min', '1h', '7d' or '2w'")
     return pd.Timedelta(float(m.group(1)), unit=_UNIT[m.group(2).lower()])
+
+
+def to_utc(value) -> pd.Timestamp:
+    """A timestamp in UTC; one without a time zone is taken to be UTC already."""
+    t = pd.Timestamp(value)
+    return t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")

@@ -21,6 +21,7 @@ import pandas as pd
 from ._config import ContractsConfig
 from ._schema import SCHEMAS, TableSchema
 from ._suites import ACCEPTED, Rule, kind_of, row_rules, table_rules
+from ._time import to_utc
 
 
 @dataclass(frozen=True)
@@ -228,7 +229,7 @@ def validate_table(table: RawTable, config: ContractsConfig | None = None, *,
         Source row position -> list of (rule, reason) for every failing row.
     """
     config = config or ContractsConfig()
-    as_of = _utc(as_of) if as_of is not None else pd.Timestamp.now(tz="UTC")
+    as_of = to_utc(as_of) if as_of is not None else pd.Timestamp.now(tz="UTC")
     ctx = _ctx or _gx_context()
     schema = schema or SCHEMAS[table.name]
     frame = table.frame
@@ -310,11 +311,6 @@ def _with_transaction_refs(labels: pd.DataFrame, tx: pd.DataFrame) -> pd.DataFra
     return out
 
 
-def _utc(t) -> pd.Timestamp:
-    t = pd.Timestamp(t)
-    return t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")
-
-
 def validate_raw(tables: Mapping[str, RawTable], config: ContractsConfig | None = None, *,
                  as_of=None) -> ContractReport:
     """Validate every raw table against its contract.
@@ -336,7 +332,7 @@ def validate_raw(tables: Mapping[str, RawTable], config: ContractsConfig | None 
         False when any rule failed.
     """
     config = config or ContractsConfig()
-    as_of = _utc(as_of) if as_of is not None else pd.Timestamp.now(tz="UTC").floor("s")
+    as_of = to_utc(as_of) if as_of is not None else pd.Timestamp.now(tz="UTC").floor("s")
     ctx = _gx_context()
     results: list[RuleResult] = []
     quarantine: list[pd.DataFrame] = []
@@ -417,7 +413,7 @@ def validate_dataset(table: RawTable, schema: TableSchema, *, as_of=None, label:
     import great_expectations.expectations as gxe
 
     config = config or ContractsConfig()
-    as_of = _utc(as_of) if as_of is not None else pd.Timestamp.now(tz="UTC")
+    as_of = to_utc(as_of) if as_of is not None else pd.Timestamp.now(tz="UTC")
     frame = table.frame
     rate_rule = Rule(
         f"fraud rate of mature rows in [{fraud_rate[0]:g}, {fraud_rate[1]:g}]",

@@ -13,11 +13,13 @@ import numpy as np
 import pandas as pd
 
 from fraudlab.data_contracts import (
+    TRANSACTIONS,
     Column,
     ContractReport,
     RawTable,
     TableSchema,
     parse_duration,
+    to_utc,
     validate_dataset,
 )
 
@@ -48,11 +50,8 @@ class DatasetContractError(Exception):
 def dataset_schema(catalog: tuple[Feature, ...] = CATALOG) -> TableSchema:
     """The labeled dataset's canonical schema, derived from the feature catalog."""
     meta = (
-        Column("tx_id", "string", unique=True, description="Transaction id."),
-        Column("ts", "timestamp", description="Transaction time (UTC)."),
-        Column("account_id", "string", description="Paying account."),
-        Column("counterparty_id", "string", nullable=True, description="Payee."),
-        Column("merchant_id", "string", nullable=True, description="Merchant."),
+        *(TRANSACTIONS.column(c) for c in ("tx_id", "ts", "account_id", "counterparty_id",
+                                           "merchant_id")),
         Column("label_reported_at", "timestamp", nullable=True,
                description="When the label became known (null: no label by the as-of time)."),
         Column("label_source", "string", nullable=True, description="Where the label came from."),
@@ -68,11 +67,6 @@ def dataset_schema(catalog: tuple[Feature, ...] = CATALOG) -> TableSchema:
         for f in catalog)
     return TableSchema("dataset", columns=meta + feats, time_columns=("ts",), key="tx_id",
                        description="Labeled dataset: metadata, label and features.")
-
-
-def _utc(t) -> pd.Timestamp:
-    t = pd.Timestamp(t)
-    return t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")
 
 
 def build_dataset(raw: RawData | Mapping[str, pd.DataFrame], as_of, *, start=None, end=None,
@@ -107,15 +101,15 @@ def build_dataset(raw: RawData | Mapping[str, pd.DataFrame], as_of, *, start=Non
         contract report.
     """
     config = config or FeaturesConfig()
-    as_of = _utc(as_of)
+    as_of = to_utc(as_of)
     tables = known_at(raw, as_of)
     tx = tables["transactions"]
     if not tx["ts"].is_monotonic_increasing:  # ties keep their input order
         tx = tx.sort_values("ts", kind="stable")
     tx = tx.reset_index(drop=True)
     tables = {**tables, "transactions": tx}
-    lo = _utc(start) if start is not None else tx["ts"].min()
-    hi = min(_utc(end), as_of) if end is not None else as_of
+    lo = to_utc(start) if start is not None else tx["ts"].min()
+    hi = min(to_utc(end), as_of) if end is not None else as_of
     rows = np.flatnonzero(((tx["ts"] >= lo) & (tx["ts"] < hi)).to_numpy())
     features = compute_features(tables, rows=rows, config=config, catalog=catalog)
 

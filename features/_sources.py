@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from fraudlab.data_contracts import SCHEMAS, ParseFailure, RawTable, parse_duration
+from fraudlab.data_contracts import SCHEMAS, ParseFailure, RawTable, parse_duration, to_utc
 
 from ._config import SourcesConfig
 
@@ -287,13 +287,8 @@ def load_raw(source: str | Path | Mapping[str, pd.DataFrame],
                                       "transactions.parquet / transactions.csv)")
     _add_default_labels(raw, config)
     if as_of is not None:
-        raw = _known_at(raw, _utc(as_of))
+        raw = _known_at(raw, to_utc(as_of))
     return raw
-
-
-def _utc(t) -> pd.Timestamp:
-    t = pd.Timestamp(t)
-    return t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")
 
 
 def known_at(raw: RawData | Mapping[str, pd.DataFrame], as_of) -> dict[str, pd.DataFrame]:
@@ -311,7 +306,7 @@ def known_at(raw: RawData | Mapping[str, pd.DataFrame], as_of) -> dict[str, pd.D
     """
     if not isinstance(raw, RawData):
         raw = RawData({k: RawTable(k, v, f"<{k}>") for k, v in raw.items() if v is not None})
-    return {k: t.frame for k, t in _known_at(raw, _utc(as_of)).tables.items()}
+    return {k: t.frame for k, t in _known_at(raw, to_utc(as_of)).tables.items()}
 
 
 def _add_default_labels(raw: RawData, config: SourcesConfig) -> None:
