@@ -36,6 +36,7 @@ __all__ = [
     "SimulatedWorld",
     "SimulationConfig",
     "SourcesConfig",
+    "available_features",
     "build_dataset",
     "catalog_frame",
     "catalog_markdown",

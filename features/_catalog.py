@@ -157,7 +157,7 @@ def _geography() -> list[Feature]:
                 max_value=1.0),
         Feature("large_amount_far_from_home", "geography",
                 "1 if the amount is several times the 30-day average and far from home",
-                "transaction", "transactions", "value", unit="0/1", nullable=True,
+                "transaction", "accounts", "value", unit="0/1", nullable=True,
                 max_value=1.0),
     ]
 

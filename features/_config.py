@@ -81,6 +81,13 @@ class SourcesConfig(BaseModel):
         description="Per table, canonical column name -> your column name, e.g. "
         "{transactions: {tx_id: TransactionID, ts: TransactionDT}}.",
     )
+    fill_missing: dict[str, dict[str, str | float | int | bool | None]] = Field(
+        default_factory=dict,
+        description="Per table, a constant for canonical columns your data does not have "
+        "(null allowed where the column is nullable), e.g. {transactions: {currency: EUR, "
+        "channel: web, tx_type: payment, device_id: null, ip: null}}. Only columns named here "
+        "are filled; any other missing column fails the contract.",
+    )
     default_label_delay: str = Field(
         "14d",
         description="Label delay assumed when labels have no reported_at (for example a "

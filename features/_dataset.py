@@ -69,9 +69,17 @@ def dataset_schema(catalog: tuple[Feature, ...] = CATALOG) -> TableSchema:
                        description="Labeled dataset: metadata, label and features.")
 
 
+def available_features(tables: Mapping[str, pd.DataFrame | None],
+                       catalog: tuple[Feature, ...] = CATALOG) -> tuple[Feature, ...]:
+    """The features whose source tables are present: each optional source (events,
+    labels, blacklist, accounts) adds its features."""
+    present = {name for name, frame in tables.items() if frame is not None}
+    return tuple(f for f in catalog if f.source in present)
+
+
 def build_dataset(raw: RawData | Mapping[str, pd.DataFrame], as_of, *, start=None, end=None,
                   config: FeaturesConfig | None = None,
-                  catalog: tuple[Feature, ...] = CATALOG,
+                  catalog: tuple[Feature, ...] | None = None,
                   validate: bool = True) -> pd.DataFrame:
     """Build the point-in-time-correct labeled dataset.
 
@@ -88,8 +96,9 @@ def build_dataset(raw: RawData | Mapping[str, pd.DataFrame], as_of, *, start=Non
         ``as_of``). Earlier history still feeds their windows.
     config : FeaturesConfig, optional
         Feature parameters and the label maturity window.
-    catalog : tuple of Feature
-        The features to compute.
+    catalog : tuple of Feature, optional
+        The features to compute; default every catalog feature whose source table is
+        present (see :func:`available_features`).
     validate : bool
         Run the labeled-dataset contract and raise :class:`DatasetContractError` on failure.
 
@@ -103,6 +112,11 @@ def build_dataset(raw: RawData | Mapping[str, pd.DataFrame], as_of, *, start=Non
     config = config or FeaturesConfig()
     as_of = to_utc(as_of)
     tables = known_at(raw, as_of)
+    if catalog is None:
+        catalog = available_features(tables)
+    missing = sorted({f.source for f in catalog} - set(tables))
+    if missing:
+        raise ValueError(f"features need the table(s) {missing}, which the data do not have")
     tx = tables["transactions"]
     if not tx["ts"].is_monotonic_increasing:  # ties keep their input order
         tx = tx.sort_values("ts", kind="stable")

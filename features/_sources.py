@@ -145,7 +145,9 @@ def normalise_table(frame: pd.DataFrame, name: str, origin: str,
     config = config or SourcesConfig()
     schema = SCHEMAS[name]
     mapping = config.column_map.get(name, {})
-    unknown = [k for k in mapping if k not in schema.column_names]
+    # A transactions table may carry its labels as an is_fraud column.
+    allowed = schema.column_names + (["is_fraud"] if name == "transactions" else [])
+    unknown = [k for k in mapping if k not in allowed]
     if unknown:
         raise SourceError(origin, f"column map for {name} maps unknown canonical column(s) "
                                   f"{unknown}; canonical columns are {schema.column_names}")
@@ -155,6 +157,14 @@ def normalise_table(frame: pd.DataFrame, name: str, origin: str,
         raise SourceError(origin, f"column map names column(s) {', '.join(missing)} that "
                                   f"the file does not have; it has {list(frame.columns)}")
     out = frame.rename(columns={user: canon for canon, user in mapping.items()})
+    fills = {c: v for c, v in config.fill_missing.get(name, {}).items() if c not in out.columns}
+    unknown = [c for c in fills if c not in schema.column_names]
+    if unknown:
+        raise SourceError(origin, f"fill_missing for {name} names unknown canonical column(s) "
+                                  f"{unknown}")
+    if fills:
+        out = out.assign(**{c: _constant(schema.column(c).kind, v, len(out))
+                            for c, v in fills.items()})
     failures: list[ParseFailure] = []
     data = {}
     for col in schema.columns:
@@ -172,7 +182,16 @@ def normalise_table(frame: pd.DataFrame, name: str, origin: str,
     result = pd.DataFrame(data, index=pd.RangeIndex(len(out)))
     for c in extras:
         result[c] = out[c].to_numpy()
-    return RawTable(name=name, frame=result, origin=origin, parse_failures=tuple(failures))
+    derived = ", ".join(f"{c} = {v!r} (filled)" for c, v in fills.items()) or None
+    return RawTable(name=name, frame=result, origin=origin, parse_failures=tuple(failures),
+                    derived=derived)
+
+
+def _constant(kind: str, value, n: int) -> pd.Series:
+    """A column of one configured value, typed as its canonical kind."""
+    dtype = {"string": "str", "float": "float64", "int": "Int64", "bool": "boolean",
+             "timestamp": "datetime64[us, UTC]"}[kind]
+    return pd.Series([value] * n, dtype=dtype)
 
 
 def _as_kind(s: pd.Series, kind: str, tz: str) -> tuple[pd.Series, np.ndarray | None]:
@@ -329,7 +348,7 @@ def _add_default_labels(raw: RawData, config: SourcesConfig) -> None:
         raw.tables["labels"] = RawTable("labels", lab, f"{tx.origin} (is_fraud column)",
                                         failures, derived=f"reported_at = ts + {config.default_label_delay}")
         raw.tables["transactions"] = RawTable("transactions", f.drop(columns="is_fraud"),
-                                              tx.origin, tx.parse_failures)
+                                              tx.origin, tx.parse_failures, tx.derived)
     elif labels is not None and "reported_at" not in labels.frame.columns:
         f = labels.frame.copy()
         ts = tx.frame.set_index("tx_id")["ts"] if "ts" in tx.frame.columns else None

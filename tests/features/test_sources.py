@@ -97,3 +97,46 @@ def test_missing_transactions_is_an_error(tmp_path):
 
     with pytest.raises(SourceError, match="no transactions table"):
         load_raw(tmp_path)
+
+
+def test_a_public_style_dataset_through_the_column_map(tmp_path, as_of):
+    """Columns as in the simulated dataset of the Fraud Detection Handbook
+    (Le Borgne et al.): no channel, device, IP or location, an is_fraud flag on each row."""
+    from fraudlab.features import build_dataset
+
+    ts = pd.date_range("2026-01-01", periods=12, freq="6h", tz="UTC")
+    public = pd.DataFrame({
+        "TRANSACTION_ID": range(12), "TX_DATETIME": ts.tz_localize(None).astype(str),
+        "CUSTOMER_ID": [1, 2] * 6, "TERMINAL_ID": [7, 8, 9] * 4,
+        "TX_AMOUNT": [10.0, 20.0, 30.0] * 4, "TX_FRAUD": [0] * 11 + [1],
+    })
+    public.to_csv(tmp_path / "transactions.csv", index=False)
+    cfg = SourcesConfig(
+        column_map={"transactions": {"tx_id": "TRANSACTION_ID", "ts": "TX_DATETIME",
+                                     "account_id": "CUSTOMER_ID", "merchant_id": "TERMINAL_ID",
+                                     "amount": "TX_AMOUNT", "is_fraud": "TX_FRAUD"}},
+        fill_missing={"transactions": {"counterparty_id": None, "currency": "EUR",
+                                       "channel": "pos_card", "tx_type": "payment",
+                                       "device_id": None, "ip": None, "lat": None, "lon": None}},
+        default_label_delay="7d")
+    raw = load_raw(tmp_path, cfg)
+    report = validate_raw(raw.tables, as_of=as_of)
+    assert report.success, [r.line() for r in report.failures]
+    assert "channel = 'pos_card' (filled)" in raw.tables["transactions"].derived
+    ds = build_dataset(raw, as_of).set_index("tx_id")
+    # The Handbook's CUSTOMER_ID_NB_TX_1DAY_WINDOW: the customer's transactions in the last
+    # day, the current one included; customer 1 pays every 12 hours.
+    assert ds.loc["4", "tx_count_24h"] == 2  # 12:00 on day 1 and 00:00 on day 2 (24 h earlier is out)
+    assert ds.loc["4", "amount_mean_24h"] == pytest.approx((30.0 + 20.0) / 2)
+    assert ds["is_fraud"].sum() == 1
+
+
+def test_fill_missing_only_fills_what_it_names(world_dir):
+    from fraudlab.features import SourceError
+
+    tx = pd.read_parquet(world_dir / "transactions.parquet").drop(columns=["lat", "lon"])
+    raw = load_raw({"transactions": tx}, SourcesConfig(fill_missing={"transactions": {"lat": None}}))
+    assert "lat" in raw.frame("transactions").columns
+    assert "lon" not in raw.frame("transactions").columns  # the contract will name it
+    with pytest.raises(SourceError, match="unknown canonical"):
+        load_raw({"transactions": tx}, SourcesConfig(fill_missing={"transactions": {"latitude": 1.0}}))
