@@ -111,7 +111,8 @@ def worker(kind: str, folder: str) -> None:
         f = ds[[x.name for x in CATALOG]]
         t_contract = time.perf_counter()
         validate_dataset(RawTable("dataset", ds, "bench"), dataset_schema(), as_of=as_of,
-                         label=LABEL, mature="is_mature", fraud_rate=(0.0, 1.0))
+                         label=LABEL, mature="is_mature", fraud_rate=(0.0, 1.0),
+                         features=[x.name for x in CATALOG])
         contract = time.perf_counter() - t_contract
         seconds = time.perf_counter() - t - contract
     result = {"seconds": seconds, "contract_seconds": contract, "rows": len(f),

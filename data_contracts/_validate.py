@@ -389,6 +389,7 @@ def write_report(report: ContractReport, out_dir: str | Path) -> dict[str, Path]
 
 def validate_dataset(table: RawTable, schema: TableSchema, *, as_of=None, label: str,
                      mature: str, fraud_rate: tuple[float, float],
+                     features: list[str] | None = None,
                      config: ContractsConfig | None = None) -> ContractReport:
     """Validate a labeled dataset: its schema, ranges, nulls, unique ids and fraud rate.
 
@@ -404,6 +405,12 @@ def validate_dataset(table: RawTable, schema: TableSchema, *, as_of=None, label:
         The 0/1 label column and the boolean column marking rows whose labels matured.
     fraud_rate : (float, float)
         The band the fraud rate among mature rows must lie in.
+    features : list of str, optional
+        The feature columns. Their nulls and ranges are checked by a GX suite over a
+        column profile (null and out-of-range counts per feature, computed in one
+        vectorised pass) instead of two row-level expectations per feature on every row:
+        the same verdicts and counts at a fraction of the cost. Other columns get the
+        row-level suite. Default: no column is treated as a feature.
     config : ContractsConfig, optional
 
     Returns
@@ -415,22 +422,98 @@ def validate_dataset(table: RawTable, schema: TableSchema, *, as_of=None, label:
     config = config or ContractsConfig()
     as_of = to_utc(as_of) if as_of is not None else pd.Timestamp.now(tz="UTC")
     frame = table.frame
-    rate_rule = Rule(
-        f"fraud rate of mature rows in [{fraud_rate[0]:g}, {fraud_rate[1]:g}]",
-        gxe.ExpectColumnMeanToBeBetween(column="_mature_label", min_value=fraud_rate[0],
-                                        max_value=fraud_rate[1]),
-        label, level="table")
+    features = [c for c in (features or []) if c in schema.column_names]
+    ctx = _gx_context()
+    # Table-level rules and types over every column, row-level rules over the metadata.
+    meta_schema = TableSchema(schema.name, tuple(c for c in schema.columns if c.name not in features),
+                              schema.time_columns, schema.required, schema.description, schema.key)
     checked, extra = table, ()
     if mature in frame.columns and label in frame.columns:
         helper = frame[label].astype(float).where(frame[mature].astype(bool))
-        checked = RawTable(table.name, frame.assign(_mature_label=helper), table.origin)
         # Without mature rows (a recent scoring window) there is no fraud rate to check.
-        extra = (rate_rule,) if helper.notna().any() else ()
-    results, bad = validate_table(checked, config, as_of=as_of, schema=_with_helper(schema),
-                                  extra_rules=extra, _ctx=_gx_context())
+        if helper.notna().any():
+            checked = RawTable(table.name, frame.drop(columns=features).assign(_mature_label=helper),
+                               table.origin)
+            extra = (Rule(f"fraud rate of mature rows in [{fraud_rate[0]:g}, {fraud_rate[1]:g}]",
+                          gxe.ExpectColumnMeanToBeBetween(column="_mature_label",
+                                                          min_value=fraud_rate[0],
+                                                          max_value=fraud_rate[1]),
+                          label, level="table"),)
+    if checked is table:
+        checked = RawTable(table.name, frame.drop(columns=features), table.origin)
+    # The column set is checked on the whole frame, with the features.
+    results, _ = validate_table(RawTable(table.name, frame.iloc[:0], table.origin), config,
+                                as_of=as_of, schema=schema, _ctx=ctx)
+    results = [r for r in results if r.rule == "exact column set"]
+    if all(r.success for r in results):
+        more, bad = validate_table(checked, config, as_of=as_of,
+                                   schema=_with_helper(meta_schema) if extra else meta_schema,
+                                   extra_rules=extra, _ctx=ctx)
+        results += [r for r in more if r.rule != "exact column set"]
+        if features:
+            results += _feature_profile_results(ctx, table, schema, features)
+    else:
+        bad = {}
     q = (_quarantine_frame(table, bad, schema) if bad
          else pd.DataFrame({c: pd.Series(dtype=t) for c, t in _Q_COLUMNS.items()}))
     return ContractReport(results, q, as_of, {table.name: len(frame)})
+
+
+def _feature_profile_results(ctx, table: RawTable, schema: TableSchema,
+                             features: list[str]) -> list[RuleResult]:
+    """Nulls and ranges of every feature, checked by GX on a per-feature profile."""
+    import great_expectations.expectations as gxe
+
+    frame = table.frame
+    rows = []
+    for name in features:
+        col = schema.column(name)
+        s = frame[name]
+        kind = kind_of(s.dtype)
+        nulls = int(s.isna().sum())
+        below = above = 0
+        if kind in ("float", "int"):
+            v = s.to_numpy(dtype=float, na_value=np.nan)
+            if col.min_value is not None:
+                below = int((v < col.min_value).sum())
+            if col.max_value is not None:
+                above = int((v > col.max_value).sum())
+        rows.append({"feature": name, "kind_ok": kind in ACCEPTED[col.kind],
+                     "null_violations": 0 if col.nullable else nulls,
+                     "range_violations": below + above})
+    profile = pd.DataFrame(rows)
+    rules = [
+        Rule("features: nulls only where the catalog allows them",
+             gxe.ExpectColumnValuesToBeBetween(column="null_violations", max_value=0),
+             "null_violations"),
+        Rule("features: values inside their catalog ranges",
+             gxe.ExpectColumnValuesToBeBetween(column="range_violations", max_value=0),
+             "range_violations"),
+        Rule("features: of their catalog kind",
+             gxe.ExpectColumnValuesToBeInSet(column="kind_ok", value_set=[True]), "kind_ok"),
+    ]
+    out = []
+    for rule, res in _run_suite(ctx, table.name + "_profile", profile, rules):
+        failing = [int(i) for i in res.result.get("unexpected_index_list") or []]
+        if not failing:
+            out.append(RuleResult(table.name, table.origin, rule.rule,
+                                  rule.expectation.expectation_type, None, "row", True, 0))
+            continue
+        for i in failing:  # one result per failing feature, with its own count
+            name = profile.loc[i, "feature"]
+            col = schema.column(name)
+            if rule.column == "null_violations":
+                text, count = f"{name} is not null", int(profile.loc[i, "null_violations"])
+            elif rule.column == "range_violations":
+                text = " and ".join(x for x in (
+                    f"{name} >= {col.min_value:g}" if col.min_value is not None else "",
+                    f"{name} <= {col.max_value:g}" if col.max_value is not None else "") if x)
+                count = int(profile.loc[i, "range_violations"])
+            else:
+                text, count = f"{name} is of kind {col.kind}", len(frame)
+            out.append(RuleResult(table.name, table.origin, text,
+                                  rule.expectation.expectation_type, name, "row", False, count))
+    return out
 
 
 def _with_helper(schema: TableSchema) -> TableSchema:

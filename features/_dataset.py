@@ -155,7 +155,8 @@ def build_dataset(raw: RawData | Mapping[str, pd.DataFrame], as_of, *, start=Non
         report = validate_dataset(
             RawTable("dataset", dataset, "<labeled dataset>"), dataset_schema(catalog),
             as_of=as_of, label=LABEL, mature="is_mature",
-            fraud_rate=(config.fraud_rate_min, config.fraud_rate_max))
+            fraud_rate=(config.fraud_rate_min, config.fraud_rate_max),
+            features=[f.name for f in catalog])
         dataset.attrs["contract"] = report.to_dict()
         if not report.success:
             raise DatasetContractError(report)

@@ -105,3 +105,15 @@ def test_docs_features_md_is_generated_from_the_catalog():
     docs = Path(__file__).parents[2] / "docs" / "features.md"
     assert docs.read_text() == catalog_markdown(), "run: fraudlab features list --markdown > docs/features.md"
     assert np.all([f.description for f in CATALOG])
+
+
+def test_dataset_contract_catches_nulls_the_catalog_does_not_allow(world_tables):
+    as_of = world_tables["transactions"]["ts"].max()
+    strict = (*CATALOG[:1], Feature("secs_since_prev_strict", "x", "not nullable", "account",
+                                    "transactions", "since_last", unit="seconds", nullable=False))
+    loose = build_dataset(world_tables, as_of, catalog=strict, validate=False)
+    with pytest.raises(DatasetContractError) as err:
+        build_dataset(world_tables, as_of, catalog=strict)
+    [f] = err.value.report.failures
+    assert (f.rule, f.column) == ("secs_since_prev_strict is not null", "secs_since_prev_strict")
+    assert f.failing_count == int(loose["secs_since_prev_strict"].isna().sum()) > 0
