@@ -408,7 +408,9 @@ class FeatureEngine:
         if name in ("account_age_days", "counterparty_age_days"):
             col = "account_id" if name == "account_age_days" else "counterparty_id"
             created = self._account_attr("created_at", col)
-            return (self.qts - created) / _US_PER["days"]
+            # An account opened after the payment was not known then: no age, not a negative one.
+            with np.errstate(invalid="ignore"):
+                return np.where(created <= self.qts, (self.qts - created) / _US_PER["days"], np.nan)
         if name == "kyc_level":
             return self._account_attr("kyc_level", "account_id")
         raise ValueError(f"feature {name}: no value rule")

@@ -230,12 +230,18 @@ class _World:
         self.device2 = np.where(rng.random(n) < 0.25, self._new_devices(n), None)
         self.rooted = rng.random(n) < 0.02
         self.home_ip = _ips(rng, 36 + city * 3 + rng.integers(0, 3, n), n)
-        self.payees = rng.integers(0, n, size=(n, 3))
+        # Usual payees are accounts that existed before the period (no payments to the future).
+        self.established = np.flatnonzero(~fresh) if (~fresh).any() else np.arange(n)
+        self.payees = self._established(rng, (n, 3))
         # Most customers take no trip; some spend a few days in another city.
         self.trip = rng.random(n) < 0.15
         self.trip_city = rng.integers(0, len(_CITIES), n)
         self.trip_start = self.t0 + rng.integers(0, self.cfg.days * DAY, n)
         self.trip_end = self.trip_start + rng.integers(2, 8, n) * DAY
+
+    def _established(self, rng: np.random.Generator, size) -> np.ndarray:
+        """Random accounts that already existed when the period started."""
+        return self.established[rng.integers(0, len(self.established), size=size)]
 
     def _new_devices(self, n: int) -> np.ndarray:
         # Device ids are random numbers, so an id never tells whether it is a fraudster's.
@@ -305,7 +311,7 @@ class _World:
         merchant_id = np.where(has_merchant, self.m_id[merchant], None)
 
         payee = np.where(rng.random(n) < 0.8, self.payees[acct, rng.integers(0, 3, n)],
-                         rng.integers(0, cfg.accounts, n))
+                         self._established(rng, n))
         counterparty_id = np.where(tx_type == "transfer", _ids("A", payee, 7), None)
 
         mult = np.where(has_merchant, self.m_mult[merchant], 1.0)
@@ -474,7 +480,7 @@ class _World:
             tot = m + big
             transfer = rng.random() < 0.4
             dev, ip = self._fraud_kit(rng, 1)
-            mule = _ids("A", rng.integers(0, self.cfg.accounts, 1), 7)[0]
+            mule = _ids("A", self._established(rng, 1), 7)[0]
             self._add_fraud(
                 "card_testing", ts=ts, account_id=_ids("A", np.array([a]), 7)[0],
                 counterparty_id=mule if transfer else None,
@@ -637,7 +643,7 @@ class _World:
             ts = t + np.cumsum(rng.integers(30, HOUR, m))
             self._add_fraud(
                 "blacklisted_entity", ts=ts, account_id=_ids("A", v, 7)[0],
-                counterparty_id=_ids("A", rng.integers(0, self.cfg.accounts, m), 7)
+                counterparty_id=_ids("A", self._established(rng, m), 7)
                 if transfer else None,
                 merchant_id=None if transfer else self.m_id[rng.integers(0, self.n_merchants, m)],
                 amount=np.round(np.exp(rng.normal(np.log(600), 0.8, m)), 2), currency="CNY",

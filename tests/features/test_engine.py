@@ -326,6 +326,7 @@ def _perturb_future(tables, cut, mode):
         out["events"] = ev[~late_ev]
         out["labels"] = lab[(lab["reported_at"] < cut) & lab["tx_id"].isin(out["transactions"]["tx_id"])]
         out["blacklist"] = bl[bl["listed_at"] < cut]
+        out["accounts"] = out["accounts"][out["accounts"]["created_at"] < cut]
     else:
         tx.loc[late_tx, "amount"] = tx.loc[late_tx, "amount"] * 7 + 1
         tx.loc[late_tx, "device_id"] = "D_future"

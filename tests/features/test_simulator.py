@@ -118,3 +118,11 @@ def test_everything_happens_inside_the_period(small_world):
         assert frame["ts"].min() >= start and frame["ts"].max() < end
     # No pile-up of clipped timestamps at the start of the period.
     assert (small_world.events["ts"] == start).sum() <= 1
+
+
+def test_payees_exist_when_they_are_paid(small_world):
+    tx = small_world.transactions.dropna(subset=["counterparty_id"])
+    created = small_world.accounts.set_index("account_id")["created_at"]
+    opened = tx["counterparty_id"].map(created)
+    assert opened.notna().all()
+    assert (opened <= tx["ts"]).all()
