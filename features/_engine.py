@@ -141,7 +141,10 @@ class FeatureEngine:
         self._sides: dict[tuple, _Side] = {}
         self._done: set[str] = set()
         self._codes: dict[tuple[str, str], np.ndarray] = {}
-        self._orders: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
+        # Per-run caches: entity orders, event-type codes, blacklist lookups.
+        self._cache: dict[tuple, tuple] = {}
+        self._column: dict[str, int] = {}  # feature -> column of the output block
+        self._block: np.ndarray | None = None
         self._vocab: dict[str, int] = {}
 
     # -- identifiers -------------------------------------------------------------------
@@ -213,10 +216,10 @@ class FeatureEngine:
             return (f["amount"] < self.cfg.small_amount).to_numpy()
         if where.startswith("event_type="):
             key = ("_event_types", source)
-            if key not in self._orders:  # compare small integer codes, not strings
+            if key not in self._cache:  # compare small integer codes, not strings
                 codes, names = pd.factorize(f["event_type"])
-                self._orders[key] = (codes, list(names))
-            codes, names = self._orders[key]
+                self._cache[key] = (codes, list(names))
+            codes, names = self._cache[key]
             wanted = where.split("=", 1)[1]
             return codes == (names.index(wanted) if wanted in names else -2)
         if where.startswith("flag="):
@@ -248,10 +251,10 @@ class FeatureEngine:
                 return None
             # Filtered variants reuse the (entity, time) order of the unfiltered rows.
             okey = ("_order", source, entity)
-            if okey not in self._orders:
+            if okey not in self._cache:
                 ecode = self._key(source, entity)
-                self._orders[okey] = (ecode, _entity_time_order(ecode, self._times(source)))
-            ecode, base = self._orders[okey]
+                self._cache[okey] = (ecode, _entity_time_order(ecode, self._times(source)))
+            ecode, base = self._cache[okey]
             self._sides[key] = self._make_side(ecode, self._times(source),
                                                self._key("queries", entity), frame,
                                                self._mask(source, where), base)
@@ -305,7 +308,7 @@ class FeatureEngine:
             for key in [k for k, last in last_use.items() if last == i]:
                 self._sides.pop(key, None)
                 if all(last <= i for k, last in last_use.items() if k[:2] == key[:2]):
-                    self._orders.pop(("_order", *key[:2]), None)
+                    self._cache.pop(("_order", *key[:2]), None)
         frame = pd.DataFrame(block, columns=numeric, copy=False)
         order = [f.name for f in catalog]
         for name, value in categories.items():
@@ -511,9 +514,9 @@ class FeatureEngine:
     def _blacklist_entity(self, entity: str):
         """For one entity: hit (0/1/NaN), listing time of the active listing, its source."""
         key = ("_blacklist_result", entity)
-        if key not in self._orders:
-            self._orders[key] = self._blacklist_lookup(entity)
-        return self._orders[key]
+        if key not in self._cache:
+            self._cache[key] = self._blacklist_lookup(entity)
+        return self._cache[key]
 
     def _blacklist_lookup(self, entity: str):
         n = len(self.q)
