@@ -139,12 +139,10 @@ class FeatureEngine:
         self.q = queries.reset_index(drop=True)
         self.qts = _micros(self.q["ts"])
         self._sides: dict[tuple, _Side] = {}
-        self._done: set[str] = set()
         self._codes: dict[tuple[str, str], np.ndarray] = {}
         # Per-run caches: entity orders, event-type codes, blacklist lookups.
         self._cache: dict[tuple, tuple] = {}
-        self._column: dict[str, int] = {}  # feature -> column of the output block
-        self._block: np.ndarray | None = None
+        self._values_out: dict[str, np.ndarray] = {}  # numeric features computed so far
         self._vocab: dict[str, int] = {}
 
     # -- identifiers -------------------------------------------------------------------
@@ -285,35 +283,26 @@ class FeatureEngine:
     # -- aggregations ------------------------------------------------------------------
     def compute(self, catalog: tuple[Feature, ...] = CATALOG) -> pd.DataFrame:
         """All features of ``catalog`` for the queries, as a DataFrame in catalog order."""
-        numeric = [f.name for f in catalog if f.kind == "float"]
-        self._column = {name: i for i, name in enumerate(numeric)}
-        # One Fortran-ordered block: pandas takes it as is instead of stacking 70 columns.
-        self._block = block = np.empty((len(self.q), len(numeric)), dtype=np.float64, order="F")
         # Sorted data and window bounds are freed after the last feature that needs them.
         last_use = {}
         for i, f in enumerate(catalog):
             for key in _sides_of(f):
                 last_use[key] = i
-        categories = {}
+        columns = {}
         for i, f in enumerate(catalog):
             value = self._feature(f)
-            self._done.add(f.name)
             if f.kind == "float":
-                block[:, self._column[f.name]] = value
-            elif isinstance(value, pd.Categorical):
-                categories[f.name] = value
-            else:
-                categories[f.name] = pd.Categorical(value, categories=list(f.categories))
-            del value
+                value = np.asarray(value, dtype=np.float64)
+                self._values_out[f.name] = value
+            elif not isinstance(value, pd.Categorical):
+                value = pd.Categorical(value, categories=list(f.categories))
+            columns[f.name] = value
             for key in [k for k, last in last_use.items() if last == i]:
                 self._sides.pop(key, None)
                 if all(last <= i for k, last in last_use.items() if k[:2] == key[:2]):
                     self._cache.pop(("_order", *key[:2]), None)
-        frame = pd.DataFrame(block, columns=numeric, copy=False)
-        order = [f.name for f in catalog]
-        for name, value in categories.items():
-            frame.insert(order.index(name), name, value)
-        return frame
+        # One block per column, taken as is: no 2-D copy of every feature.
+        return pd.DataFrame(columns, copy=False)
 
     def _feature(self, f: Feature):
         if f.agg == "value":
@@ -430,10 +419,10 @@ class FeatureEngine:
         return lookup[self.codes("queries", column)]  # code -1 reads the trailing NaN
 
     def _computed(self, name: str, f: Feature) -> np.ndarray:
-        """A feature computed earlier in this run (read back from the output block)."""
-        if name not in self._column or name not in self._done:
+        """A numeric feature computed earlier in this run."""
+        if name not in self._values_out:
             raise ValueError(f"feature {f.name} needs {name} declared before it in the catalog")
-        return self._block[:, self._column[name]]
+        return self._values_out[name]
 
     def _last_location(self, f: Feature):
         where = "located" if f.where is None else f.where
