@@ -102,21 +102,29 @@ def worker(kind: str, folder: str) -> None:
                  else compute_features(tables, catalog=tuple(x for x in CATALOG if x.name in SUBSET)))
             seconds = min(seconds, time.perf_counter() - t)
     else:
-        t = time.perf_counter()
+        import great_expectations  # noqa: F401  (a one-time import, not build time)
+
         from fraudlab.data_contracts import RawTable, validate_dataset
         from fraudlab.features import LABEL, build_dataset, dataset_schema
 
         as_of = tables["transactions"]["ts"].max() + pd.Timedelta("1s")
-        ds = build_dataset(tables, as_of, validate=False)
-        f = ds[[x.name for x in CATALOG]]
-        t_contract = time.perf_counter()
-        validate_dataset(RawTable("dataset", ds, "bench"), dataset_schema(), as_of=as_of,
-                         label=LABEL, mature="is_mature", fraud_rate=(0.0, 1.0),
-                         features=[x.name for x in CATALOG])
-        contract = time.perf_counter() - t_contract
-        seconds = time.perf_counter() - t - contract
-    result = {"seconds": seconds, "contract_seconds": contract, "rows": len(f),
-              "features": f.shape[1], "peak_mb": _peak_mb(), "load_peak_mb": base}
+        seconds = contract = float("inf")
+        for _ in range(3):  # best of three, as for the other measurements
+            t = time.perf_counter()
+            ds = build_dataset(tables, as_of, validate=False)
+            t_contract = time.perf_counter()
+            validate_dataset(RawTable("dataset", ds, "bench"), dataset_schema(), as_of=as_of,
+                             label=LABEL, mature="is_mature", fraud_rate=(0.0, 1.0),
+                             features=[x.name for x in CATALOG])
+            seconds = min(seconds, t_contract - t)
+            contract = min(contract, time.perf_counter() - t_contract)
+            n_rows = len(ds)
+            del ds  # keep only one dataset alive at a time, for the peak-memory figure
+        f = None
+    result = {"seconds": seconds, "contract_seconds": contract,
+              "rows": n_rows if f is None else len(f),
+              "features": len(CATALOG) if f is None else f.shape[1],
+              "peak_mb": _peak_mb(), "load_peak_mb": base}
     if kind in ("pandas", "subset"):
         path = Path(folder) / f"_{kind}.parquet"
         f.reset_index(drop=True).to_parquet(path)
@@ -150,7 +158,7 @@ def main() -> None:
             del w
             full = run("engine", folder)
             total = full["seconds"] + full["contract_seconds"]
-            line = (f"{rows:,} transactions: labeled dataset with the full catalog "
+            line = (f"{rows:,} transactions (best of 3): labeled dataset with the full catalog "
                     f"({full['features']} features) in {full['seconds']:.1f} s = "
                     f"{rows / full['seconds']:,.0f} tx/s; with its contract {total:.1f} s = "
                     f"{rows / total:,.0f} tx/s (target 250,000); peak memory "
