@@ -201,7 +201,7 @@ def features_build(
         try:
             ds = build_dataset(data, as_of, start=start, end=end, config=cfg.features)
         except DatasetContractError as exc:
-            console.print(f"[red]error[/red]: {escape_markup(str(exc))}")
+            console.print(f"[red]error[/red]: {_escape(str(exc))}")
             raise typer.Exit(EXIT_CONTRACT) from exc
     out.parent.mkdir(parents=True, exist_ok=True)
     contract = ds.attrs.pop("contract")
@@ -213,7 +213,7 @@ def features_build(
                   f"catalog {ds.attrs['catalog_version']}")
 
 
-def escape_markup(text: str) -> str:
+def _escape(text: str) -> str:
     from rich.markup import escape
 
     return escape(text)
