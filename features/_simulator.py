@@ -193,7 +193,7 @@ class _World:
         self.t1 = self.t0 + config.days * DAY
         self.t_emerging = int(pd.Timestamp(config.emerging_start(), tz="UTC").timestamp())
         self.next_account = config.accounts
-        self.next_device = 0
+        self.used_devices: set[int] = set()
         self.extra_accounts = _Rows()
         self.fraud_tx = _Rows()
         self.n_fraud_tx = 0
@@ -244,10 +244,17 @@ class _World:
         return self.established[rng.integers(0, len(self.established), size=size)]
 
     def _new_devices(self, n: int) -> np.ndarray:
-        # Device ids are random numbers, so an id never tells whether it is a fraudster's.
-        ids = self.rngs["infra"].choice(10**9, size=n, replace=False) if n else np.array([], int)
-        self.next_device += n
-        return _ids("D", ids, 9)
+        """Fresh device ids, never given out before in this world.
+
+        Ids are random numbers, so an id never tells whether it is a fraudster's."""
+        rng = self.rngs["infra"]
+        ids: list[int] = []
+        while len(ids) < n:
+            for d in rng.integers(0, 10**9, size=n - len(ids)).tolist():
+                if d not in self.used_devices:
+                    self.used_devices.add(d)
+                    ids.append(d)
+        return _ids("D", np.array(ids, dtype=np.int64), 9)
 
     def make_merchants(self) -> None:
         rng = self.rngs["merchants"]

@@ -126,3 +126,12 @@ def test_payees_exist_when_they_are_paid(small_world):
     opened = tx["counterparty_id"].map(created)
     assert opened.notna().all()
     assert (opened <= tx["ts"]).all()
+
+
+def test_device_ids_are_never_reused_across_owners():
+    w = simulate_world(SimulationConfig(accounts=3000, days=10, seed=4))
+    ev = w.events.dropna(subset=["device_id"])
+    # Outside emulator farms, every device that logs in belongs to exactly one account.
+    real = ev[~ev["is_emulator"]]
+    assert real.groupby("device_id")["account_id"].nunique().max() == 1
+    assert ev.loc[ev["is_emulator"], "device_id"].nunique() > 0  # farms do share devices
