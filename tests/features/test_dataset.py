@@ -117,3 +117,19 @@ def test_dataset_contract_catches_nulls_the_catalog_does_not_allow(world_tables)
     [f] = err.value.report.failures
     assert (f.rule, f.column) == ("secs_since_prev_strict is not null", "secs_since_prev_strict")
     assert f.failing_count == int(loose["secs_since_prev_strict"].isna().sum()) > 0
+
+
+def test_dataset_contract_catches_duplicate_transactions(world_tables):
+    from fraudlab.data_contracts import RawTable, validate_dataset
+    from fraudlab.features import dataset_schema
+
+    as_of = world_tables["transactions"]["ts"].max()
+    ds = build_dataset(world_tables, as_of, validate=False)
+    ds.loc[1, "tx_id"] = ds.loc[0, "tx_id"]
+    report = validate_dataset(RawTable("dataset", ds, "<test>"), dataset_schema(), as_of=as_of,
+                              label=LABEL, mature="is_mature", fraud_rate=(0.0, 1.0),
+                              features=[f.name for f in CATALOG])
+    [f] = report.failures
+    assert (f.rule, f.column, f.failing_count) == ("tx_id is unique", "tx_id", 2)
+    assert f.examples == [ds.loc[0, "tx_id"]] * 2
+    assert report.quarantined_rows("dataset").tolist() == [0, 1]
