@@ -204,7 +204,6 @@ def validate_table(table: RawTable, config: ContractsConfig | None = None, *,
                    transactions: pd.DataFrame | None = None,
                    schema: TableSchema | None = None,
                    extra_rules: tuple[Rule, ...] = (),
-                   compact_strings: bool = False,
                    _ctx=None) -> tuple[list[RuleResult], dict[int, list[tuple[str, str]]]]:
     """Validate one raw table against its contract.
 
@@ -222,11 +221,6 @@ def validate_table(table: RawTable, config: ContractsConfig | None = None, *,
         The schema to check against; default the canonical schema of ``table.name``.
     extra_rules : tuple of Rule
         Further table-wide rules, run with the row-level suite.
-    compact_strings : bool
-        Hand string columns to GX as categoricals. GX hashes the whole frame twice per
-        validation to name the batch, and hashing a million arrow strings costs most of a
-        large frame's validation; the rules' verdicts, counts and examples are the same.
-        Column types are still checked on the frame as given.
 
     Returns
     -------
@@ -277,9 +271,6 @@ def validate_table(table: RawTable, config: ContractsConfig | None = None, *,
     if table.name == "labels" and transactions is not None:
         check = _with_transaction_refs(frame, transactions)
     rules = row_rules(schema, config, as_of, labels_have_refs=check is not frame)
-    if compact_strings:
-        check = check.assign(**{c: check[c].astype("category") for c in check.columns
-                                if kind_of(check[c].dtype) == "string"})
     for r, res in _run_suite(ctx, table.name + "_rows", check, rules + list(extra_rules)):
         raised = res.exception_info.get("raised_exception", False)
         if raised:
@@ -457,7 +448,7 @@ def validate_dataset(table: RawTable, schema: TableSchema, *, as_of=None, label:
     if all(r.success for r in results):
         more, bad = validate_table(checked, config, as_of=as_of,
                                    schema=_with_helper(meta_schema) if extra else meta_schema,
-                                   extra_rules=extra, compact_strings=True, _ctx=ctx)
+                                   extra_rules=extra, _ctx=ctx)
         results += [r for r in more if r.rule != "exact column set"]
         if features:
             results += _feature_profile_results(ctx, table, schema, features)
