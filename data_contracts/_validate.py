@@ -348,12 +348,16 @@ def validate_raw(tables: Mapping[str, RawTable], config: ContractsConfig | None 
         if bad:
             quarantine.append(_quarantine_frame(table, bad))
     q = (pd.concat(quarantine, ignore_index=True) if quarantine
-         else pd.DataFrame({c: pd.Series(dtype=t) for c, t in _Q_COLUMNS.items()}))
+         else _empty_quarantine())
     return ContractReport(results, q, as_of, {n: len(t.frame) for n, t in tables.items()})
 
 
 _Q_COLUMNS = {"table": "str", "origin": "str", "row": "int64", "key": "str", "rules": "str",
               "reasons": "str", "record": "str"}
+
+
+def _empty_quarantine() -> pd.DataFrame:
+    return pd.DataFrame({c: pd.Series(dtype=t) for c, t in _Q_COLUMNS.items()})
 
 
 def _quarantine_frame(table: RawTable, bad: dict[int, list[tuple[str, str]]],
@@ -455,7 +459,7 @@ def validate_dataset(table: RawTable, schema: TableSchema, *, as_of=None, label:
     else:
         bad = {}
     q = (_quarantine_frame(table, bad, schema) if bad
-         else pd.DataFrame({c: pd.Series(dtype=t) for c, t in _Q_COLUMNS.items()}))
+         else _empty_quarantine())
     return ContractReport(results, q, as_of, {table.name: len(frame)})
 
 

@@ -32,8 +32,6 @@ _ENTITY_COLUMNS = {
 }
 _BLACKLIST_TYPES = {"account": ("account",), "device": ("device",), "ip": ("ip",),
                     "counterparty": ("counterparty", "account"), "merchant": ("merchant",)}
-_BLACKLIST_COLUMN = {"account": "account_id", "device": "device_id", "ip": "ip",
-                     "counterparty": "counterparty_id", "merchant": "merchant_id"}
 
 
 def _micros(ts: pd.Series) -> np.ndarray:
@@ -108,7 +106,7 @@ class _Side:
     s0: np.ndarray
     s1: np.ndarray
     frame: pd.DataFrame | None = None
-    bounds: dict = field(default_factory=dict)
+    bounds: dict = field(default_factory=dict)  # window bounds, sorted values, prefix sums
     until: np.ndarray | None = None  # blacklist: running max of delisting time
     source: np.ndarray | None = None  # blacklist: who listed (codes into the source names)
 
@@ -270,8 +268,21 @@ class FeatureEngine:
                                                   _window_us(window))
         return side.bounds[window]
 
-    def _values(self, side: _Side, column: str) -> np.ndarray:
-        return side.frame[column].to_numpy(dtype=float)[side.rows]
+    def _values(self, side: _Side, column: str, squared: bool = False) -> np.ndarray:
+        """Values of ``column`` in the side's sorted order (squared for variances)."""
+        key = ("values", column, squared)
+        if key not in side.bounds:
+            v = side.frame[column].to_numpy(dtype=float)[side.rows]
+            side.bounds[key] = v * v if squared else v
+        return side.bounds[key]
+
+    def _window_sum(self, side: _Side, column: str, lo, hi, squared: bool = False):
+        """Sum over each window, from per-entity prefix sums computed once per side and column."""
+        vals = self._values(side, column, squared)
+        key = ("prefix", column, squared)
+        if key not in side.bounds:
+            side.bounds[key] = K.segment_prefix(side.ecode, vals)
+        return K.window_sum(side.bounds[key], vals, lo, hi)
 
     def _current(self, f: Feature) -> np.ndarray:
         """1 where the query row itself passes the feature's filter and has an entity."""
@@ -323,13 +334,12 @@ class FeatureEngine:
         if f.agg == "count":
             v = (hi - lo + cur).astype(float)
         elif f.agg in ("sum", "mean", "max", "ratio_to_mean"):
-            vals = self._values(side, f.of)
             qv = self.q[f.of].to_numpy(dtype=float)
             if f.agg == "max":
-                v = K.window_max(vals, lo, hi)
+                v = K.window_max(self._values(side, f.of), lo, hi)
                 v = np.where(cur, np.fmax(v, qv), v)
             else:
-                s = K.window_sum(K.segment_prefix(side.ecode, vals), vals, lo, hi)
+                s = self._window_sum(side, f.of, lo, hi)
                 c = (hi - lo).astype(float)
                 s, c = s + np.where(cur, qv, 0.0), c + cur
                 with np.errstate(invalid="ignore", divide="ignore"):
@@ -339,9 +349,8 @@ class FeatureEngine:
                     else:
                         v = s if f.agg == "sum" else mean
         elif f.agg == "zscore":
-            vals = self._values(side, f.of)
-            s1 = K.window_sum(K.segment_prefix(side.ecode, vals), vals, lo, hi)
-            s2 = K.window_sum(K.segment_prefix(side.ecode, vals * vals), vals * vals, lo, hi)
+            s1 = self._window_sum(side, f.of, lo, hi)
+            s2 = self._window_sum(side, f.of, lo, hi, squared=True)
             c = (hi - lo).astype(float)
             qv = self.q[f.of].to_numpy(dtype=float)
             with np.errstate(invalid="ignore", divide="ignore"):
@@ -384,10 +393,9 @@ class FeatureEngine:
         if name in ("channel", "tx_type"):
             return q[name].astype(pd.CategoricalDtype(list(f.categories))).array
         if name == "large_amount_far_from_home":
-            far = self._computed("distance_from_home_km", f) > self.cfg.far_from_home_km
-            ratio = self._computed("amount_to_mean_30d", f)
             dist = self._computed("distance_from_home_km", f)
-            v = (far & (ratio > self.cfg.large_amount_ratio)).astype(float)
+            ratio = self._computed("amount_to_mean_30d", f)
+            v = ((dist > self.cfg.far_from_home_km) & (ratio > self.cfg.large_amount_ratio)).astype(float)
             return np.where(np.isnan(dist), np.nan, v)
         accounts = self.tables.get("accounts")
         if accounts is None:
@@ -485,11 +493,12 @@ class FeatureEngine:
             self._sides[key] = None
             return None
         in_types = bl["entity_type"].isin(_BLACKLIST_TYPES[entity]).to_numpy()
-        domain = _DOMAIN_OF[("transactions", _BLACKLIST_COLUMN[entity])]
-        self.codes("queries", _BLACKLIST_COLUMN[entity])
+        [column] = _ENTITY_COLUMNS["transactions"][entity]
+        domain = _DOMAIN_OF[("transactions", column)]
+        qcode = self.codes("queries", column)
         ecode = np.where(in_types, self._codes[(f"blacklist:{domain}", "entity_value")], -1)
         side = self._make_side(ecode, _micros(bl["listed_at"]),
-                               self.codes("queries", _BLACKLIST_COLUMN[entity]), bl)
+                               qcode, bl)
         order = side.rows
         delisted = bl["delisted_at"]
         until = np.where(delisted.isna().to_numpy(), np.iinfo(np.int64).max,
