@@ -6,7 +6,17 @@ Exports are loaded on first use so that the CLI's ``--help`` does not import the
 from importlib import import_module
 
 _EXPORTS = {
+    "FittedModel": "._fit",
     "FraudlabConfig": "._config",
+    "MissingAwareSMOTE": "._rebalance",
+    "Protocol": "._protocol",
+    "TrainingConfig": "._config",
+    "TrainingResult": "._train",
+    "build_protocol": "._protocol",
+    "fit_final": "._fit",
+    "rebalance": "._rebalance",
+    "storage_url": "._study",
+    "train_model": "._train",
     "PathsConfig": "._config",
     "TrackingConfig": "._config",
     "config_to_yaml": "._config",

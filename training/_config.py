@@ -45,6 +45,59 @@ class TrackingConfig(BaseModel):
     registered_model: str = Field("fraudlab-fraud", description="Registered model name.")
 
 
+Strategy = Literal["none", "scale_pos_weight", "undersample", "smote", "over_under"]
+Objective = Literal["average_precision", "recall_at_fpr", "account_precision_at_k", "expected_cost"]
+
+
+class TrainingConfig(BaseModel):
+    """The Optuna search over XGBoost, the temporal protocol and the final model."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    n_trials: int = Field(30, ge=1, description="Trials in the study (over all workers).")
+    timeout: float | None = Field(
+        None, gt=0, description="Stop starting new trials after this many seconds.")
+    workers: int = Field(1, ge=1, description="Worker processes sharing one study (needs a "
+                         "storage other than memory).")
+    seed: int = Field(42, description="Seed of the sampler, the samplers of rows and XGBoost.")
+    objective: Objective = Field(
+        "average_precision", description="What the search maximises, averaged over folds: "
+        "average_precision, recall_at_fpr, account_precision_at_k, or expected_cost "
+        "(minimised, as a negative number).")
+    objective_fpr: float = Field(0.01, gt=0, lt=1, description="FPR for recall_at_fpr.")
+    objective_k: int = Field(100, ge=1, description="Accounts a day for account_precision_at_k.")
+    n_splits: int = Field(3, ge=1, description="Walk-back validation folds.")
+    validation_window: str = Field("7d", description="Length of each validation window.")
+    gap: str = Field("7d", description="Label delay between a training cut and the data the "
+                     "model is judged on (also before the calibration and test windows).")
+    train_window: str | None = Field(
+        None, description="Sliding training window of each fold; none: all history.")
+    calibration_window: str = Field(
+        "14d", description="Held-out window before the test window for calibration.")
+    test_window: str = Field(
+        "14d", description="Final out-of-time window that tuning never sees.")
+    calibration: Literal["isotonic", "sigmoid"] = Field(
+        "sigmoid", description="Probability calibration: sigmoid (Platt; keeps the ranking, "
+        "robust with few frauds) or isotonic (flexible, but its flat steps tie scores and "
+        "it needs a few hundred frauds in the calibration window).")
+    strategies: list[Strategy] = Field(
+        ["none", "scale_pos_weight", "undersample", "smote", "over_under"],
+        description="Class-rebalancing strategies the search chooses from.")
+    max_rounds: int = Field(600, ge=10, description="Upper bound on boosting rounds; early "
+                            "stopping picks the number.")
+    early_stopping_rounds: int = Field(40, ge=1, description="Rounds without improvement of "
+                                       "validation average precision before stopping.")
+    report_every: int = Field(
+        25, ge=1, description="Report to the pruner every N rounds (not every round).")
+    storage: str = Field(
+        "memory", description="Optuna storage: memory, sqlite or journal (files under "
+        "mlruns/), or a database URL such as postgresql+psycopg://host/db (${ENV} expanded).")
+    study_name: str | None = Field(
+        None, description="Study name; default derived from the dataset fingerprint and seed.")
+    nested_runs: bool = Field(False, description="Log every trial as a nested MLflow run "
+                              "(the trials table is always logged).")
+
+
 class FraudlabConfig(BaseModel):
     """Everything configurable in fraudlab; every field has a documented default."""
 
@@ -57,6 +110,7 @@ class FraudlabConfig(BaseModel):
     contracts: ContractsConfig = Field(default_factory=ContractsConfig)
     features: FeaturesConfig = Field(default_factory=FeaturesConfig)
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
     log_format: Literal["text", "json"] = Field(
         "text", description="Log lines as plain text or JSON lines (for orchestrators).")
 

@@ -1,0 +1,152 @@
+"""The temporal protocol of one training: tuning folds, refit, calibration and test windows.
+
+::
+
+    |<---------------- development ---------------->|
+    [ tuning folds (walk-back) ...... ][ calibration ][ gap ][ test window ]
+    |<------------ refit ------------>|                      ^ deployment time v
+
+The model is "deployed" at ``v``, the start of the test window: everything it learns from
+(rows, labels, calibration) was known at ``v``. Rows are mature rows of the labeled dataset
+only; the test window is labelled as known at the dataset's as-of time (the best truth we
+have) and leaves out accounts already known compromised before ``v``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from fraudlab.data_contracts import parse_duration
+from fraudlab.evaluation import TemporalSplit, labels_known_at
+from fraudlab.features import CATALOG, LABEL
+
+from ._config import TrainingConfig
+
+
+@dataclass(frozen=True)
+class Window:
+    """Encoded inputs, labels and the metadata needed to score one window."""
+
+    X: np.ndarray
+    y: np.ndarray
+    meta: pd.DataFrame  # tx_id, ts, account_id, amount (when a feature), fraud_type
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    @property
+    def frauds(self) -> int:
+        return int(self.y.sum())
+
+
+@dataclass(frozen=True)
+class Fold:
+    train: Window
+    valid: Window
+    times: dict
+
+
+@dataclass
+class Protocol:
+    """Everything a search and a final fit need, encoded once."""
+
+    spec: dict
+    folds: list[Fold]
+    refit: Window
+    calibration: Window
+    test: Window
+    times: dict = field(default_factory=dict)
+
+    def summary(self) -> dict:
+        """Row and fraud counts and the boundaries of every window (for logging)."""
+        out = {"times": {k: str(v) for k, v in self.times.items()}}
+        for name in ("refit", "calibration", "test"):
+            w = getattr(self, name)
+            out[name] = {"rows": len(w), "frauds": w.frauds}
+        out["folds"] = [{"train_rows": len(f.train), "train_frauds": f.train.frauds,
+                         "valid_rows": len(f.valid), "valid_frauds": f.valid.frauds,
+                         **{k: str(v) for k, v in f.times.items()}} for f in self.folds]
+        return out
+
+
+def preprocessing_spec(dataset: pd.DataFrame) -> dict:
+    """The served model's explicit preprocessing: catalog features present in the dataset,
+    in catalog order, with the fixed categories of categorical ones."""
+    from ._served import PREPROCESSING_VERSION
+
+    feats = [f for f in CATALOG if f.name in dataset.columns]
+    if not feats:
+        raise ValueError("the dataset has no catalog feature columns")
+    return {"version": PREPROCESSING_VERSION, "features": [f.name for f in feats],
+            "categories": {f.name: list(f.categories) for f in feats if f.kind == "category"}}
+
+
+def _window(frame: pd.DataFrame, spec: dict, y: np.ndarray) -> Window:
+    from ._served import encode
+
+    cols = [c for c in ("tx_id", "ts", "account_id", "amount", "fraud_type", "channel")
+            if c in frame.columns]
+    return Window(encode(spec, frame), np.asarray(y, dtype=np.int8),
+                  frame[cols].reset_index(drop=True))
+
+
+def _no_fraud(name: str, w: Window) -> None:
+    if len(w) == 0 or w.frauds == 0:
+        raise ValueError(f"the {name} window has {len(w):,} rows and {w.frauds} frauds: the "
+                         "dataset is too short or too clean for the configured windows "
+                         "(training.test_window, calibration_window, validation_window, gap, "
+                         "n_splits)")
+
+
+def build_protocol(dataset: pd.DataFrame, config: TrainingConfig | None = None) -> Protocol:
+    """Lay the temporal protocol over a labeled dataset and encode every window.
+
+    Parameters
+    ----------
+    dataset : DataFrame
+        From :func:`fraudlab.features.build_dataset`; immature rows are left out.
+    config : TrainingConfig, optional
+
+    Raises
+    ------
+    ValueError
+        When a window would hold no rows or no frauds.
+    """
+    config = config or TrainingConfig()
+    spec = preprocessing_spec(dataset)
+    data = dataset[dataset["is_mature"].to_numpy()].reset_index(drop=True)
+    if data.empty:
+        raise ValueError("the dataset has no mature rows (all labels still too recent)")
+    outer = TemporalSplit(1, validation_window=config.test_window, gap=config.gap)
+    t = outer.fold_times(data)[0]
+    dev_pos, test_pos = next(outer.split(data))
+    deploy = t["valid_start"]
+    dev = data.iloc[dev_pos].reset_index(drop=True)
+    dev_y = labels_known_at(dev, deploy)
+    cal_start = t["cut"] - parse_duration(config.calibration_window)
+    in_cal = (dev["ts"] >= cal_start).to_numpy()
+    test = data.iloc[test_pos]
+    times = {"train_start": data["ts"].min(), "calibration_start": cal_start,
+             "calibration_end": t["cut"], "test_start": deploy, "test_end": t["valid_end"]}
+    refit_frame = dev[~in_cal].reset_index(drop=True)
+    refit_y = dev_y[~in_cal]
+    protocol = Protocol(spec=spec, folds=[], times=times,
+                        refit=_window(refit_frame, spec, refit_y),
+                        calibration=_window(dev[in_cal], spec, dev_y[in_cal]),
+                        test=_window(test, spec, test[LABEL].to_numpy()))
+    splitter = TemporalSplit(config.n_splits, validation_window=config.validation_window,
+                             gap=config.gap, train_window=config.train_window, end=cal_start)
+    for (tr, va), ft in zip(splitter.split(refit_frame), splitter.fold_times(refit_frame),
+                            strict=True):
+        train = refit_frame.iloc[tr]
+        fold = Fold(train=_window(train, spec, labels_known_at(train, ft["valid_start"])),
+                    valid=_window(refit_frame.iloc[va], spec, refit_y[va]), times=ft)
+        _no_fraud(f"fold {len(protocol.folds)} training", fold.train)
+        _no_fraud(f"fold {len(protocol.folds)} validation", fold.valid)
+        protocol.folds.append(fold)
+    for name in ("refit", "calibration", "test"):
+        _no_fraud(name, getattr(protocol, name))
+    return protocol

@@ -1,0 +1,223 @@
+"""MLflow at the edge: one parent run per training, the served model, the registry aliases.
+
+Everything is logged first; the model version is registered and the aliases move only at
+the very end, so a failure anywhere leaves the registry as it was.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from fraudlab.features import LABEL, METADATA
+
+from ._config import FraudlabConfig
+
+CHAMPION, CHALLENGER = "champion", "challenger"
+
+
+def git_commit() -> str:
+    """The code version: the commit of the fraudlab checkout, ``+dirty`` if modified."""
+    here = Path(__file__).resolve().parent
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True,
+                             text=True, timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               cwd=here, capture_output=True, text=True, timeout=10).stdout.strip()
+        return sha + ("+dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        from fraudlab import __version__
+
+        return f"unknown (fraudlab {__version__})"
+
+
+def dataset_fingerprint(dataset: pd.DataFrame) -> str:
+    """A content hash of the rows a model learns from: ids, times, labels and label times,
+    and every feature value."""
+    import hashlib
+
+    h = hashlib.sha256()
+    h.update(pd.util.hash_pandas_object(dataset, index=False).to_numpy().tobytes())
+    h.update(",".join(map(str, dataset.columns)).encode())
+    return h.hexdigest()
+
+
+def setup_mlflow(config: FraudlabConfig):
+    """Point MLflow at the configured store and experiment; returns an ``MlflowClient``.
+
+    With the default SQLite store, artifacts go to ``<mlruns>/artifacts`` (never the
+    working directory).
+    """
+    import os
+
+    import mlflow
+
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    mlflow.set_tracking_uri(config.tracking_uri())
+    client = mlflow.MlflowClient()
+    exp = client.get_experiment_by_name(config.tracking.experiment)
+    if exp is None:
+        location = None
+        if not config.tracking.uri:
+            art = config.path(config.paths.mlruns).resolve() / "artifacts"
+            art.mkdir(parents=True, exist_ok=True)
+            location = art.as_uri()
+        client.create_experiment(config.tracking.experiment, artifact_location=location)
+    mlflow.set_experiment(config.tracking.experiment)
+    return client
+
+
+def _figures(study) -> dict:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import optuna.visualization.matplotlib as ov
+
+    out = {}
+    for name, plot in (("optimization_history", ov.plot_optimization_history),
+                       ("param_importances", ov.plot_param_importances)):
+        try:
+            ax = plot(study)
+        except (ValueError, RuntimeError):  # too few finished trials for importances
+            continue
+        fig = ax.figure if hasattr(ax, "figure") else ax[0].figure
+        fig.set_size_inches(9, 5)
+        fig.tight_layout()
+        out[name] = fig
+    return out
+
+
+def trials_frame(study) -> pd.DataFrame:
+    """One row per trial: number, state, value, parameters, fold scores, worker."""
+    df = study.trials_dataframe(attrs=("number", "value", "state", "params", "user_attrs",
+                                       "duration"))
+    for c in df.columns:
+        if df[c].dtype == object:
+            df[c] = df[c].map(lambda v: json.dumps(v) if isinstance(v, list | dict) else v)
+    if "duration" in df:
+        df["duration"] = df["duration"].dt.total_seconds()
+    return df
+
+
+def model_signature(spec: dict):
+    """The served model's signature, built from the preprocessing spec rather than
+    inferred from a few rows: every feature is optional (missing means missing),
+    categorical features accept strings or pandas categoricals, the output is one fraud
+    probability per row."""
+    from mlflow.models import ModelSignature
+    from mlflow.types.schema import AnyType, ColSpec, Schema
+
+    cats = spec.get("categories", {})
+    inputs = Schema([ColSpec(AnyType() if f in cats else "double", f, required=False)
+                     for f in spec["features"]])
+    return ModelSignature(inputs=inputs, outputs=Schema([ColSpec("double", "fraud_probability")]))
+
+
+def log_training(result, dataset: pd.DataFrame, config: FraudlabConfig, *,
+                 source: str = "<in-memory dataset>", extra_tags: dict | None = None) -> str:
+    """Log one training as an MLflow parent run; returns the model URI (not registered).
+
+    Parameters
+    ----------
+    result : TrainingResult
+    dataset : DataFrame
+        The labeled dataset the study saw (for lineage).
+    source : str
+        Where the dataset came from (a file path).
+    """
+    import mlflow
+    import xgboost as xgb
+
+    from . import _served
+
+    setup_mlflow(config)
+    model, baseline, study = result.model, result.baseline, result.study
+    tags = {
+        "fraudlab.kind": "training",
+        "fraudlab.git_commit": git_commit(),
+        "fraudlab.catalog_version": dataset.attrs.get("catalog_version", "unknown"),
+        "fraudlab.dataset_fingerprint": result.fingerprint,
+        "fraudlab.as_of": str(dataset.attrs.get("as_of")),
+        "fraudlab.study": study.study_name,
+        **(extra_tags or {}),
+    }
+    with mlflow.start_run(run_name=result.run_name, tags=tags) as run:
+        t = config.training
+        mlflow.log_params({f"training.{k}": (json.dumps(v) if isinstance(v, list) else v)
+                           for k, v in t.model_dump().items()})
+        mlflow.log_params({f"best.{k}": v for k, v in model.params.items()})
+        mlflow.log_metrics({f"test.{k}": v for k, v in model.test_metrics.items()
+                            if np.isfinite(v)})
+        mlflow.log_metrics({f"baseline.test.{k}": v for k, v in baseline.test_metrics.items()
+                            if np.isfinite(v)})
+        mlflow.log_metrics({f"calibration.{k}": v for k, v in model.calibration_metrics.items()
+                            if np.isfinite(v)})
+        best = study.best_trial
+        mlflow.log_metric("search.best_value", best.value)
+        for k, s in enumerate(best.user_attrs.get("fold_scores", [])):
+            mlflow.log_metric(f"search.fold{k}_{t.objective}", s)
+        trials = trials_frame(study)
+        mlflow.log_table(trials, "optuna/trials.json")
+        mlflow.log_dict({"study_name": study.study_name, "direction": "maximize",
+                         "n_trials": len(trials),
+                         "states": trials["state"].value_counts().to_dict(),
+                         "best_trial": best.number, "best_value": best.value,
+                         "best_params": best.params}, "optuna/study.json")
+        for name, fig in _figures(study).items():
+            mlflow.log_figure(fig, f"optuna/{name}.png")
+        mlflow.log_dict(result.protocol_summary, "protocol.json")
+        mlflow.log_table(model.reliability, "calibration/reliability_test.json")
+        if "contract" in dataset.attrs:
+            mlflow.log_dict(dataset.attrs["contract"], "contracts/dataset.json")
+        lineage = dataset[[c for c in (*METADATA, LABEL) if c in dataset.columns]]
+        ds = mlflow.data.from_pandas(lineage, source=source, targets=LABEL,
+                                     name=f"labeled-dataset-{result.fingerprint[:12]}",
+                                     digest=result.fingerprint[:20])
+        mature = dataset[dataset["is_mature"].to_numpy()]
+        mlflow.log_input(ds, context="training", tags={
+            "fingerprint": result.fingerprint, "as_of": str(dataset.attrs.get("as_of")),
+            "ts_min": str(dataset["ts"].min()), "ts_max": str(dataset["ts"].max()),
+            "rows": str(len(dataset)), "mature_rows": str(len(mature)),
+            "frauds": str(int(mature[LABEL].sum()))})
+        if t.nested_runs:
+            for tr in study.trials:
+                with mlflow.start_run(run_name=f"trial {tr.number}", nested=True):
+                    mlflow.log_params(tr.params)
+                    if tr.value is not None:
+                        mlflow.log_metric(t.objective, tr.value)
+        with tempfile.TemporaryDirectory() as tmp:
+            booster_dir = Path(tmp) / "booster"
+            mlflow.xgboost.save_model(model.booster, booster_dir, model_format="ubj")
+            spec_path = Path(tmp) / "preprocessing.json"
+            spec_path.write_text(json.dumps(model.spec, indent=1))
+            signature = model_signature(model.spec)
+            info = mlflow.pyfunc.log_model(
+                name="model", python_model=_served.__file__,
+                artifacts={"booster": str(booster_dir), "preprocessing": str(spec_path)},
+                signature=signature,
+                pip_requirements=[f"mlflow=={mlflow.__version__}",
+                                  f"xgboost-cpu=={xgb.__version__}",
+                                  f"numpy=={np.__version__}", f"pandas=={pd.__version__}"])
+        result.run_id = run.info.run_id
+    return info.model_uri
+
+
+def register(model_uri: str, config: FraudlabConfig, *, tags: dict | None = None) -> str:
+    """Register a logged model; the new version becomes ``challenger``, and ``champion``
+    too when there is none yet. Returns the version."""
+    import mlflow
+
+    client = setup_mlflow(config)
+    name = config.tracking.registered_model
+    mv = mlflow.register_model(model_uri, name, tags=tags or {})
+    client.set_registered_model_alias(name, CHALLENGER, mv.version)
+    try:
+        client.get_model_version_by_alias(name, CHAMPION)
+    except mlflow.exceptions.MlflowException:
+        client.set_registered_model_alias(name, CHAMPION, mv.version)
+    return str(mv.version)
