@@ -53,7 +53,7 @@ class ScoreCalibrator:
         elif self.method == "sigmoid":
             from sklearn.linear_model import LogisticRegression
 
-            lr = LogisticRegression(C=1e6, max_iter=1000).fit(m.reshape(-1, 1), y)
+            lr = LogisticRegression(C=1e6, tol=1e-10, max_iter=10_000).fit(m.reshape(-1, 1), y)
             self.coef_ = float(lr.coef_[0, 0])
             self.intercept_ = float(lr.intercept_[0])
         else:

@@ -33,3 +33,13 @@ def world_dir(tmp_path, small_world):
     out = tmp_path / "raw"
     write_tables(small_world.tables(), out, small_world.manifest)
     return out
+
+
+@pytest.fixture(scope="session")
+def labeled_dataset():
+    """3,000 accounts over 85 days, built as of mid-May so that every label has matured:
+    about 97k transactions and 470 frauds, enough for two folds, calibration and test."""
+    from fraudlab.features import SimulationConfig, build_dataset, simulate_world
+
+    world = simulate_world(SimulationConfig(accounts=3000, days=85, seed=11))
+    return build_dataset(world.tables(), pd.Timestamp("2026-05-15", tz="UTC"))

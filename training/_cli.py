@@ -178,39 +178,111 @@ def features_build(
 ) -> None:
     """Validate the raw data, then build the labeled dataset with its contract."""
     cfg = _load(config)
-    source = raw or cfg.path(cfg.paths.raw)
     console = _console()
-    import json
+    from ._pipeline import build_and_save
 
-    from fraudlab.data_contracts import validate_raw, write_report
-    from fraudlab.features import DatasetContractError, SourceError, build_dataset, load_raw
-
-    try:
-        data = load_raw(source, cfg.sources, as_of=as_of)
-    except SourceError as exc:
-        console.print(f"[red]error[/red]: {exc}")
-        raise typer.Exit(EXIT_SOURCE) from exc
-    with console.status("validating the raw data ..."):
-        report = validate_raw(data.tables, cfg.contracts, as_of=as_of)
-    if not report.success:
-        paths = write_report(report, cfg.path(cfg.contracts.report_dir))
-        _print_report(console, report)
-        console.print(f"[red]raw data failed its contracts[/red]; nothing built; see {paths['report']}")
-        raise typer.Exit(EXIT_CONTRACT)
-    with console.status("building features ..."):
-        try:
-            ds = build_dataset(data, as_of, start=start, end=end, config=cfg.features)
-        except DatasetContractError as exc:
-            console.print(f"[red]error[/red]: {_escape(str(exc))}")
-            raise typer.Exit(EXIT_CONTRACT) from exc
-    out.parent.mkdir(parents=True, exist_ok=True)
-    contract = ds.attrs.pop("contract")
-    ds.to_parquet(out, index=False)
-    out.with_suffix(".contract.json").write_text(json.dumps(contract, indent=2) + "\n")
+    with console.status("validating the raw data and building features ..."):
+        ds = _guarded(console, build_and_save, cfg, as_of, out, raw=raw, start=start, end=end)
     mature = ds[ds["is_mature"]]
     console.print(f"wrote {out}: {len(ds):,} transactions x {ds.shape[1]} columns; "
                   f"{len(mature):,} mature, fraud rate {mature['is_fraud'].mean():.3%}; "
                   f"catalog {ds.attrs['catalog_version']}")
+
+
+def _guarded(console, step, *args, **kwargs):
+    """Run a step; turn source and contract failures into their exit codes."""
+    from fraudlab.features import SourceError
+
+    from ._pipeline import ContractFailure
+
+    try:
+        return step(*args, **kwargs)
+    except SourceError as exc:
+        console.print(f"[red]error[/red]: {_escape(str(exc))}")
+        raise typer.Exit(EXIT_SOURCE) from exc
+    except ContractFailure as exc:
+        if exc.report is not None:
+            _print_report(console, exc.report)
+        console.print(f"[red]contract failed[/red]: {_escape(str(exc))}; nothing built, "
+                      "nothing registered")
+        raise typer.Exit(EXIT_CONTRACT) from exc
+
+
+@app.command()
+def train(
+    dataset: Annotated[Path | None, typer.Option(
+        help="Labeled dataset (Parquet from `features build`); default: build one.",
+        exists=True, dir_okay=False)] = None,
+    as_of: Annotated[dt.datetime | None, typer.Option(
+        help="Build the dataset from the raw data as of this time (UTC) when --dataset is "
+        "not given; default: now.")] = None,
+    trials: Annotated[int | None, typer.Option(help="Trials (default: training.n_trials).")] = None,
+    workers: Annotated[int | None, typer.Option(
+        help="Worker processes on one study (default: training.workers).")] = None,
+    storage: Annotated[str | None, typer.Option(
+        help="Optuna storage: memory, sqlite, journal or a database URL.")] = None,
+    study_name: Annotated[str | None, typer.Option(help="Study name (to resume or share).")] = None,
+    register: Annotated[bool, typer.Option(help="Register the model in MLflow.")] = True,
+    config: ConfigOpt = None,
+) -> None:
+    """Tune, refit, calibrate and test a model; log it to MLflow and register it."""
+    overrides = {k: v for k, v in {"n_trials": trials, "workers": workers, "storage": storage,
+                                   "study_name": study_name}.items() if v is not None}
+    cfg = _load(config, training=overrides) if overrides else _load(config)
+    if cfg.training.workers > 1 and cfg.training.storage == "memory":
+        typer.echo("error: --workers > 1 needs --storage sqlite, journal or a database URL", err=True)
+        raise typer.Exit(EXIT_USAGE)
+    console = _console()
+    from ._pipeline import build_and_save, read_dataset
+
+    if dataset is None:
+        when = as_of or dt.datetime.now(dt.UTC)
+        dataset = cfg.path("data/datasets") / f"train-{when:%Y%m%dT%H%M}.parquet"
+        with console.status("validating the raw data and building features ..."):
+            ds = _guarded(console, build_and_save, cfg, when, dataset)
+        console.print(f"built {dataset}: {len(ds):,} transactions")
+    else:
+        ds = read_dataset(dataset)
+    result = _run_training(console, ds, cfg, dataset, register)
+    m, b = result.model.test_metrics, result.baseline.test_metrics
+    from rich.table import Table
+
+    t = Table(title=f"test window {result.protocol_summary['times']['test_start'][:10]} .. "
+              f"{result.protocol_summary['times']['test_end'][:10]} "
+              f"({int(m['rows']):,} rows, {int(m['frauds'])} frauds)", title_justify="left")
+    for col in ("metric", "tuned", "baseline (XGBoost defaults)"):
+        t.add_column(col)
+    for k in m:
+        if k.endswith("_score") or k.endswith("_loss"):
+            t.add_row(k, f"{m[k]:.4f}", f"{b[k]:.4f}")
+    console.print(t)
+    console.print(f"best trial {result.study.best_trial.number} of {len(result.study.trials)}: "
+                  f"{result.model.params['rebalancing']} rebalancing, "
+                  f"{result.model.params['n_rounds']} rounds")
+    if result.version:
+        console.print(f"registered {cfg.tracking.registered_model} version {result.version} "
+                      f"(run {result.run_id}); aliases: challenger"
+                      + (", champion" if result.version == "1" else ""))
+    console.print(f"MLflow UI: mlflow ui --backend-store-uri {cfg.tracking_uri()}")
+
+
+def _run_training(console, ds, cfg, dataset_path, register: bool):
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    from ._train import train_model
+
+    with Progress("[progress.description]{task.description}", BarColumn(),
+                  MofNCompleteColumn(), TimeElapsedColumn(), console=console) as progress:
+        task = progress.add_task("optuna trials", total=cfg.training.n_trials)
+
+        def tick(study, trial) -> None:
+            best = study.best_value if any(t.value is not None for t in study.trials) else float("nan")
+            done = sum(t.state.is_finished() for t in study.trials)
+            progress.update(task, completed=min(done, cfg.training.n_trials),
+                            description=f"optuna trials (best {cfg.training.objective} {best:.4f})")
+
+        return train_model(ds, cfg, dataset_path=dataset_path, register=register,
+                           callbacks=[tick])
 
 
 def _escape(text: str) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import subprocess
 import tempfile
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -130,12 +131,23 @@ def log_training(result, dataset: pd.DataFrame, config: FraudlabConfig, *,
     source : str
         Where the dataset came from (a file path).
     """
+    import optuna
+
+    setup_mlflow(config)
+    with warnings.catch_warnings():
+        # Optuna's matplotlib plots are "experimental"; MLflow hints at input examples and
+        # integer columns, which the explicit signature makes moot.
+        warnings.simplefilter("ignore", UserWarning)
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return _log_training(result, dataset, config, source=source, extra_tags=extra_tags)
+
+
+def _log_training(result, dataset, config, *, source, extra_tags) -> str:
     import mlflow
     import xgboost as xgb
 
     from . import _served
 
-    setup_mlflow(config)
     model, baseline, study = result.model, result.baseline, result.study
     tags = {
         "fraudlab.kind": "training",

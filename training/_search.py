@@ -87,7 +87,7 @@ def fit_booster(params: dict, train: Window, spec: dict, *, seed: int, n_rounds:
         evals = [(xgb.QuantileDMatrix(valid.X, valid.y, ref=dtrain, max_bin=params["max_bin"],
                                       feature_names=spec["features"]), "valid")]
         if early_stopping_rounds:
-            cbs.append(xgb.callback.EarlyStopping(early_stopping_rounds, metric_name="aucpr",
+            cbs.append(xgb.callback.EarlyStopping(rounds=early_stopping_rounds, metric_name="aucpr",
                                                   data_name="valid", maximize=True))
     xp = {k: v for k, v in _xgb_params(params, spw, seed).items() if v is not None}
     return xgb.train(xp, dtrain, num_boost_round=n_rounds, evals=evals, callbacks=cbs,

@@ -3,9 +3,10 @@ import subprocess
 import sys
 
 import pandas as pd
+import pytest
 from typer.testing import CliRunner
 
-from fraudlab.training._cli import EXIT_CONTRACT, EXIT_SOURCE, app
+from fraudlab.training._cli import EXIT_CONTRACT, EXIT_SOURCE, EXIT_USAGE, app
 
 runner = CliRunner()
 
@@ -107,7 +108,8 @@ def test_features_build_writes_dataset_and_contract(tmp_path, world_dir):
     ds = pd.read_parquet(out)
     assert (ds["ts"] < pd.Timestamp("2026-02-15", tz="UTC")).all()
     assert ds.attrs["catalog_version"]
-    assert json.loads(out.with_suffix(".contract.json").read_text())["success"] is True
+    contract = json.loads(out.with_suffix(".contract.json").read_text())
+    assert contract["raw"]["success"] is True and contract["dataset"]["success"] is True
 
 
 def test_features_build_stops_on_bad_raw_data(tmp_path, world_dir):
@@ -119,3 +121,27 @@ def test_features_build_stops_on_bad_raw_data(tmp_path, world_dir):
                                  "2026-02-15", "--out", str(out)], terminal_width=200)
     assert result.exit_code == EXIT_CONTRACT
     assert "nothing built" in result.output and not out.exists()
+
+
+def test_train_refuses_workers_without_shared_storage(tmp_path):
+    ds = tmp_path / "d.parquet"
+    pd.DataFrame({"a": [1]}).to_parquet(ds)
+    result = runner.invoke(app, ["train", "--dataset", str(ds), "--workers", "2"])
+    assert result.exit_code == EXIT_USAGE
+    assert "shared" in result.output or "storage" in result.output
+
+
+@pytest.mark.slow
+def test_train_prints_tuned_against_baseline_and_registers(tmp_path, labeled_dataset, monkeypatch):
+    ds = tmp_path / "d.parquet"
+    labeled_dataset.to_parquet(ds)
+    cfg = tmp_path / "fraudlab.yaml"
+    cfg.write_text("training: {n_trials: 2, n_splits: 2, validation_window: 14d, "
+                   "max_rounds: 40, early_stopping_rounds: 10, report_every: 10}\n")
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, ["train", "--dataset", str(ds), "-c", str(cfg)], terminal_width=200)
+    assert result.exit_code == 0, result.output
+    assert "baseline (XGBoost defaults)" in result.output
+    assert "average_precision_score" in result.output
+    assert "registered fraudlab-fraud version 1" in result.output
+    assert (tmp_path / "mlruns" / "mlflow.db").exists()

@@ -1,0 +1,63 @@
+"""The temporal protocol: windows in time order, labels as known when the model is made."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from fraudlab.training import TrainingConfig, build_protocol
+
+
+def test_windows_are_ordered_and_disjoint(labeled_dataset):
+    cfg = TrainingConfig(n_splits=2, validation_window="14d", gap="7d",
+                         calibration_window="14d", test_window="14d")
+    p = build_protocol(labeled_dataset, cfg)
+    t = p.times
+    assert p.refit.meta["ts"].max() < t["calibration_start"] <= p.calibration.meta["ts"].min()
+    assert p.calibration.meta["ts"].max() < t["calibration_end"]
+    # The gap (label delay) separates calibration from the test window.
+    assert t["test_start"] - t["calibration_end"] == pd.Timedelta("7d")
+    assert p.test.meta["ts"].min() >= t["test_start"]
+    for f in p.folds:
+        assert f.train.meta["ts"].max() < f.times["cut"]
+        assert f.valid.meta["ts"].min() >= f.times["valid_start"] == f.times["cut"] + pd.Timedelta("7d")
+        assert f.valid.meta["ts"].max() < t["calibration_start"]
+    ids = [set(w.meta["tx_id"]) for w in (p.refit, p.calibration, p.test)]
+    assert not (ids[0] & ids[1]) and not (ids[1] & ids[2]) and not (ids[0] & ids[2])
+
+
+def test_fold_training_labels_are_those_known_at_deployment(labeled_dataset):
+    p = build_protocol(labeled_dataset, TrainingConfig(n_splits=2, validation_window="14d"))
+    by_id = labeled_dataset.set_index("tx_id")
+    for f in p.folds:
+        rows = by_id.loc[f.train.meta["tx_id"]]
+        late = (rows["is_fraud"] == 1).to_numpy() & (rows["label_reported_at"] > f.times["valid_start"]).to_numpy()
+        assert late.any(), "the fixture should have frauds reported after a fold's deployment"
+        assert (f.train.y[late] == 0).all()  # not yet known then: trained on as legitimate
+        known = (rows["is_fraud"] == 1).to_numpy() & ~late
+        assert (f.train.y[known] == 1).all()
+
+
+def test_test_window_leaves_out_accounts_already_known_compromised(labeled_dataset):
+    p = build_protocol(labeled_dataset, TrainingConfig(n_splits=2, validation_window="14d"))
+    d = labeled_dataset
+    known = set(d.loc[(d["is_fraud"] == 1) & (d["label_reported_at"] < p.times["test_start"]), "account_id"])
+    assert known and not (set(p.test.meta["account_id"]) & known)
+
+
+def test_encoding_is_float32_in_catalog_order_with_fixed_category_codes(labeled_dataset):
+    p = build_protocol(labeled_dataset, TrainingConfig(n_splits=2, validation_window="14d"))
+    feats = p.spec["features"]
+    assert p.test.X.dtype == np.float32 and p.test.X.shape[1] == len(feats)
+    j = feats.index("channel")
+    codes = p.test.X[:, j]
+    expected = pd.Categorical(p.test.meta["channel"].astype(object),
+                              categories=p.spec["categories"]["channel"]).codes
+    np.testing.assert_array_equal(codes, expected.astype(np.float32))
+
+
+def test_too_short_data_names_the_window_settings(labeled_dataset):
+    cfg = TrainingConfig(n_splits=6, validation_window="14d")
+    with pytest.raises(ValueError, match="training.test_window|too short"):
+        build_protocol(labeled_dataset, cfg)

@@ -1,0 +1,108 @@
+"""A whole training: tuned model, baseline, calibration, MLflow run and registry."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fraudlab.training import train_model
+
+
+@pytest.fixture(scope="module")
+def trained(labeled_dataset, tmp_path_factory):
+    from fraudlab.training import load_config
+
+    root = tmp_path_factory.mktemp("train")
+    config = load_config(None, paths={"root": str(root)}, training={
+        "n_trials": 3, "n_splits": 2, "validation_window": "14d", "max_rounds": 60,
+        "early_stopping_rounds": 10, "report_every": 10})
+    path = root / "dataset.parquet"
+    labeled_dataset.to_parquet(path)
+    first = train_model(labeled_dataset, config, dataset_path=path)
+    second = train_model(labeled_dataset, config, dataset_path=path)
+    return config, first, second, path
+
+
+def test_first_version_is_champion_and_later_ones_challengers(trained):
+    import mlflow
+
+    config, first, second, _ = trained
+    client = mlflow.MlflowClient(config.tracking_uri())
+    name = config.tracking.registered_model
+    assert (first.version, second.version) == ("1", "2")
+    assert str(client.get_model_version_by_alias(name, "champion").version) == "1"
+    assert str(client.get_model_version_by_alias(name, "challenger").version) == "2"
+
+
+def test_run_holds_lineage_metrics_trials_and_plots(trained, labeled_dataset):
+    import mlflow
+
+    config, first, _, path = trained
+    client = mlflow.MlflowClient(config.tracking_uri())
+    run = client.get_run(first.run_id)
+    tags, metrics = run.data.tags, run.data.metrics
+    assert tags["fraudlab.catalog_version"] == labeled_dataset.attrs["catalog_version"]
+    assert tags["fraudlab.dataset_fingerprint"] == first.fingerprint
+    assert len(tags["fraudlab.git_commit"]) >= 40 or tags["fraudlab.git_commit"].startswith("unknown")
+    assert metrics["test.average_precision_score"] == pytest.approx(
+        first.model.test_metrics["average_precision_score"])
+    assert "baseline.test.average_precision_score" in metrics
+    inputs = run.inputs.dataset_inputs
+    assert len(inputs) == 1 and inputs[0].dataset.source and str(path) in inputs[0].dataset.source
+    input_tags = {t.key: t.value for t in inputs[0].tags}
+    assert input_tags["frauds"] == str(int(labeled_dataset["is_fraud"].sum()))
+    files = {f.path for f in client.list_artifacts(first.run_id, "optuna")}
+    assert {"optuna/trials.json", "optuna/study.json", "optuna/optimization_history.png"} <= files
+    local = client.download_artifacts(first.run_id, "optuna/trials.json")
+    trials = json.loads(Path(local).read_text())
+    assert len(trials["data"]) == 3
+    assert "contracts/dataset.json" in {f.path for f in client.list_artifacts(first.run_id, "contracts")}
+
+
+def test_champion_loads_in_a_clean_process_and_returns_probabilities(trained, labeled_dataset):
+    config, first, _, path = trained
+    code = (
+        "import sys, mlflow, pandas as pd, numpy as np\n"
+        f"mlflow.set_tracking_uri({config.tracking_uri()!r})\n"
+        f"m = mlflow.pyfunc.load_model('models:/{config.tracking.registered_model}@champion')\n"
+        f"p = m.predict(pd.read_parquet({str(path)!r}).tail(500))\n"
+        "np.save(sys.argv[1], np.asarray(p))\n")
+    out = path.parent / "pred.npy"
+    env = {**os.environ, "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
+    subprocess.run([sys.executable, "-c", code, str(out)], check=True, env=env, timeout=300)
+    served = np.load(out)
+    local = first.model.scorer().predict(None, labeled_dataset.tail(500))
+    np.testing.assert_allclose(served, local, rtol=1e-6)
+    assert ((served >= 0) & (served <= 1)).all()
+
+
+def test_calibration_matches_the_fraud_rate_of_its_window_and_keeps_the_ranking(
+        trained, labeled_dataset):
+    from fraudlab.training import build_protocol
+
+    config, first, _, _ = trained
+    cal = build_protocol(labeled_dataset, config.training).calibration
+    scorer = first.model.scorer()
+    margin = scorer.booster.inplace_predict(cal.X, predict_type="margin")
+    from fraudlab.training._served import calibrate
+
+    proba = calibrate(first.model.spec["calibration"], margin)
+    # Platt scaling fits an intercept: predicted frauds equal observed frauds on its window.
+    assert proba.sum() == pytest.approx(cal.y.sum(), rel=0.05)
+    assert np.all(np.diff(proba[np.argsort(margin)]) >= 0)  # monotone: ranking kept
+    rel = first.model.reliability  # on the test window, logged with the run
+    assert rel["rows"].sum() == first.model.test_metrics["rows"]
+    assert rel["observed"].iloc[-1] > 5 * rel["observed"].iloc[:-1].mean()
+
+
+def test_tuned_and_baseline_are_measured_on_the_same_test_rows(trained):
+    _, first, _, _ = trained
+    m, b = first.model.test_metrics, first.baseline.test_metrics
+    assert m["rows"] == b["rows"] and m["frauds"] == b["frauds"] > 0
+    assert 0 < m["average_precision_score"] <= 1 and 0 < b["average_precision_score"] <= 1
