@@ -8,7 +8,7 @@ export OMP_WAIT_POLICY := PASSIVE
 export MLFLOW_DISABLE_TELEMETRY := true
 export DO_NOT_TRACK := true
 
-.PHONY: demo test lint bench lab clean help
+.PHONY: demo test lint bench lab clean help browser
 
 help:
 	@echo "make demo   set up and run the main job on the built-in simulated world"
@@ -32,7 +32,14 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
-test: lint
+# The report test opens the HTML report in Debian's headless Chromium.
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+browser:
+	@command -v chromium >/dev/null 2>&1 || { echo "installing Debian's chromium (report test)"; \
+	  $(SUDO) apt-get install -y -q chromium >/dev/null 2>&1 || \
+	  { $(SUDO) apt-get update -q >/dev/null && $(SUDO) apt-get install -y -q chromium >/dev/null; }; }
+
+test: lint browser
 	$(BIN)/pytest
 
 bench: $(STAMP)

@@ -2,6 +2,13 @@
 
 from ._calibration import ScoreCalibrator
 from ._config import EvaluationConfig
+from ._explain import (
+    contributions,
+    global_importance,
+    reason_codes,
+    stratified_sample,
+    usual_values,
+)
 from ._metrics import (
     account_precision_at_k_score,
     average_precision_score,
@@ -13,15 +20,29 @@ from ._metrics import (
     recall_at_fpr_score,
     roc_auc_score,
 )
+from ._report import Evaluation, Scorer, evaluate, render_report
 from ._splits import TemporalSplit, labels_known_at, temporal_holdout
+from ._tiers import choose_thresholds, tier_of, tier_table
 
 __all__ = [
+    "Evaluation",
     "EvaluationConfig",
+    "Scorer",
     "ScoreCalibrator",
     "TemporalSplit",
     "account_precision_at_k_score",
     "average_precision_score",
     "bootstrap_interval",
+    "choose_thresholds",
+    "contributions",
+    "evaluate",
+    "global_importance",
+    "reason_codes",
+    "render_report",
+    "stratified_sample",
+    "tier_of",
+    "tier_table",
+    "usual_values",
     "brier_score_loss",
     "calibration_table",
     "expected_cost_loss",

@@ -266,6 +266,34 @@ def train(
     console.print(f"MLflow UI: mlflow ui --backend-store-uri {cfg.tracking_uri()}")
 
 
+@app.command()
+def report(
+    dataset: Annotated[Path, typer.Option(help="Labeled dataset (Parquet) to evaluate on.",
+                                          exists=True, dir_okay=False)],
+    out: Annotated[Path, typer.Option(help="The HTML file to write.")],
+    model: Annotated[str, typer.Option(
+        help="NAME@ALIAS or NAME/VERSION (default: the configured model's champion).")] = "",
+    start: Annotated[dt.datetime | None, typer.Option(
+        help="First transaction time evaluated (default: the model's test window).")] = None,
+    end: Annotated[dt.datetime | None, typer.Option(help="Evaluate transactions before this.")] = None,
+    compare: Annotated[str, typer.Option(help="Alias to compare with ('' for none).")] = "champion",
+    config: ConfigOpt = None,
+) -> None:
+    """Write the reviewer report of a registered model (self-contained HTML) and log it
+    to the model's MLflow run."""
+    cfg = _load(config)
+    console = _console()
+    from ._pipeline import read_dataset
+    from ._reporting import write_model_report
+
+    ref = model or f"{cfg.tracking.registered_model}@champion"
+    with console.status(f"scoring, explaining and writing the report of {ref} ..."):
+        ev = write_model_report(cfg, ref, read_dataset(dataset), out, start=start, end=end,
+                                compare=compare or None)
+    console.print(f"wrote {out} ({ev.window['rows']:,} transactions, {ev.window['frauds']} frauds, "
+                  f"{ev.timings['figures']:.1f} s)")
+
+
 def _run_training(console, ds, cfg, dataset_path, register: bool):
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 

@@ -8,11 +8,13 @@ import numpy as np
 import pandas as pd
 
 from fraudlab.evaluation import (
+    EvaluationConfig,
     ScoreCalibrator,
     account_precision_at_k_score,
     average_precision_score,
     brier_score_loss,
     calibration_table,
+    choose_thresholds,
     recall_at_fpr_score,
     roc_auc_score,
 )
@@ -58,19 +60,27 @@ class FittedModel:
         return FraudModel().load(self.spec, self.booster)
 
 
-def fit_final(protocol: Protocol, params: dict, config: TrainingConfig) -> FittedModel:
+def fit_final(protocol: Protocol, params: dict, config: TrainingConfig,
+              evaluation: EvaluationConfig | None = None) -> FittedModel:
     """Refit on the refit window with ``params`` (``n_rounds`` included), calibrate on the
-    calibration window, and measure on the test window.
+    calibration window, choose the decision tiers there, and measure on the test window.
 
-    Nothing here looks at the test window before the model and its calibration are fixed.
+    Nothing here looks at the test window before the model, its calibration and its tiers
+    are fixed.
     """
+    evaluation = evaluation or EvaluationConfig()
     booster = fit_booster(params, protocol.refit, protocol.spec, seed=config.seed,
                           n_rounds=int(params["n_rounds"]))
     margin = booster.inplace_predict(protocol.calibration.X, predict_type="margin")
     calibrator = ScoreCalibrator(config.calibration).fit(margin, protocol.calibration.y)
-    spec = {**protocol.spec, "calibration": calibrator.to_dict()}
-    cal_metrics = window_metrics(protocol.calibration, calibrator.predict(margin),
-                                 k=config.objective_k)
+    cal_proba = calibrator.predict(margin)
+    tiers = choose_thresholds(protocol.calibration.y, cal_proba, protocol.calibration.meta["ts"],
+                              block_precision_target=evaluation.block_precision_target,
+                              review_capacity_per_day=evaluation.review_capacity_per_day)
+    tiers.update(target_precision=evaluation.block_precision_target,
+                 review_capacity_per_day=evaluation.review_capacity_per_day)
+    spec = {**protocol.spec, "calibration": calibrator.to_dict(), "tiers": tiers}
+    cal_metrics = window_metrics(protocol.calibration, cal_proba, k=config.objective_k)
     test_margin = booster.inplace_predict(protocol.test.X, predict_type="margin")
     proba = calibrator.predict(test_margin)
     return FittedModel(booster=booster, spec=spec, params=dict(params),

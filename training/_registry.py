@@ -183,6 +183,10 @@ def _log_training(result, dataset, config, *, source, extra_tags) -> str:
         for name, fig in _figures(study).items():
             mlflow.log_figure(fig, f"optuna/{name}.png")
         mlflow.log_dict(result.protocol_summary, "protocol.json")
+        mlflow.log_dict(model.spec["tiers"], "tiers.json")
+        mlflow.set_tags({"fraudlab.tier.block": str(model.spec["tiers"]["block"]),
+                         "fraudlab.tier.review": str(model.spec["tiers"]["review"]),
+                         "fraudlab.test_start": result.protocol_summary["times"]["test_start"]})
         mlflow.log_table(model.reliability, "calibration/reliability_test.json")
         if "contract" in dataset.attrs:
             mlflow.log_dict(dataset.attrs["contract"], "contracts/dataset.json")
@@ -233,3 +237,56 @@ def register(model_uri: str, config: FraudlabConfig, *, tags: dict | None = None
     except mlflow.exceptions.MlflowException:
         client.set_registered_model_alias(name, CHAMPION, mv.version)
     return str(mv.version)
+
+
+def _redact(text: str) -> str:
+    """Hide the password of any URL in ``text`` (reports never print raw secrets)."""
+    import re
+
+    return re.sub(r"(\w+://[^:/@\s]+):[^@\s]+@", r"\1:***@", text)
+
+
+def load_registered(config: FraudlabConfig, ref: str):
+    """A registered model by ``NAME@ALIAS`` or ``NAME/VERSION`` (or an alias of the
+    configured model), with its version record and training run.
+
+    Returns
+    -------
+    scorer, version, run : FraudModel, ModelVersion, Run
+    """
+    import mlflow
+
+    client = setup_mlflow(config)
+    if "@" in ref:
+        name, alias = ref.split("@", 1)
+        mv = client.get_model_version_by_alias(name, alias)
+    elif "/" in ref:
+        name, version = ref.rsplit("/", 1)
+        mv = client.get_model_version(name, version)
+    else:
+        name = config.tracking.registered_model
+        mv = client.get_model_version_by_alias(name, ref)
+    model = mlflow.pyfunc.load_model(f"models:/{name}/{mv.version}")
+    return model.unwrap_python_model(), mv, client.get_run(mv.run_id)
+
+
+def model_summary(config: FraudlabConfig, mv, run) -> dict:
+    """The lineage of a model version, for reports (no secrets)."""
+    tags, params = run.data.tags, run.data.params
+    best = {k[5:]: v for k, v in params.items() if k.startswith("best.")}
+    return {
+        "model": f"{mv.name} version {mv.version}",
+        "aliases": ", ".join(mv.aliases) or "none",
+        "training run": run.info.run_id,
+        "trained as of": tags.get("fraudlab.as_of", "?"),
+        "test window starts": tags.get("fraudlab.test_start", "?"),
+        "dataset fingerprint": tags.get("fraudlab.dataset_fingerprint", "?")[:16],
+        "feature catalog": tags.get("fraudlab.catalog_version", "?"),
+        "code version": tags.get("fraudlab.git_commit", "?"),
+        "rebalancing": best.get("rebalancing", "?"),
+        "boosting rounds / max depth / max_bin": f"{best.get('n_rounds', '?')} / "
+        f"{best.get('max_depth', '?')} / {best.get('max_bin', '?')}",
+        "calibration": params.get("training.calibration", "?"),
+        "optuna study": tags.get("fraudlab.study", "?"),
+        "tracking store": _redact(config.tracking_uri()),
+    }

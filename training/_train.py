@@ -81,8 +81,8 @@ def train_model(dataset: pd.DataFrame, config: FraudlabConfig | None = None, *,
     complete = [t for t in study.trials if t.value is not None]
     if not complete:
         raise RuntimeError(f"study {name!r} finished no trial (all pruned or failed)")
-    model = fit_final(protocol, params_of(study.best_trial), config.training)
-    baseline = fit_final(protocol, BASELINE_PARAMS, config.training)
+    model = fit_final(protocol, params_of(study.best_trial), config.training, config.evaluation)
+    baseline = fit_final(protocol, BASELINE_PARAMS, config.training, config.evaluation)
     result = TrainingResult(model=model, baseline=baseline, study=study,
                             fingerprint=fingerprint, protocol_summary=protocol.summary(),
                             run_name=f"train as of {dataset.attrs.get('as_of', '?')}")
@@ -90,6 +90,10 @@ def train_model(dataset: pd.DataFrame, config: FraudlabConfig | None = None, *,
         result.model_uri = log_training(result, dataset, config, source=str(dataset_path or
                                         "<in-memory dataset>"), extra_tags=tags)
         if register:
+            tiers = model.spec["tiers"]
             result.version = register_model(result.model_uri, config, tags={
-                "fraudlab.run_id": result.run_id, "fraudlab.dataset_fingerprint": fingerprint})
+                "fraudlab.run_id": result.run_id, "fraudlab.dataset_fingerprint": fingerprint,
+                "fraudlab.tier.block": str(tiers["block"]),
+                "fraudlab.tier.review": str(tiers["review"]),
+                "fraudlab.test_start": result.protocol_summary["times"]["test_start"]})
     return result

@@ -1,0 +1,128 @@
+"""Explanations: exact TreeSHAP contributions through XGBoost, reason codes from the catalog.
+
+Contributions come from XGBoost's native ``pred_contribs`` (the same numbers as shap's
+``TreeExplainer`` without background data, at the same speed): they are in the model's
+log-odds space and add up, with the bias, to the raw margin of each row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from fraudlab.features import CATALOG, Feature
+
+
+def contributions(booster, X: np.ndarray, feature_names: Sequence[str]) -> pd.DataFrame:
+    """SHAP contributions per row and feature, plus ``bias`` (the expected margin).
+
+    ``contributions(...).sum(axis=1)`` equals the model's raw margin for each row.
+    """
+    import xgboost as xgb
+
+    dm = xgb.DMatrix(X, feature_names=list(feature_names))
+    values = booster.predict(dm, pred_contribs=True)
+    return pd.DataFrame(values, columns=[*feature_names, "bias"])
+
+
+def stratified_sample(y_true, n_legit: int = 2000, random_state: int | None = 0) -> np.ndarray:
+    """Positions of every fraud plus ``n_legit`` legitimate rows drawn at random: the
+    sample behind global explanations (legitimate rows are weighted back up to their
+    share when rankings are computed, see :func:`global_importance`)."""
+    y = np.asarray(y_true).astype(bool)
+    rng = np.random.default_rng(random_state)
+    legit = np.flatnonzero(~y)
+    take = rng.choice(legit, size=min(n_legit, len(legit)), replace=False)
+    return np.sort(np.r_[np.flatnonzero(y), take])
+
+
+def global_importance(contrib: pd.DataFrame, weights=None) -> pd.Series:
+    """Mean absolute contribution per feature (weighted), largest first."""
+    values = contrib.drop(columns="bias", errors="ignore").abs()
+    w = np.ones(len(values)) if weights is None else np.asarray(weights, float)
+    return (values.mul(w, axis=0).sum() / w.sum()).sort_values(ascending=False)
+
+
+def _fmt(value, unit: str) -> str:
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return "none"
+    if isinstance(value, str):
+        return value
+    v = float(value)
+    text = f"{v:,.0f}" if abs(v) >= 100 or v == int(v) else f"{v:,.2f}"
+    return f"{text} {unit}".strip() if unit and unit not in ("flag", "count") else text
+
+
+def _catalog_map(catalog: Sequence[Feature]) -> dict[str, Feature]:
+    return {f.name: f for f in catalog}
+
+
+def reason_codes(contrib: pd.DataFrame, values: pd.DataFrame, usual: pd.DataFrame | None = None,
+                 *, top: int = 3, catalog: Sequence[Feature] = CATALOG) -> list[list[dict]]:
+    """The features pushing each case's score up, in words a reviewer reads.
+
+    Parameters
+    ----------
+    contrib : DataFrame
+        From :func:`contributions`, one row per case.
+    values : DataFrame
+        The cases' feature values (same rows, same order).
+    usual : DataFrame, optional
+        The account's usual value of each feature for the same rows (see
+        :func:`usual_values`); omitted from the text when missing.
+    top : int
+        Reasons per case (only features with a positive contribution).
+
+    Returns
+    -------
+    list of list of dict
+        Per case, up to ``top`` reasons with ``feature``, ``contribution`` (log-odds),
+        ``value``, ``usual`` and ``text``.
+    """
+    cat = _catalog_map(catalog)
+    feats = [c for c in contrib.columns if c != "bias"]
+    c = contrib[feats].to_numpy()
+    out = []
+    for i in range(len(contrib)):
+        order = np.argsort(-c[i], kind="stable")[:top]
+        reasons = []
+        for j in order:
+            if c[i, j] <= 0:
+                break
+            name = feats[j]
+            f = cat.get(name)
+            unit = f.unit if f else ""
+            value = values.iloc[i][name]
+            text = f"{f.description if f else name}: {_fmt(value, unit)}"
+            u = None
+            if usual is not None and name in usual.columns:
+                u = usual.iloc[i][name]
+                if not (u is None or (isinstance(u, float) and np.isnan(u))):
+                    text += f" (usual for this account: {_fmt(u, unit)})"
+            reasons.append({"feature": name, "contribution": float(c[i, j]),
+                            "value": None if pd.isna(value) else (value if isinstance(value, str) else float(value)),
+                            "usual": None if u is None or pd.isna(u) else (u if isinstance(u, str) else float(u)),
+                            "text": text})
+        out.append(reasons)
+    return out
+
+
+def usual_values(dataset: pd.DataFrame, rows: np.ndarray, features: Sequence[str]) -> pd.DataFrame:
+    """The account's usual value of each numeric feature for the given rows: the median
+    over the account's earlier transactions in the dataset (NaN when there are none)."""
+    cols = [f for f in features if f in dataset.columns
+            and pd.api.types.is_numeric_dtype(dataset[f].dtype)]
+    d = dataset[["account_id", "ts", *cols]]
+    out = pd.DataFrame(np.nan, index=range(len(rows)), columns=cols)
+    targets = dataset.iloc[rows][["account_id", "ts"]].reset_index(drop=True)
+    by_acc = {a: g for a, g in d[d["account_id"].isin(set(targets["account_id"]))].groupby("account_id")}
+    for i, (acc, ts) in enumerate(targets.itertuples(index=False)):
+        g = by_acc.get(acc)
+        if g is None:
+            continue
+        before = g[g["ts"] < ts]
+        if len(before):
+            out.iloc[i] = before[cols].median().to_numpy()
+    return out

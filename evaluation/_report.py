@@ -1,0 +1,337 @@
+"""The reviewer report: one evaluation of a model on a labelled window, rendered as a
+self-contained HTML page (inline CSS and images; opens offline and prints).
+
+:func:`evaluate` computes everything (pure: data in, an :class:`Evaluation` out);
+:func:`render_report` turns it into HTML. Loading models and writing files happen at the
+edge (the CLI and the refresh cycle).
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import pandas as pd
+
+from fraudlab.features import CATALOG, LABEL
+
+from ._config import EvaluationConfig
+from ._explain import (
+    contributions,
+    global_importance,
+    reason_codes,
+    stratified_sample,
+    usual_values,
+)
+from ._metrics import (
+    account_precision_at_k_score,
+    average_precision_score,
+    bootstrap_interval,
+    brier_score_loss,
+    calibration_table,
+    recall_at_fpr_score,
+    roc_auc_score,
+)
+from ._tiers import tier_of, tier_table
+
+AMOUNT_BANDS = (0, 50, 200, 1000, 5000, float("inf"))
+
+
+class Scorer(Protocol):
+    """What evaluation needs of a model (the served ``FraudModel`` satisfies it)."""
+
+    booster: object
+    spec: dict
+
+    def encode(self, frame: pd.DataFrame) -> np.ndarray: ...
+
+    def predict(self, context, model_input: pd.DataFrame, params=None) -> np.ndarray: ...
+
+
+@dataclass
+class Evaluation:
+    """Everything the reviewer report shows; every table is a DataFrame."""
+
+    title: str
+    summary: dict
+    window: dict
+    metrics: pd.DataFrame
+    thresholds: dict
+    tiers: pd.DataFrame
+    by_fraud_type: pd.DataFrame
+    by_channel: pd.DataFrame
+    by_amount: pd.DataFrame
+    importance: pd.DataFrame
+    cases: pd.DataFrame
+    figures: dict = field(default_factory=dict)
+    notes: list = field(default_factory=list)
+    sections: dict = field(default_factory=dict)  # extra titled HTML-safe tables
+    timings: dict = field(default_factory=dict)
+
+
+def _png(fig) -> str:
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=80, bbox_inches="tight")
+    plt.close(fig)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def _metric_rows(y, p, meta, k, champion_p=None, n_resamples=200, seed=0) -> pd.DataFrame:
+    specs = [
+        ("average_precision_score", "Average precision (PR-AUC)", average_precision_score),
+        ("roc_auc_score", "ROC-AUC", roc_auc_score),
+        ("recall_at_fpr_0.1pct_score", "Recall at 0.1% false-positive rate",
+         lambda a, b: recall_at_fpr_score(a, b, 0.001)),
+        ("recall_at_fpr_1pct_score", "Recall at 1% false-positive rate",
+         lambda a, b: recall_at_fpr_score(a, b, 0.01)),
+        ("brier_score_loss", "Brier score (lower is better)", brier_score_loss),
+    ]
+    rows = []
+    for key, label, fn in specs:
+        v, lo, hi = bootstrap_interval(fn, y, p, n_resamples=n_resamples, random_state=seed)
+        row = {"metric": key, "label": label, "value": v, "low": lo, "high": hi}
+        if champion_p is not None:
+            row["champion"] = fn(y, champion_p)
+        rows.append(row)
+    apk = account_precision_at_k_score(y, p, meta["account_id"], meta["ts"], k)
+    row = {"metric": f"account_precision_at_{k}_score",
+           "label": f"Account precision@{k} per day", "value": apk, "low": np.nan, "high": np.nan}
+    if champion_p is not None:
+        row["champion"] = account_precision_at_k_score(y, champion_p, meta["account_id"], meta["ts"], k)
+    rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _breakdown(frame: pd.DataFrame, by: str) -> pd.DataFrame:
+    rows = []
+    for key, g in frame.groupby(by, observed=True, sort=True):
+        y = g["y"].to_numpy()
+        rows.append({by: str(key), "transactions": len(g), "frauds": int(y.sum()),
+                     "fraud_amount": float(g.loc[g["y"] == 1, "amount"].sum()),
+                     "average_precision": average_precision_score(y, g["p"]) if y.any() else np.nan,
+                     "caught_block": int(((g["tier"] == "block") & (g["y"] == 1)).sum()),
+                     "caught_review": int(((g["tier"] == "review") & (g["y"] == 1)).sum()),
+                     "recall_flagged": float(g.loc[g["y"] == 1, "tier"].isin(["block", "review"]).mean())
+                     if y.any() else np.nan})
+    return pd.DataFrame(rows)
+
+
+def _figures(y, p, thresholds, champion_p, contrib_sample, values_sample, weights, top_case):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from sklearn.metrics import precision_recall_curve
+
+    figs = {}
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for scores, label in ((p, "this model"), (champion_p, "champion")):
+        if scores is None:
+            continue
+        prec, rec, _ = precision_recall_curve(y, scores)
+        ax.plot(rec, prec, label=f"{label} (AP {average_precision_score(y, scores):.3f})")
+    ax.set(xlabel="recall (share of frauds caught)", ylabel="precision", title="Precision-recall")
+    ax.legend()
+    figs["pr_curve"] = _png(fig)
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    prec, rec, thr = precision_recall_curve(y, p)
+    ax.plot(thr, prec[:-1], label="precision")
+    ax.plot(thr, rec[:-1], label="recall")
+    for name, colour in (("block", "red"), ("review", "orange")):
+        t = thresholds.get(name, np.inf)
+        if np.isfinite(t):
+            ax.axvline(t, color=colour, linestyle="--", label=f"{name} threshold {t:.3f}")
+    ax.set(xscale="log", xlabel="score threshold (calibrated probability)", title="Thresholds")
+    ax.legend(fontsize=8)
+    figs["thresholds"] = _png(fig)
+
+    cal = calibration_table(y, p, n_bins=10)
+    fig, ax = plt.subplots(figsize=(5, 4))
+    hi = max(cal["predicted"].max(), cal["observed"].max(), 1e-4) * 1.1
+    ax.plot([0, hi], [0, hi], color="grey", linestyle=":", label="perfect")
+    ax.plot(cal["predicted"], cal["observed"], marker="o", label="this model")
+    ax.set(xlabel="mean predicted probability", ylabel="observed fraud rate",
+           title="Calibration (10 quantile bins)")
+    ax.legend()
+    figs["calibration"] = _png(fig)
+
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import shap
+
+        feats = [c for c in contrib_sample.columns if c != "bias"]
+        expl = shap.Explanation(values=contrib_sample[feats].to_numpy(),
+                                base_values=contrib_sample["bias"].to_numpy(),
+                                data=values_sample.to_numpy(dtype=float), feature_names=feats)
+        plt.figure()
+        shap.plots.bar(expl, max_display=15, show=False)
+        figs["shap_bar"] = _png(plt.gcf())
+        plt.figure()
+        shap.plots.beeswarm(expl, max_display=15, show=False)
+        figs["shap_beeswarm"] = _png(plt.gcf())
+        order = global_importance(contrib_sample, weights).index[:3]
+        for name in order:
+            plt.figure()
+            shap.plots.scatter(expl[:, name], show=False)
+            figs[f"shap_dependence_{name}"] = _png(plt.gcf())
+        if top_case is not None:
+            plt.figure()
+            shap.plots.waterfall(top_case, max_display=12, show=False)
+            figs["shap_waterfall_top_case"] = _png(plt.gcf())
+    return figs
+
+
+def evaluate(dataset: pd.DataFrame, model: Scorer, thresholds: dict, *,
+             config: EvaluationConfig | None = None, champion: Scorer | None = None,
+             summary: dict | None = None, start=None, end=None, max_cases: int = 50,
+             n_legit_sample: int = 2000, n_resamples: int = 200, k: int = 100,
+             title: str = "Fraud model report", random_state: int = 0) -> Evaluation:
+    """Evaluate a model on the mature rows of a labelled dataset for the reviewer report.
+
+    Parameters
+    ----------
+    dataset : DataFrame
+        A labelled dataset (metadata, label, features).
+    model, champion : Scorer
+        The model under review and, optionally, the current champion to compare with.
+    thresholds : dict
+        ``block`` and ``review`` thresholds stored with the model.
+    start, end : timestamp, optional
+        Only rows with ``start <= ts < end``.
+    max_cases : int
+        Flagged cases listed with reason codes (highest scores first).
+    n_legit_sample : int
+        Legitimate rows in the stratified sample behind the global explanations (all
+        frauds are in it).
+
+    Returns
+    -------
+    Evaluation
+    """
+    clock = {"start": time.perf_counter()}
+    config = config or EvaluationConfig()
+    d = dataset[dataset["is_mature"].to_numpy()] if "is_mature" in dataset else dataset
+    if start is not None:
+        d = d[(d["ts"] >= pd.Timestamp(start)).to_numpy()]
+    if end is not None:
+        d = d[(d["ts"] < pd.Timestamp(end)).to_numpy()]
+    d = d.reset_index(drop=True)
+    if d.empty or not d[LABEL].any():
+        raise ValueError("the evaluation window has no labelled fraud: choose a longer or "
+                         "later window, or a dataset built at a later as-of time")
+    y = d[LABEL].to_numpy().astype(np.int8)
+    X = model.encode(d)
+    p = model.predict(None, d)
+    champion_p = champion.predict(None, d) if champion is not None else None
+    clock["scored"] = time.perf_counter()
+    meta = d[["tx_id", "ts", "account_id"]]
+    metrics = _metric_rows(y, p, meta, k, champion_p, n_resamples, random_state)
+    clock["metrics"] = time.perf_counter()
+
+    tiers = tier_of(p, thresholds)
+    amount = d["amount"].to_numpy(float) if "amount" in d else np.zeros(len(d))
+    table = tier_table(y, p, thresholds, times=d["ts"], amounts=amount, accounts=d["account_id"])
+    frame = pd.DataFrame({"y": y, "p": p, "tier": tiers, "amount": amount,
+                          "fraud_type": d["fraud_type"].fillna("legitimate").astype(str),
+                          "channel": d["channel"].astype(str) if "channel" in d else "unknown",
+                          "amount_band": pd.cut(amount, AMOUNT_BANDS, right=False).astype(str)})
+    by_type = _breakdown(frame[frame["y"] == 1], "fraud_type")
+    by_channel = _breakdown(frame, "channel")
+    by_amount = _breakdown(frame, "amount_band")
+
+    # Explanations: exact contributions for every blocked or reviewed case we list, and a
+    # stratified sample (all frauds + n legit rows, reweighted) for global views.
+    feats = model.spec["features"]
+    flagged = np.flatnonzero(tiers != "pass")
+    listed = flagged[np.argsort(-p[flagged], kind="stable")][:max_cases]
+    sample = stratified_sample(y, n_legit_sample, random_state)
+    n_legit = int((y == 0).sum())
+    weights = np.where(y[sample] == 1, 1.0, n_legit / max(int((y[sample] == 0).sum()), 1))
+    contrib_sample = contributions(model.booster, X[sample], feats)
+    contrib_cases = contributions(model.booster, X[listed], feats) if len(listed) else None
+    clock["contributions"] = time.perf_counter()
+    importance = global_importance(contrib_sample, weights)
+    unweighted = global_importance(contrib_sample)
+    cat = {f.name: f for f in CATALOG}
+    imp = pd.DataFrame({"feature": importance.index, "mean_abs_contribution": importance.to_numpy(),
+                        "rank_unweighted_sample": [int(unweighted.index.get_loc(f)) + 1
+                                                   for f in importance.index],
+                        "description": [cat[f].description if f in cat else f
+                                        for f in importance.index]})
+    cases = pd.DataFrame(columns=["tx_id", "ts", "account_id", "amount", "score", "tier",
+                                  "is_fraud", "fraud_type", "reasons"])
+    top_case = None
+    if contrib_cases is not None:
+        values = d.iloc[listed][feats].reset_index(drop=True)
+        usual = usual_values(d, listed, feats)
+        reasons = reason_codes(contrib_cases, values, usual, top=3)
+        cases = d.iloc[listed][["tx_id", "ts", "account_id"]].reset_index(drop=True)
+        cases["amount"] = amount[listed]
+        cases["score"] = p[listed]
+        cases["tier"] = tiers[listed]
+        cases["is_fraud"] = y[listed]
+        cases["fraud_type"] = d["fraud_type"].iloc[listed].fillna("").to_numpy()
+        cases["reasons"] = reasons
+        import shap
+
+        top_case = shap.Explanation(values=contrib_cases[feats].to_numpy()[0],
+                                    base_values=float(contrib_cases["bias"].iloc[0]),
+                                    data=X[listed[0]], feature_names=feats)
+    values_sample = pd.DataFrame(X[sample], columns=feats)
+    figures = _figures(y, p, thresholds, champion_p, contrib_sample, values_sample, weights, top_case)
+    clock["figures"] = time.perf_counter()
+    overlap = set(importance.index[:10]) & set(unweighted.index[:10])
+    notes = [
+        f"Global explanations use a stratified sample of {len(sample):,} rows: all "
+        f"{int(y.sum()):,} frauds and {int((y[sample] == 0).sum()):,} of {n_legit:,} legitimate "
+        "rows, the legitimate rows weighted back to their share. Without the weights, "
+        f"{len(overlap)} of the top 10 features are the same.",
+        f"Reason codes are exact TreeSHAP contributions for the {len(listed)} highest-scored "
+        f"flagged cases (of {len(flagged):,} flagged).",
+    ]
+    window = {"start": str(d["ts"].min()), "end": str(d["ts"].max()), "rows": len(d),
+              "frauds": int(y.sum()), "fraud_amount": float(amount[y == 1].sum()),
+              "days": float((d["ts"].max() - d["ts"].min()) / pd.Timedelta("1D"))}
+    timings = {k2: round(clock[k2] - clock["start"], 3) for k2 in clock if k2 != "start"}
+    return Evaluation(title=title, summary=summary or {}, window=window, metrics=metrics,
+                      thresholds=dict(thresholds), tiers=table, by_fraud_type=by_type,
+                      by_channel=by_channel, by_amount=by_amount, importance=imp, cases=cases,
+                      figures=figures, notes=notes, timings=timings)
+
+
+def render_report(ev: Evaluation) -> str:
+    """The evaluation as one self-contained HTML page."""
+    import jinja2
+
+    env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
+    env.filters["num"] = _num
+    template = env.from_string((Path(__file__).parent / "report.html.j2").read_text())
+    return template.render(ev=ev, generated=pd.Timestamp.now(tz="UTC").strftime("%Y-%m-%d %H:%M UTC"))
+
+
+def _num(value, digits: int = 4) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return str(value)
+    if np.isnan(v):
+        return "n/a"
+    if np.isinf(v):
+        return "none" if v > 0 else "-inf"
+    if v == int(v) and (abs(v) >= 1 or v == 0):
+        return f"{int(v):,}"
+    return f"{v:,.{digits}f}"
