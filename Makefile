@@ -21,13 +21,10 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev,notebooks]'
 	touch $(STAMP)
 
-# The default simulated world runs from 2026-01-01 for 120 days.
-DEMO_AS_OF ?= 2026-05-01
-
+# The main job on the simulated world (configs/demo.yaml): first champion, then refresh
+# periods across the start of the emerging fraud pattern.
 demo: $(STAMP)
-	$(BIN)/fraudlab simulate
-	$(BIN)/fraudlab contracts check
-	$(BIN)/fraudlab features build --as-of $(DEMO_AS_OF) --out data/datasets/train.parquet
+	$(BIN)/fraudlab demo --config configs/demo.yaml
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

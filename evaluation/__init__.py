@@ -2,6 +2,7 @@
 
 from ._calibration import ScoreCalibrator
 from ._config import EvaluationConfig
+from ._drift import attribution_shift, feature_drift, missed_fraud_patterns, psi
 from ._explain import (
     contributions,
     global_importance,
@@ -20,7 +21,7 @@ from ._metrics import (
     recall_at_fpr_score,
     roc_auc_score,
 )
-from ._report import Evaluation, Scorer, evaluate, render_report
+from ._report import Evaluation, Scorer, evaluate, render_backtest, render_report
 from ._splits import TemporalSplit, labels_known_at, temporal_holdout
 from ._tiers import choose_thresholds, tier_of, tier_table
 
@@ -31,13 +32,17 @@ __all__ = [
     "ScoreCalibrator",
     "TemporalSplit",
     "account_precision_at_k_score",
+    "attribution_shift",
     "average_precision_score",
     "bootstrap_interval",
     "choose_thresholds",
     "contributions",
     "evaluate",
+    "feature_drift",
     "global_importance",
+    "missed_fraud_patterns",
     "reason_codes",
+    "render_backtest",
     "render_report",
     "stratified_sample",
     "tier_of",
@@ -48,6 +53,7 @@ __all__ = [
     "expected_cost_loss",
     "labels_known_at",
     "precision_at_k_score",
+    "psi",
     "recall_at_fpr_score",
     "roc_auc_score",
     "temporal_holdout",

@@ -335,3 +335,46 @@ def _num(value, digits: int = 4) -> str:
     if v == int(v) and (abs(v) >= 1 or v == 0):
         return f"{int(v):,}"
     return f"{v:,.{digits}f}"
+
+
+_BACKTEST_TEMPLATE = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{{ title }}</title>
+<style>body{font-family:-apple-system,"Segoe UI",Roboto,Helvetica,Arial,sans-serif;max-width:1100px;
+margin:0 auto;padding:24px;color:#1d2733}table{border-collapse:collapse;font-size:.9em;margin:12px 0}
+th,td{border:1px solid #dde3ea;padding:4px 8px;text-align:right}th{background:#f3f6f9}
+img{max-width:100%}</style></head><body>
+<h1>{{ title }}</h1>
+<p>Each period is scored by the model each policy would have had at its start, trained only
+on what was known then (rows, labels as reported, matured rows). Outcomes use the labels
+known when the backtest ran.</p>
+<img src="{{ figure }}" alt="cumulative fraud amount saved by policy">
+<h2>Totals by policy</h2>{{ totals | safe }}
+<h2>First day each fraud type was caught</h2>{{ first | safe }}
+<h2>Per period</h2>{{ periods | safe }}
+</body></html>"""
+
+
+def render_backtest(periods: pd.DataFrame, first_caught: pd.DataFrame,
+                    title: str = "Backtest of refresh policies") -> str:
+    """A self-contained HTML page: cumulative fraud amount saved per policy, totals, the
+    first day each fraud type was caught, and the per-period table."""
+    import jinja2
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 4))
+    for policy, g in periods.groupby("policy", sort=False):
+        ax.plot(g["period_start"], g["fraud_amount_saved"].cumsum(), marker="o", label=policy)
+    ax.set(ylabel="cumulative fraud amount saved", title="Fraud amount saved by policy")
+    ax.legend()
+    fig.autofmt_xdate()
+    totals = periods.groupby("policy", sort=False)[
+        ["retrained", "frauds", "fraud_caught", "fraud_amount", "fraud_amount_saved", "reviews",
+         "false_blocks"]].sum().reset_index()
+    fmt = {"float_format": lambda v: f"{v:,.0f}", "index": False, "border": 0}
+    env = jinja2.Environment(autoescape=True)
+    return env.from_string(_BACKTEST_TEMPLATE).render(
+        title=title, figure=_png(fig), totals=totals.to_html(**fmt),
+        first=first_caught.to_html(na_rep="never", **fmt), periods=periods.to_html(**fmt))

@@ -29,6 +29,9 @@ class SimulationConfig(BaseModel):
         description="Day the emerging fraud pattern (a device farm in the mini_program "
         "channel) starts; default: 60% into the period. Set it after the period to switch it off.",
     )
+    emerging_share: float = Field(
+        0.22, gt=0, lt=1, description="Share of fraud transactions the emerging pattern "
+        "accounts for while it is active.")
     tx_per_account_day: float = Field(
         0.45, gt=0, description="Mean legitimate transactions per account and day."
     )

@@ -446,7 +446,8 @@ class _World:
     def _incidents(self, scenario: str, n_legit: int) -> int:
         span = self.cfg.days * DAY
         active = span if scenario != "device_farm" else max(0, self.t1 - self.t_emerging)
-        target_tx = self.cfg.fraud_rate * n_legit * _SCENARIO_SHARE[scenario] * active / span
+        share = self.cfg.emerging_share if scenario == "device_farm" else _SCENARIO_SHARE[scenario]
+        target_tx = self.cfg.fraud_rate * n_legit * share * active / span
         k = target_tx / _SCENARIO_TX_PER_INCIDENT[scenario]
         rng = self.rngs[scenario]
         # Every scenario appears at least once when its period is long enough.

@@ -6,8 +6,10 @@ Exit codes (for schedulers):
 0     success
 1     unexpected error (a bug or an environment problem; see the log)
 2     usage error (bad option or configuration)
-3     a data contract failed (bad rows or tables; see the report path printed)
+3     a data contract failed (bad rows or tables; see the report path printed);
+      nothing was trained, registered or promoted
 4     a source could not be read (missing, empty or unreadable file, bad column map)
+5     another refresh held the lock for longer than refresh.lock_timeout
 ====  =====================================================================
 
 Heavy libraries are imported inside the commands so that ``fraudlab --help`` is fast.
@@ -16,12 +18,13 @@ Heavy libraries are imported inside the commands so that ``fraudlab --help`` is 
 from __future__ import annotations
 
 import datetime as dt
+import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_CONTRACT, EXIT_SOURCE = 0, 1, 2, 3, 4
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_CONTRACT, EXIT_SOURCE, EXIT_LOCKED = 0, 1, 2, 3, 4, 5
 
 app = typer.Typer(
     name="fraudlab",
@@ -292,6 +295,136 @@ def report(
                                 compare=compare or None)
     console.print(f"wrote {out} ({ev.window['rows']:,} transactions, {ev.window['frauds']} frauds, "
                   f"{ev.timings['figures']:.1f} s)")
+
+
+@app.command("refresh")
+def refresh_cmd(
+    as_of: Annotated[dt.datetime | None, typer.Option(
+        help="Run the period as of this time (UTC); default: now.")] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """One refresh period: validate, build, train a challenger, compare with the champion,
+    measure drift and new patterns, report, then register and promote (or keep).
+
+    Exit codes: 0 kept or promoted (or already done), 3 contract failed, 4 source
+    unreadable, 5 lock held by another refresh, 1 any other error.
+    """
+    cfg = _load(config)
+    console = _console()
+    outcome = _refresh_once(console, cfg, as_of or dt.datetime.now(dt.UTC))
+    console.print(f"report: {outcome.report}")
+
+
+def _refresh_once(console, cfg, as_of):
+    from ._refresh import RefreshLocked, refresh
+
+    try:
+        outcome = _guarded(console, refresh, cfg, as_of, log=lambda m: console.print(_escape(m)))
+    except RefreshLocked as exc:
+        console.print(f"[red]error[/red]: {_escape(str(exc))}")
+        raise typer.Exit(EXIT_LOCKED) from exc
+    colour = {"promoted": "green", "first champion": "green", "kept": "yellow"}.get(outcome.status, "white")
+    console.print(f"[{colour}]{outcome.status}[/{colour}] as of {outcome.as_of}: "
+                  f"challenger version {outcome.challenger_version}, champion before "
+                  f"{outcome.champion_version or 'none'}")
+    for reason in outcome.reasons:
+        console.print(f"  - {_escape(reason)}")
+    d = outcome.drift
+    if d:
+        console.print(f"  drift: score PSI {d['score_psi']:.3f}; major feature drift: "
+                      f"{', '.join(d['major_features'][:6]) or 'none'}; champion missed "
+                      f"{d['missed_frauds']} matured frauds, the challenger catches "
+                      f"{d['challenger_catches_missed']} of them")
+    for p in outcome.patterns[:3]:
+        console.print(f"  pattern: {_escape(p['summary'])}")
+    return outcome
+
+
+@app.command()
+def backtest(
+    from_: Annotated[dt.datetime, typer.Option("--from", help="First period start (UTC).")],
+    to: Annotated[dt.datetime, typer.Option(help="End of the last period (UTC).")],
+    every: Annotated[str, typer.Option(help="Period length, e.g. 7d.")] = "7d",
+    policy: Annotated[str, typer.Option(help="Comma-separated policies: never, always, drift.")] = "never,always,drift",
+    as_of: Annotated[dt.datetime | None, typer.Option(
+        help="Outcomes as known at this time (default: --to plus the label maturity).")] = None,
+    out: Annotated[Path | None, typer.Option(help="HTML report (default: under paths.reports).")] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Replay refresh periods over history and compare refresh policies."""
+    cfg = _load(config)
+    console = _console()
+    from fraudlab.data_contracts import parse_duration
+    from fraudlab.evaluation import render_backtest
+    from fraudlab.features import build_dataset
+
+    from ._backtest import champion_params, run_backtest
+    from ._pipeline import load_validated
+
+    to_ts = to.replace(tzinfo=dt.UTC) if to.tzinfo is None else to
+    when = as_of or (to_ts + parse_duration(cfg.features.label_maturity).to_pytimedelta())
+    with console.status("validating the raw data and building features ..."):
+        data, _ = _guarded(console, load_validated, cfg, when)
+        ds = build_dataset(data, when, config=cfg.features)
+    params = champion_params(cfg)
+    console.print("parameters: " + ("the champion's" if params else "XGBoost's defaults"))
+    result = run_backtest(ds, cfg, from_, to_ts, every, [p.strip() for p in policy.split(",")],
+                          params=params, log=lambda m: console.print(_escape(m)))
+    target = out or cfg.path(cfg.paths.reports) / f"backtest-{from_:%Y%m%d}-{to_ts:%Y%m%d}.html"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(render_backtest(result.periods, result.first_caught), encoding="utf-8")
+    totals = result.periods.groupby("policy", sort=False)[
+        ["retrained", "frauds", "fraud_caught", "fraud_amount_saved", "reviews", "false_blocks"]].sum()
+    console.print(totals.to_string())
+    console.print(result.first_caught.to_string(index=False))
+    console.print(f"wrote {target}")
+
+
+DEMO_PERIODS = ("2026-04-05", "2026-04-26", "2026-06-03")
+
+
+@app.command()
+def demo(
+    config: Annotated[Path | None, typer.Option(
+        "--config", "-c", help="Demo configuration (default: configs/demo.yaml).",
+        exists=True, dir_okay=False)] = None,
+    periods: Annotated[str, typer.Option(help="Comma-separated as-of dates of the refresh "
+                                         "periods.")] = ",".join(DEMO_PERIODS),
+) -> None:
+    """The main job on the built-in simulated world: generate the data if absent, train
+    the first champion, then refresh across the start of the emerging fraud pattern."""
+    import time
+
+    path = config or Path("configs/demo.yaml")
+    if not path.exists():
+        typer.echo(f"error: {path} not found (run from the repository root or pass -c)", err=True)
+        raise typer.Exit(EXIT_USAGE)
+    cfg = _load(path)
+    console = _console()
+    t0 = time.perf_counter()
+    raw = cfg.path(cfg.paths.raw)
+    if not (raw / "manifest.json").exists():
+        from fraudlab.features import simulate_world, write_tables
+
+        with console.status(f"simulating {cfg.simulation.accounts:,} accounts over "
+                            f"{cfg.simulation.days} days ..."):
+            world = simulate_world(cfg.simulation)
+            write_tables(world.tables(), raw, world.manifest)
+        console.print(f"simulated world in {raw}: emerging pattern from "
+                      f"{cfg.simulation.emerging_start()}")
+    else:
+        console.print(f"using the simulated world in {raw}")
+    outcomes = []
+    for i, day in enumerate(p.strip() for p in periods.split(",")):
+        console.rule(f"refresh period {i + 1}: as of {day}")
+        outcomes.append(_refresh_once(console, cfg, dt.datetime.fromisoformat(day).replace(tzinfo=dt.UTC)))
+    console.rule("done")
+    for o in outcomes:
+        console.print(f"{o.as_of[:10]}: {o.status:15s} report {o.report}")
+    console.print(f"audit log: {cfg.path(cfg.refresh.audit_log)}")
+    console.print(f"MLflow UI: {Path(sys.executable).parent / 'mlflow'} ui --backend-store-uri "
+                  f"{cfg.tracking_uri()} --host 127.0.0.1  (then open http://127.0.0.1:5000)")
+    console.print(f"finished in {time.perf_counter() - t0:.0f} s")
 
 
 def _run_training(console, ds, cfg, dataset_path, register: bool):

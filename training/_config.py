@@ -98,6 +98,30 @@ class TrainingConfig(BaseModel):
                               "(the trials table is always logged).")
 
 
+class RefreshConfig(BaseModel):
+    """The periodic refresh: promotion rule, warm starts, locking, audit and backtests."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    promotion_margin: float = Field(
+        0.0, description="Promote when the challenger's average precision on the newest "
+        "matured window is at least the champion's plus this margin ...")
+    tier_precision_floor: float = Field(
+        0.5, ge=0, le=1, description="... and its block tier's precision there is at least "
+        "this (when it blocks anything).")
+    champion_floor: float = Field(
+        0.0, ge=0, le=1, description="Promote regardless of the margin when the champion's "
+        "average precision has decayed below this floor (and the challenger does better).")
+    warm_start: bool = Field(
+        True, description="Seed the challenger's study with the champion's parameters.")
+    lock_timeout: float = Field(
+        3600, ge=0, description="Seconds to wait for another refresh holding the lock.")
+    audit_log: str = Field("reports/audit.jsonl", description="Append-only audit log.")
+    drift_psi: float = Field(
+        0.25, gt=0, description="Backtest 'drift' policy: retrain when a top-10 feature's PSI "
+        "or the score PSI exceeds this.")
+
+
 class FraudlabConfig(BaseModel):
     """Everything configurable in fraudlab; every field has a documented default."""
 
@@ -111,6 +135,7 @@ class FraudlabConfig(BaseModel):
     features: FeaturesConfig = Field(default_factory=FeaturesConfig)
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     training: TrainingConfig = Field(default_factory=TrainingConfig)
+    refresh: RefreshConfig = Field(default_factory=RefreshConfig)
     log_format: Literal["text", "json"] = Field(
         "text", description="Log lines as plain text or JSON lines (for orchestrators).")
 

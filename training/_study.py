@@ -47,7 +47,12 @@ def _storage(url: str | None):
         from optuna.storages.journal import JournalFileBackend, JournalStorage
 
         return JournalStorage(JournalFileBackend(url.removeprefix("journal:")))
-    return optuna.storages.RDBStorage(url, heartbeat_interval=60, grace_period=180)
+    import warnings
+
+    with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna 5
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        # A worker that dies mid-trial stops beating; its trial is then marked failed.
+        return optuna.storages.RDBStorage(url, heartbeat_interval=60, grace_period=180)
 
 
 def create_study(config: FraudlabConfig, study_name: str, url: str | None, *, seed_offset: int = 0,
@@ -88,7 +93,7 @@ def _worker(dataset_path: str, config_json: str, url: str, study_name: str, n_tr
 
 def run_study(protocol, config: FraudlabConfig, study_name: str, *,
               dataset_path: str | Path | None = None,
-              callbacks: Sequence[Callable] = ()):
+              callbacks: Sequence[Callable] = (), enqueue: dict | None = None):
     """Run the configured number of trials on one study, in this process and, with
     ``training.workers > 1``, in extra worker processes sharing the storage.
 
@@ -100,6 +105,8 @@ def run_study(protocol, config: FraudlabConfig, study_name: str, *,
         The labeled dataset as a Parquet file; extra workers load it themselves.
     callbacks : sequence of callables
         Optuna callbacks ``(study, trial)`` run in this process (e.g. progress).
+    enqueue : dict, optional
+        Trial parameters to evaluate first in a new study (a warm start).
 
     Returns
     -------
@@ -120,6 +127,8 @@ def run_study(protocol, config: FraudlabConfig, study_name: str, *,
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = _storage(url)
     study = create_study(config, study_name, url, storage=storage)
+    if enqueue and not study.trials:
+        study.enqueue_trial(enqueue, skip_if_exists=True)
     ctx = mp.get_context("spawn")
     procs = [ctx.Process(target=_worker, args=(str(dataset_path), config.model_dump_json(), url,
                                                study_name, n, i), daemon=False)

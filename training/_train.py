@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -39,6 +39,7 @@ class TrainingResult:
     fingerprint: str
     protocol_summary: dict
     run_name: str
+    protocol: object = field(default=None, repr=False)
     run_id: str | None = None
     model_uri: str | None = None
     version: str | None = None
@@ -47,7 +48,7 @@ class TrainingResult:
 def train_model(dataset: pd.DataFrame, config: FraudlabConfig | None = None, *,
                 dataset_path: str | Path | None = None, log: bool = True,
                 register: bool = True, callbacks: Sequence[Callable] = (),
-                tags: dict | None = None) -> TrainingResult:
+                tags: dict | None = None, enqueue: dict | None = None) -> TrainingResult:
     """Tune, refit, calibrate and test a fraud model on a labeled dataset.
 
     Parameters
@@ -64,6 +65,8 @@ def train_model(dataset: pd.DataFrame, config: FraudlabConfig | None = None, *,
         Optuna callbacks for progress.
     tags : dict, optional
         Extra MLflow run tags.
+    enqueue : dict, optional
+        Parameters to try first (a warm start from the champion's).
 
     Returns
     -------
@@ -77,7 +80,8 @@ def train_model(dataset: pd.DataFrame, config: FraudlabConfig | None = None, *,
     fingerprint = dataset_fingerprint(dataset)
     protocol = build_protocol(dataset, config.training)
     name = config.training.study_name or f"fraudlab-{fingerprint[:12]}-seed{config.training.seed}"
-    study = run_study(protocol, config, name, dataset_path=dataset_path, callbacks=callbacks)
+    study = run_study(protocol, config, name, dataset_path=dataset_path, callbacks=callbacks,
+                      enqueue=enqueue)
     complete = [t for t in study.trials if t.value is not None]
     if not complete:
         raise RuntimeError(f"study {name!r} finished no trial (all pruned or failed)")
@@ -85,7 +89,8 @@ def train_model(dataset: pd.DataFrame, config: FraudlabConfig | None = None, *,
     baseline = fit_final(protocol, BASELINE_PARAMS, config.training, config.evaluation)
     result = TrainingResult(model=model, baseline=baseline, study=study,
                             fingerprint=fingerprint, protocol_summary=protocol.summary(),
-                            run_name=f"train as of {dataset.attrs.get('as_of', '?')}")
+                            run_name=f"train as of {dataset.attrs.get('as_of', '?')}",
+                            protocol=protocol)
     if log:
         result.model_uri = log_training(result, dataset, config, source=str(dataset_path or
                                         "<in-memory dataset>"), extra_tags=tags)

@@ -112,7 +112,8 @@ def test_features_build_writes_dataset_and_contract(tmp_path, world_dir):
     assert contract["raw"]["success"] is True and contract["dataset"]["success"] is True
 
 
-def test_features_build_stops_on_bad_raw_data(tmp_path, world_dir):
+def test_features_build_stops_on_bad_raw_data(tmp_path, world_dir, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the contract report goes under the default root
     tx = pd.read_parquet(world_dir / "transactions.parquet")
     tx.loc[0, "channel"] = "fax"
     tx.to_parquet(world_dir / "transactions.parquet", index=False)

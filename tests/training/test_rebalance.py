@@ -30,6 +30,9 @@ def test_missing_aware_smote_keeps_originals_and_respects_nan_and_codes(fold):
     assert yr.sum() == int(0.1 * (len(y) - y.sum()))  # imbalanced-learn's ratio semantics
     assert set(np.unique(new[:, 2])) <= {0.0, 1.0, 2.0}  # codes are never interpolated
     assert np.isnan(new[:, 1]).any() and not np.isnan(new[:, 0]).any()
+    # Each synthetic fraud is missing exactly where some real fraud is, with its codes.
+    real = {(tuple(np.isnan(r)), r[2]) for r in X[y == 1]}
+    assert all((tuple(np.isnan(r)), r[2]) in real for r in new)
     # Synthetic frauds stay among the frauds on column 0 (interpolated between them).
     lo, hi = X[:40, 0].min(), X[:40, 0].max()
     assert ((new[:, 0] >= lo - 1e-6) & (new[:, 0] <= hi + 1e-6)).all()

@@ -1,0 +1,170 @@
+"""The refresh cycle: decisions against recomputed metrics, idempotency, locking, failures."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+AS_OF_1 = "2026-05-15"
+AS_OF_2 = "2026-05-16"
+
+FAST = {"n_trials": 2, "n_splits": 2, "validation_window": "14d", "max_rounds": 40,
+        "early_stopping_rounds": 10, "report_every": 10, "storage": "sqlite"}
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    """A project folder with the 3,000-account world as raw files and a fast config."""
+    import yaml
+
+    from fraudlab.features import SimulationConfig, simulate_world, write_tables
+
+    root = tmp_path_factory.mktemp("project")
+    world = simulate_world(SimulationConfig(accounts=3000, days=85, seed=11))
+    write_tables(world.tables(), root / "raw", world.manifest)
+    cfg = root / "fraudlab.yaml"
+    cfg.write_text(yaml.safe_dump({"paths": {"raw": "raw"}, "training": FAST,
+                                   "refresh": {"lock_timeout": 600}}))
+    return root, cfg
+
+
+def _config(cfg_path):
+    from fraudlab.training import load_config
+
+    return load_config(cfg_path)
+
+
+def _versions(config):
+    import mlflow
+
+    client = mlflow.MlflowClient(config.tracking_uri())
+    try:
+        return client.search_model_versions(f"name='{config.tracking.registered_model}'")
+    except mlflow.exceptions.MlflowException:
+        return []
+
+
+@pytest.fixture(scope="module")
+def refreshed(project):
+    from fraudlab.training import refresh
+
+    root, cfg_path = project
+    config = _config(cfg_path)
+    first = refresh(config, AS_OF_1, log=lambda m: None)
+    second = refresh(config, AS_OF_2, log=lambda m: None)
+    return config, first, second
+
+
+def test_first_refresh_makes_the_first_champion_and_writes_everything(refreshed):
+    config, first, _ = refreshed
+    assert first.status == "first champion" and first.challenger_version == "1"
+    assert os.path.exists(first.report)
+    lines = config.path(config.refresh.audit_log).read_text().splitlines()
+    assert [json.loads(line)["decision"] for line in lines] == ["first champion", refreshed[2].status]
+
+
+def test_decision_matches_metrics_recomputed_from_the_registry(refreshed):
+    import mlflow
+
+    from fraudlab.evaluation import average_precision_score
+
+    config, _, second = refreshed
+    mlflow.set_tracking_uri(config.tracking_uri())
+    name = config.tracking.registered_model
+    run = mlflow.MlflowClient().get_run(second.run_id)
+    assert run.data.tags["fraudlab.decision"] == second.status
+    ds = pd.read_parquet(config.path("data/datasets") / "refresh-20260516T0000.parquet")
+    client = mlflow.MlflowClient()
+    challenger_run = client.get_run(client.get_model_version(name, second.challenger_version).run_id)
+    test_start = pd.Timestamp(challenger_run.data.tags["fraudlab.test_start"])
+    protocol = json.loads(mlflow.artifacts.load_text(
+        f"runs:/{challenger_run.info.run_id}/protocol.json"))
+    test_end = pd.Timestamp(protocol["times"]["test_end"])
+    window = ds[(ds["ts"] >= test_start) & (ds["ts"] < test_end) & ds["is_mature"]]
+    known = set(ds.loc[(ds["is_fraud"] == 1) & (ds["label_reported_at"] < test_start), "account_id"])
+    window = window[~window["account_id"].isin(known)]
+    ap = {}
+    for who, version in (("champion", second.champion_version), ("challenger", second.challenger_version)):
+        model = mlflow.pyfunc.load_model(f"models:/{name}/{version}")
+        ap[who] = average_precision_score(window["is_fraud"], model.predict(window))
+        assert ap[who] == pytest.approx(second.metrics[who]["average_precision_score"], rel=1e-6)
+    floor_ok = not (second.metrics["challenger"]["block_precision"] < config.refresh.tier_precision_floor)
+    should_promote = ap["challenger"] >= ap["champion"] + config.refresh.promotion_margin and floor_ok
+    assert second.status == ("promoted" if should_promote else "kept")
+    champion = mlflow.MlflowClient().get_model_version_by_alias(name, "champion")
+    assert str(champion.version) == (second.challenger_version if should_promote else "1")
+    challenger = mlflow.MlflowClient().get_model_version_by_alias(name, "challenger")
+    assert str(challenger.version) == second.challenger_version
+
+
+def test_the_same_as_of_twice_creates_nothing_new(refreshed):
+    from fraudlab.training import refresh
+
+    config, first, _ = refreshed
+    before = len(_versions(config))
+    again = refresh(config, AS_OF_1, log=lambda m: None)
+    assert again.status == "already done" and again.challenger_version == first.challenger_version
+    assert len(_versions(config)) == before
+
+
+def test_a_failed_step_leaves_the_registry_as_it_was(refreshed, monkeypatch):
+    from fraudlab.training import _refresh, refresh
+
+    config, _, _ = refreshed
+    before = {(v.version, tuple(v.aliases)) for v in _versions(config)}
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("disk full while writing the report")
+
+    monkeypatch.setattr(_refresh, "render_report", broken)
+    with pytest.raises(RuntimeError, match="disk full"):
+        refresh(config, "2026-05-17", log=lambda m: None)
+    assert {(v.version, tuple(v.aliases)) for v in _versions(config)} == before
+
+
+def test_bad_raw_data_stops_before_anything_is_trained(project, tmp_path):
+    import shutil
+
+    from fraudlab.training import ContractFailure, refresh
+
+    root, cfg_path = project
+    bad = tmp_path / "bad"
+    shutil.copytree(root / "raw", bad)
+    tx = pd.read_parquet(bad / "transactions.parquet")
+    tx.loc[:9, "amount"] = -5.0
+    tx.to_parquet(bad / "transactions.parquet", index=False)
+    config = _config(cfg_path).model_copy(deep=True)
+    config.paths.raw = str(bad)
+    config.paths.mlruns = str(tmp_path / "mlruns")
+    with pytest.raises(ContractFailure, match="amount"):
+        refresh(config, AS_OF_1, log=lambda m: None)
+    assert not _versions(config)
+
+
+@pytest.mark.slow
+def test_two_refreshes_started_at_once_promote_once(project, tmp_path):
+    import shutil
+
+    root, cfg_path = project
+    proj = tmp_path / "p"
+    shutil.copytree(root / "raw", proj / "raw")
+    shutil.copy(cfg_path, proj / "fraudlab.yaml")
+    cmd = [sys.executable, "-m", "fraudlab", "refresh", "--as-of", AS_OF_1, "-c", str(proj / "fraudlab.yaml")]
+    env = {**os.environ, "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false", "COLUMNS": "200"}
+    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                              env=env, cwd=proj) for _ in range(2)]
+    outs = [p.communicate(timeout=900)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    config = _config(proj / "fraudlab.yaml")
+    assert len(_versions(config)) == 1  # one training registered, not two
+    assert sum("first champion" in o for o in outs) == 1
+    assert sum("already completed" in o or "completed while waiting" in o for o in outs) == 1
+    lines = config.path(config.refresh.audit_log).read_text().splitlines()
+    assert len(lines) == 1
+    assert np.isfinite(json.loads(lines[0])["challenger_ap"])
