@@ -43,6 +43,8 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_simulate.py
 	$(BIN)/python benchmarks/bench_contracts.py
 	$(BIN)/python benchmarks/bench_features.py --scale 1 5
+	$(BIN)/python benchmarks/bench_explain.py
+	$(BIN)/python benchmarks/bench_training.py
 
 lab: $(STAMP)
 	$(BIN)/jupyter lab --ip 127.0.0.1 --no-browser $(if $(filter 0,$(shell id -u)),--allow-root,) notebooks/

@@ -312,17 +312,40 @@ def refresh_cmd(
     cfg = _load(config)
     console = _console()
     outcome = _refresh_once(console, cfg, as_of or dt.datetime.now(dt.UTC))
-    console.print(f"report: {outcome.report}")
+    if cfg.log_format != "json":
+        console.print(f"report: {outcome.report}")
+
+
+def _json_log(event: str, **fields) -> None:
+    """One JSON line on stdout (``log_format: json``), for orchestrators' log collectors."""
+    import json
+
+    typer.echo(json.dumps({"time": dt.datetime.now(dt.UTC).isoformat(), "event": event,
+                           **fields}, default=str))
 
 
 def _refresh_once(console, cfg, as_of):
     from ._refresh import RefreshLocked, refresh
 
+    as_json = cfg.log_format == "json"
+
+    def log(message: str) -> None:
+        if as_json:
+            _json_log("progress", message=message)
+        else:
+            console.print(_escape(message))
+
     try:
-        outcome = _guarded(console, refresh, cfg, as_of, log=lambda m: console.print(_escape(m)))
+        outcome = _guarded(console, refresh, cfg, as_of, log=log)
     except RefreshLocked as exc:
+        if as_json:
+            _json_log("error", exit_code=EXIT_LOCKED, message=str(exc))
         console.print(f"[red]error[/red]: {_escape(str(exc))}")
         raise typer.Exit(EXIT_LOCKED) from exc
+    if as_json:
+        _json_log("decision", **{k: v for k, v in outcome.to_dict().items() if k != "patterns"},
+                  patterns=[p["summary"] for p in outcome.patterns])
+        return outcome
     colour = {"promoted": "green", "first champion": "green", "kept": "yellow"}.get(outcome.status, "white")
     console.print(f"[{colour}]{outcome.status}[/{colour}] as of {outcome.as_of}: "
                   f"challenger version {outcome.challenger_version}, champion before "
