@@ -109,15 +109,23 @@ def reason_codes(contrib: pd.DataFrame, values: pd.DataFrame, usual: pd.DataFram
     return out
 
 
-def usual_values(dataset: pd.DataFrame, rows: np.ndarray, features: Sequence[str]) -> pd.DataFrame:
-    """The account's usual value of each numeric feature for the given rows: the median
-    over the account's earlier transactions in the dataset (NaN when there are none)."""
-    cols = [f for f in features if f in dataset.columns
-            and pd.api.types.is_numeric_dtype(dataset[f].dtype)]
-    d = dataset[["account_id", "ts", *cols]]
-    out = pd.DataFrame(np.nan, index=range(len(rows)), columns=cols)
-    targets = dataset.iloc[rows][["account_id", "ts"]].reset_index(drop=True)
-    by_acc = {a: g for a, g in d[d["account_id"].isin(set(targets["account_id"]))].groupby("account_id")}
+def usual_values(history: pd.DataFrame, cases: pd.DataFrame, features: Sequence[str]) -> pd.DataFrame:
+    """The account's usual value of each numeric feature for each case: the median over
+    the account's transactions in ``history`` before the case (NaN when there are none).
+
+    Parameters
+    ----------
+    history : DataFrame
+        Labeled dataset rows (``account_id``, ``ts`` and the features).
+    cases : DataFrame
+        The cases' ``account_id`` and ``ts``.
+    """
+    cols = [f for f in features if f in history.columns
+            and pd.api.types.is_numeric_dtype(history[f].dtype)]
+    targets = cases[["account_id", "ts"]].reset_index(drop=True)
+    out = pd.DataFrame(np.nan, index=range(len(targets)), columns=cols)
+    d = history.loc[history["account_id"].isin(set(targets["account_id"])), ["account_id", "ts", *cols]]
+    by_acc = dict(tuple(d.groupby("account_id")))
     for i, (acc, ts) in enumerate(targets.itertuples(index=False)):
         g = by_acc.get(acc)
         if g is None:

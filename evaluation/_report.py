@@ -195,7 +195,8 @@ def evaluate(dataset: pd.DataFrame, model: Scorer, thresholds: dict, *,
              config: EvaluationConfig | None = None, champion: Scorer | None = None,
              summary: dict | None = None, start=None, end=None, max_cases: int = 50,
              n_legit_sample: int = 2000, n_resamples: int = 200, k: int = 100,
-             title: str = "Fraud model report", random_state: int = 0) -> Evaluation:
+             title: str = "Fraud model report", random_state: int = 0,
+             history: pd.DataFrame | None = None) -> Evaluation:
     """Evaluate a model on the mature rows of a labelled dataset for the reviewer report.
 
     Parameters
@@ -213,6 +214,8 @@ def evaluate(dataset: pd.DataFrame, model: Scorer, thresholds: dict, *,
     n_legit_sample : int
         Legitimate rows in the stratified sample behind the global explanations (all
         frauds are in it).
+    history : DataFrame, optional
+        Where the accounts' usual values come from (default: ``dataset``).
 
     Returns
     -------
@@ -273,7 +276,7 @@ def evaluate(dataset: pd.DataFrame, model: Scorer, thresholds: dict, *,
     top_case = None
     if contrib_cases is not None:
         values = d.iloc[listed][feats].reset_index(drop=True)
-        usual = usual_values(d, listed, feats)
+        usual = usual_values(dataset if history is None else history, d.iloc[listed], feats)
         reasons = reason_codes(contrib_cases, values, usual, top=3)
         cases = d.iloc[listed][["tx_id", "ts", "account_id"]].reset_index(drop=True)
         cases["amount"] = amount[listed]

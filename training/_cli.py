@@ -355,7 +355,8 @@ def _refresh_once(console, cfg, as_of):
     d = outcome.drift
     if d:
         console.print(f"  drift: score PSI {d['score_psi']:.3f}; major feature drift: "
-                      f"{', '.join(d['major_features'][:6]) or 'none'}; champion missed "
+                      f"{', '.join(d['major_features'][:6]) or 'none'}; among frauds: "
+                      f"{', '.join(d.get('fraud_major_features', [])[:6]) or 'none'}; champion missed "
                       f"{d['missed_frauds']} matured frauds, the challenger catches "
                       f"{d['challenger_catches_missed']} of them")
     for p in outcome.patterns[:3]:

@@ -149,8 +149,8 @@ def _window_scores(model, frame: pd.DataFrame) -> dict:
     return out, p, tiers
 
 
-def _what_changed_html(drift: pd.DataFrame, score_psi: float, rates: dict, attr: pd.DataFrame,
-                       patterns: list, caught: pd.DataFrame) -> str:
+def _what_changed_html(drift: pd.DataFrame, fraud_drift: pd.DataFrame, score_psi: float,
+                       rates: dict, attr: pd.DataFrame, patterns: list, caught: pd.DataFrame) -> str:
     from html import escape
 
     parts = [f"<p>Score distribution shift (champion scores, PSI): <b>{score_psi:.3f}</b>. "
@@ -158,6 +158,11 @@ def _what_changed_html(drift: pd.DataFrame, score_psi: float, rates: dict, attr:
              f"{rates['current']:.3%} in the newest matured window.</p>",
              "<h3>Most drifted features (PSI against the champion's training period)</h3>",
              drift.head(10).to_html(index=False, float_format=lambda v: f"{v:.3f}", border=0),
+             "<p>Features that count history (ages, z-scores, time since) drift as the data "
+             "grows older; read them next to the drift among frauds below.</p>",
+             "<h3>Drift among the frauds (champion's training period against the newest "
+             "matured window)</h3>",
+             fraud_drift.head(10).to_html(index=False, float_format=lambda v: f"{v:.3f}", border=0),
              "<h3>Attribution shift (champion's mean |SHAP|, then and now)</h3>",
              attr.head(10).to_html(index=False, float_format=lambda v: f"{v:.4f}", border=0),
              "<h3>Emerging patterns among the frauds the champion missed</h3>"]
@@ -247,6 +252,12 @@ def refresh(config: FraudlabConfig, as_of, *, log: Callable[[str], None] = print
         drift = feature_drift(ref_s, cur_s, feats)
         score_psi = psi(reference_model.predict(None, ref_s), reference_model.predict(None, cur_s))
         mature_ref = ref[ref["is_mature"]]
+        # Drift among the frauds: a new fraud pattern is a small share of all payments, so it
+        # barely moves the population; it moves the frauds' own feature distributions.
+        ref_frauds = mature_ref[mature_ref[LABEL] == 1]
+        new_frauds = test[test[LABEL] == 1]
+        fraud_drift = (feature_drift(ref_frauds, new_frauds, feats)
+                       if len(ref_frauds) and len(new_frauds) else drift.iloc[:0])
         rates = {"reference": float(mature_ref[LABEL].mean()) if len(mature_ref) else float("nan"),
                  "current": float(test[LABEL].mean())}
         n_attr = min(len(ref_s), len(cur_s), 3000)
@@ -268,6 +279,9 @@ def refresh(config: FraudlabConfig, as_of, *, log: Callable[[str], None] = print
                   .reset_index())
         drift_summary = {"score_psi": score_psi, "fraud_rate": rates,
                          "major_features": drift.loc[drift["verdict"] == "major", "feature"].tolist(),
+                         "fraud_major_features": fraud_drift.loc[
+                             fraud_drift["verdict"] == "major", "feature"].tolist(),
+                         "fraud_top": fraud_drift.head(10)[["feature", "psi"]].to_dict("records"),
                          "top": drift.head(10)[["feature", "psi"]].to_dict("records"),
                          "missed_frauds": int(missed.sum()),
                          "challenger_catches_missed": int(now_caught.sum())}
@@ -275,15 +289,17 @@ def refresh(config: FraudlabConfig, as_of, *, log: Callable[[str], None] = print
         log(f"decision: {status}; " + "; ".join(reasons))
 
         report_path = config.path(config.paths.reports) / f"refresh-{stamp}.html"
-        ev = evaluate(dataset, challenger, challenger.spec["tiers"], config=config.evaluation,
-                      champion=champion, start=result.protocol.times["test_start"],
+        # The report scores exactly the rows the decision was made on.
+        ev = evaluate(test, challenger, challenger.spec["tiers"], config=config.evaluation,
+                      champion=champion, history=dataset,
                       summary={"refresh as of": str(as_of), "decision": status,
                                "reasons": " / ".join(reasons),
                                "champion": f"version {champ_mv.version}" if champ_mv else "none",
                                "challenger run": result.run_id,
                                "dataset": str(path), "fingerprint": result.fingerprint[:16]},
                       title=f"Refresh as of {as_of:%Y-%m-%d %H:%M}: challenger vs champion")
-        ev.sections["What changed"] = _what_changed_html(drift, score_psi, rates, attr, patterns, caught)
+        ev.sections["What changed"] = _what_changed_html(drift, fraud_drift, score_psi, rates, attr,
+                                                         patterns, caught)
         report_path.parent.mkdir(parents=True, exist_ok=True)
         report_path.write_text(render_report(ev), encoding="utf-8")
 

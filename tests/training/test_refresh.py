@@ -168,3 +168,28 @@ def test_two_refreshes_started_at_once_promote_once(project, tmp_path):
     lines = config.path(config.refresh.audit_log).read_text().splitlines()
     assert len(lines) == 1
     assert np.isfinite(json.loads(lines[0])["challenger_ap"])
+
+
+def test_refresh_cli_exits_3_on_a_failed_contract_and_logs_json_lines(project, tmp_path):
+    import shutil
+
+    import yaml
+    from typer.testing import CliRunner
+
+    from fraudlab.training._cli import EXIT_CONTRACT, app
+
+    root, _ = project
+    bad = tmp_path / "raw"
+    shutil.copytree(root / "raw", bad)
+    labels = pd.read_parquet(bad / "labels.parquet")
+    labels.loc[:2, "tx_id"] = "T-UNKNOWN"  # labels for transactions that do not exist
+    labels.to_parquet(bad / "labels.parquet", index=False)
+    cfg = tmp_path / "fraudlab.yaml"
+    cfg.write_text(yaml.safe_dump({"paths": {"raw": "raw"}, "training": FAST, "log_format": "json"}))
+    result = CliRunner().invoke(app, ["refresh", "--as-of", AS_OF_1, "-c", str(cfg)],
+                                terminal_width=200)
+    assert result.exit_code == EXIT_CONTRACT, result.output
+    assert "labels" in result.output and "nothing registered" in result.output
+    events = [json.loads(line) for line in result.output.splitlines() if line.startswith("{")]
+    assert events and events[0]["event"] == "progress"
+    assert not _versions(_config(cfg))
