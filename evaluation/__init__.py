@@ -1,6 +1,7 @@
 """Evaluation: temporal splits, metrics, calibration, decision tiers, explanations and reports."""
 
 from ._calibration import ScoreCalibrator
+from ._changes import PeriodChanges, compare_periods
 from ._config import EvaluationConfig
 from ._drift import attribution_shift, feature_drift, missed_fraud_patterns, psi
 from ._explain import (
@@ -27,6 +28,7 @@ from ._tiers import choose_thresholds, tier_of, tier_table
 
 __all__ = [
     "Evaluation",
+    "PeriodChanges",
     "EvaluationConfig",
     "Scorer",
     "ScoreCalibrator",
@@ -36,6 +38,7 @@ __all__ = [
     "average_precision_score",
     "bootstrap_interval",
     "choose_thresholds",
+    "compare_periods",
     "contributions",
     "evaluate",
     "feature_drift",

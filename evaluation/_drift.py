@@ -32,8 +32,27 @@ def psi(reference, current, bins: int = 10, eps: float = 1e-4) -> float:
         counts = np.bincount(np.searchsorted(edges, x[~nan], side="right"), minlength=len(edges) + 1)
         return np.r_[counts, nan.sum()] / len(x)
 
-    p, q = shares(ref) + eps, shares(cur) + eps
+    return _psi_of_shares(shares(ref), shares(cur), eps)
+
+
+def _psi_of_shares(p: np.ndarray, q: np.ndarray, eps: float) -> float:
+    """PSI of two share vectors; ``eps`` keeps a bin empty on one side finite, and bins
+    empty on both sides contribute nothing."""
+    used = (p > 0) | (q > 0)
+    p, q = p[used] + eps, q[used] + eps
     return float(np.sum((q - p) * np.log(q / p)))
+
+
+def category_psi(reference, current, eps: float = 1e-4) -> float:
+    """PSI over the shares of each category (missing values are a category of their own)."""
+    r = pd.Series(reference, dtype=object).fillna("<missing>").astype(str)
+    c = pd.Series(current, dtype=object).fillna("<missing>").astype(str)
+    if r.empty or c.empty:
+        return float("nan")
+    levels = sorted(set(r) | set(c))
+    p = r.value_counts(normalize=True).reindex(levels, fill_value=0).to_numpy()
+    q = c.value_counts(normalize=True).reindex(levels, fill_value=0).to_numpy()
+    return _psi_of_shares(p, q, eps)
 
 
 def feature_drift(reference: pd.DataFrame, current: pd.DataFrame, features: Sequence[str],
@@ -45,9 +64,7 @@ def feature_drift(reference: pd.DataFrame, current: pd.DataFrame, features: Sequ
     for name in features:
         r, c = reference[name], current[name]
         if isinstance(r.dtype, pd.CategoricalDtype) or r.dtype == object or pd.api.types.is_string_dtype(r.dtype):
-            levels = pd.Index(pd.concat([r.astype(str), c.astype(str)]).unique())
-            value = psi(levels.get_indexer(r.astype(str)).astype(float),
-                        levels.get_indexer(c.astype(str)).astype(float), bins=len(levels) + 1)
+            value = category_psi(r, c)
         else:
             value = psi(r.to_numpy(dtype=float, na_value=np.nan), c.to_numpy(dtype=float, na_value=np.nan), bins)
         rows.append({"feature": name, "psi": value,
@@ -67,7 +84,7 @@ def attribution_shift(reference: pd.DataFrame, current: pd.DataFrame) -> pd.Data
 
 
 def missed_fraud_patterns(contrib: pd.DataFrame, meta: pd.DataFrame, *, max_clusters: int = 4,
-                          min_cluster: int = 3, top: int = 3, min_silhouette: float = 0.25,
+                          min_cluster: int = 3, top: int = 3, min_silhouette: float = 0.5,
                           random_state: int = 0) -> list[dict]:
     """Cluster the SHAP vectors of missed frauds and describe each cluster in words.
 

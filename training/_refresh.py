@@ -21,16 +21,7 @@ import numpy as np
 import pandas as pd
 
 from fraudlab.data_contracts import parse_duration
-from fraudlab.evaluation import (
-    attribution_shift,
-    contributions,
-    evaluate,
-    feature_drift,
-    missed_fraud_patterns,
-    psi,
-    render_report,
-    tier_of,
-)
+from fraudlab.evaluation import compare_periods, evaluate, render_report, tier_of
 from fraudlab.features import LABEL
 
 from ._config import FraudlabConfig
@@ -149,37 +140,6 @@ def _window_scores(model, frame: pd.DataFrame) -> dict:
     return out, p, tiers
 
 
-def _what_changed_html(drift: pd.DataFrame, fraud_drift: pd.DataFrame, score_psi: float,
-                       rates: dict, attr: pd.DataFrame, patterns: list, caught: pd.DataFrame) -> str:
-    from html import escape
-
-    parts = [f"<p>Score distribution shift (champion scores, PSI): <b>{score_psi:.3f}</b>. "
-             f"Fraud rate: {rates['reference']:.3%} in the champion's training period, "
-             f"{rates['current']:.3%} in the newest matured window.</p>",
-             "<h3>Most drifted features (PSI against the champion's training period)</h3>",
-             drift.head(10).to_html(index=False, float_format=lambda v: f"{v:.3f}", border=0),
-             "<p>Features that count history (ages, z-scores, time since) drift as the data "
-             "grows older; read them next to the drift among frauds below.</p>",
-             "<h3>Drift among the frauds (champion's training period against the newest "
-             "matured window)</h3>",
-             fraud_drift.head(10).to_html(index=False, float_format=lambda v: f"{v:.3f}", border=0),
-             "<h3>Attribution shift (champion's mean |SHAP|, then and now)</h3>",
-             attr.head(10).to_html(index=False, float_format=lambda v: f"{v:.4f}", border=0),
-             "<h3>Emerging patterns among the frauds the champion missed</h3>"]
-    if patterns:
-        parts.append("<ul>" + "".join(
-            f"<li><b>{p['size']} frauds</b>, amount {p['fraud_amount']:,.0f}; channels "
-            f"{escape(', '.join(f'{k} {v:.0%}' for k, v in p['channels'].items()))}; labelled "
-            f"{escape(', '.join(f'{k} {v:.0%}' for k, v in p['fraud_types'].items()) or 'n/a')}. "
-            "Driven by: " + escape("; ".join(r["description"] for r in p["reasons"])) + "</li>"
-            for p in patterns) + "</ul>")
-    else:
-        parts.append("<p>The champion missed no matured fraud in this window.</p>")
-    parts += ["<h3>What the challenger catches that the champion did not</h3>",
-              caught.to_html(index=False, border=0) if len(caught) else "<p>Nothing new.</p>"]
-    return "\n".join(parts)
-
-
 def refresh(config: FraudlabConfig, as_of, *, log: Callable[[str], None] = print,
             callbacks=()) -> RefreshOutcome:
     """Run one refresh period as of ``as_of``.
@@ -240,51 +200,15 @@ def refresh(config: FraudlabConfig, as_of, *, log: Callable[[str], None] = print
             champ_m, champ_p, champ_t = _window_scores(champion, test)
         promote, reasons = _decide(config, champ_m, chall_m)
 
-        # Drift since the champion's training data: its era against the newest window.
-        reference_model = champion or challenger
-        ref_end = pd.Timestamp(champ_run.data.tags["fraudlab.test_start"]) if champ_run else \
-            result.protocol.times["test_start"]
-        ref = dataset[dataset["ts"] < ref_end]
-        cur = dataset[dataset["ts"] >= dataset["ts"].max() - parse_duration(config.training.test_window)]
-        ref_s = ref.sample(min(len(ref), 50_000), random_state=0)
-        cur_s = cur.sample(min(len(cur), 50_000), random_state=0)
-        feats = reference_model.features
-        drift = feature_drift(ref_s, cur_s, feats)
-        score_psi = psi(reference_model.predict(None, ref_s), reference_model.predict(None, cur_s))
-        mature_ref = ref[ref["is_mature"]]
-        # Drift among the frauds: a new fraud pattern is a small share of all payments, so it
-        # barely moves the population; it moves the frauds' own feature distributions.
-        ref_frauds = mature_ref[mature_ref[LABEL] == 1]
-        new_frauds = test[test[LABEL] == 1]
-        fraud_drift = (feature_drift(ref_frauds, new_frauds, feats)
-                       if len(ref_frauds) and len(new_frauds) else drift.iloc[:0])
-        rates = {"reference": float(mature_ref[LABEL].mean()) if len(mature_ref) else float("nan"),
-                 "current": float(test[LABEL].mean())}
-        n_attr = min(len(ref_s), len(cur_s), 3000)
-        attr = attribution_shift(
-            contributions(reference_model.booster, reference_model.encode(ref_s.head(n_attr)), feats),
-            contributions(reference_model.booster, reference_model.encode(cur_s.head(n_attr)), feats))
-
-        # New patterns: matured frauds of the window the champion let pass.
-        y = test[LABEL].to_numpy() == 1
-        # (No champion yet: nothing was missed by one; the section stays empty.)
-        missed = y & (champ_t == "pass") if champion is not None else np.zeros(len(y), bool)
-        miss = test[missed].reset_index(drop=True)
-        patterns = missed_fraud_patterns(
-            contributions(challenger.booster, challenger.encode(miss), challenger.features),
-            miss[[c for c in ("amount", "channel", "fraud_type") if c in miss]]) if len(miss) else []
-        now_caught = missed & (chall_t != "pass")
-        caught = (test[now_caught].assign(fraud_type=lambda d: d["fraud_type"].fillna("unknown"))
-                  .groupby("fraud_type").agg(frauds=("tx_id", "size"), amount=("amount", "sum"))
-                  .reset_index())
-        drift_summary = {"score_psi": score_psi, "fraud_rate": rates,
-                         "major_features": drift.loc[drift["verdict"] == "major", "feature"].tolist(),
-                         "fraud_major_features": fraud_drift.loc[
-                             fraud_drift["verdict"] == "major", "feature"].tolist(),
-                         "fraud_top": fraud_drift.head(10)[["feature", "psi"]].to_dict("records"),
-                         "top": drift.head(10)[["feature", "psi"]].to_dict("records"),
-                         "missed_frauds": int(missed.sum()),
-                         "challenger_catches_missed": int(now_caught.sum())}
+        # What changed since the champion's training period (its era up to its test window).
+        ref_end = (pd.Timestamp(champ_run.data.tags["fraudlab.test_start"]) if champ_run
+                   else result.protocol.times["test_start"])
+        newest = dataset["ts"].max() - parse_duration(config.training.test_window)
+        changes = compare_periods(
+            dataset[dataset["ts"] < ref_end], dataset[dataset["ts"] >= newest], test,
+            model=champion or challenger, challenger=challenger,
+            champion_tiers=champ_t if champion is not None else None, challenger_tiers=chall_t)
+        patterns = changes.patterns
         status = "first champion" if champion is None else ("promoted" if promote else "kept")
         log(f"decision: {status}; " + "; ".join(reasons))
 
@@ -298,15 +222,14 @@ def refresh(config: FraudlabConfig, as_of, *, log: Callable[[str], None] = print
                                "challenger run": result.run_id,
                                "dataset": str(path), "fingerprint": result.fingerprint[:16]},
                       title=f"Refresh as of {as_of:%Y-%m-%d %H:%M}: challenger vs champion")
-        ev.sections["What changed"] = _what_changed_html(drift, fraud_drift, score_psi, rates, attr,
-                                                         patterns, caught)
+        ev.sections["What changed"] = changes.to_html()
         report_path.parent.mkdir(parents=True, exist_ok=True)
         report_path.write_text(render_report(ev), encoding="utf-8")
 
         outcome = RefreshOutcome(
             as_of=str(as_of), status=status, reasons=reasons,
             champion_version=str(champ_mv.version) if champ_mv else None, challenger_version=None,
-            metrics={"challenger": chall_m, "champion": champ_m}, drift=drift_summary,
+            metrics={"challenger": chall_m, "champion": champ_m}, drift=changes.summary(),
             patterns=patterns, report=str(report_path))
         with mlflow.start_run(run_name=f"refresh as of {as_of:%Y-%m-%d %H:%M}",
                               tags={"fraudlab.kind": "refresh", **tags}) as run:
@@ -314,8 +237,9 @@ def refresh(config: FraudlabConfig, as_of, *, log: Callable[[str], None] = print
             mlflow.log_metrics({f"challenger.{k}": v for k, v in chall_m.items() if np.isfinite(v)})
             if champ_m:
                 mlflow.log_metrics({f"champion.{k}": v for k, v in champ_m.items() if np.isfinite(v)})
-            mlflow.log_metric("drift.score_psi", score_psi)
-            mlflow.log_table(drift, "refresh/feature_drift.json")
+            mlflow.log_metric("drift.score_psi", changes.score_psi)
+            mlflow.log_table(changes.drift, "refresh/feature_drift.json")
+            mlflow.log_table(changes.fraud_drift, "refresh/fraud_drift.json")
             mlflow.log_artifact(str(report_path), "reports")
             # Only now, with everything logged, touch the registry.
             version = register(result.model_uri, config, tags={**tags, "fraudlab.run_id": result.run_id,

@@ -1,0 +1,64 @@
+"""Drift measures and missed-fraud patterns on hand-checkable data."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from fraudlab.evaluation import feature_drift, missed_fraud_patterns, psi
+
+
+def test_psi_is_zero_for_the_same_distribution_and_matches_the_formula():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=10_000)
+    assert psi(x, x) == pytest.approx(0.0, abs=1e-12)
+    # Two bins at the reference median: 50/50 against 80/20.
+    ref = np.r_[np.zeros(50), np.ones(50)]
+    cur = np.r_[np.zeros(80), np.ones(20)]
+    expected = (0.8 - 0.5) * np.log(0.8 / 0.5) + (0.2 - 0.5) * np.log(0.2 / 0.5)
+    assert psi(ref, cur, bins=2, eps=0) == pytest.approx(expected)
+
+
+def test_missing_values_that_appear_count_as_drift():
+    ref = np.arange(1000, dtype=float)
+    cur = ref.copy()
+    cur[:300] = np.nan
+    assert psi(ref, cur) > 0.25
+
+
+def test_feature_drift_ranks_and_labels_categoricals():
+    ref = pd.DataFrame({"channel": pd.Categorical(["app"] * 90 + ["web"] * 10),
+                        "amount": np.arange(100, dtype=float)})
+    cur = pd.DataFrame({"channel": pd.Categorical(["app"] * 40 + ["mini_program"] * 60),
+                        "amount": np.arange(100, dtype=float)})
+    out = feature_drift(ref, cur, ["amount", "channel"])
+    assert list(out["feature"]) == ["channel", "amount"]
+    assert out.loc[0, "verdict"] == "major" and out.loc[1, "verdict"] == "stable"
+
+
+def test_patterns_separate_two_kinds_of_missed_fraud_and_describe_them():
+    rng = np.random.default_rng(1)
+    farm = pd.DataFrame({"device_emulator_seen": rng.normal(2.0, 0.05, 12),
+                         "distance_from_home_km": rng.normal(0.0, 0.05, 12), "bias": -6.0})
+    travel = pd.DataFrame({"device_emulator_seen": rng.normal(0.0, 0.05, 8),
+                           "distance_from_home_km": rng.normal(1.5, 0.05, 8), "bias": -6.0})
+    contrib = pd.concat([farm, travel], ignore_index=True)
+    meta = pd.DataFrame({"amount": [10.0] * 12 + [500.0] * 8,
+                         "channel": ["mini_program"] * 12 + ["pos_card"] * 8,
+                         "fraud_type": ["device_farm"] * 12 + ["large_off_location"] * 8})
+    patterns = missed_fraud_patterns(contrib, meta)
+    assert [p["size"] for p in patterns] == [12, 8]
+    assert patterns[0]["reasons"][0]["feature"] == "device_emulator_seen"
+    assert patterns[0]["channels"] == {"mini_program": 1.0}
+    assert patterns[0]["fraud_types"] == {"device_farm": 1.0}
+    assert patterns[1]["fraud_amount"] == pytest.approx(4000.0)
+    assert "emulator" in patterns[0]["summary"]
+
+
+def test_one_pattern_is_not_split_into_look_alike_clusters():
+    rng = np.random.default_rng(2)
+    contrib = pd.DataFrame({"device_emulator_seen": rng.normal(2.0, 0.3, 18),
+                            "distance_from_home_km": rng.normal(0.5, 0.3, 18), "bias": -6.0})
+    meta = pd.DataFrame({"amount": np.ones(18), "channel": ["mini_program"] * 18})
+    assert len(missed_fraud_patterns(contrib, meta)) == 1
