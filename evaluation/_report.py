@@ -352,13 +352,17 @@ on what was known then (rows, labels as reported, matured rows). Outcomes use th
 known when the backtest ran.</p>
 <img src="{{ figure }}" alt="cumulative fraud amount saved by policy">
 <h2>Totals by policy</h2>{{ totals | safe }}
-<h2>First day each fraud type was caught</h2>{{ first | safe }}
+<h2>First day each fraud type was caught</h2>
+<p>The first day on which at least half of that day's frauds of the type were blocked or
+sent to review ("never": not within the backtest).</p>{{ first | safe }}
+{% if by_type %}<h2>Recall by fraud type</h2>{{ by_type | safe }}{% endif %}
 <h2>Per period</h2>{{ periods | safe }}
 </body></html>"""
 
 
 def render_backtest(periods: pd.DataFrame, first_caught: pd.DataFrame,
-                    title: str = "Backtest of refresh policies") -> str:
+                    title: str = "Backtest of refresh policies",
+                    by_type: pd.DataFrame | None = None) -> str:
     """A self-contained HTML page: cumulative fraud amount saved per policy, totals, the
     first day each fraud type was caught, and the per-period table."""
     import jinja2
@@ -380,4 +384,6 @@ def render_backtest(periods: pd.DataFrame, first_caught: pd.DataFrame,
     env = jinja2.Environment(autoescape=True)
     return env.from_string(_BACKTEST_TEMPLATE).render(
         title=title, figure=_png(fig), totals=totals.to_html(**fmt),
-        first=first_caught.to_html(na_rep="never", **fmt), periods=periods.to_html(**fmt))
+        first=first_caught.to_html(na_rep="never", **fmt), periods=periods.to_html(**fmt),
+        by_type=None if by_type is None else by_type.to_html(
+            index=False, border=0, float_format=lambda v: f"{v:.3f}"))

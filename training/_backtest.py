@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from fraudlab.data_contracts import parse_duration
-from fraudlab.evaluation import feature_drift, labels_known_at, psi, tier_of
+from fraudlab.evaluation import feature_drift, labels_known_at, psi
 from fraudlab.features import LABEL
 
 from ._config import FraudlabConfig
@@ -26,11 +26,13 @@ POLICIES = ("never", "always", "drift")
 
 @dataclass
 class BacktestResult:
-    """Per period and policy: fraud caught, amount saved, review load, false blocks; and
-    the first day each fraud type was caught under each policy."""
+    """Per period and policy: fraud caught, amount saved, review load, false blocks; per
+    fraud type and policy the recall; and the first day each fraud type was caught (half
+    of its frauds that day blocked or reviewed) under each policy."""
 
     periods: pd.DataFrame
     first_caught: pd.DataFrame
+    by_type: pd.DataFrame
     params: dict
 
 
@@ -45,10 +47,22 @@ def dataset_known_at(dataset: pd.DataFrame, when: pd.Timestamp, maturity: str) -
     return view
 
 
+def _daily_top(scores: np.ndarray, times: pd.Series, exclude: np.ndarray, k: int) -> np.ndarray:
+    """Mark the ``k`` highest scores of each day among rows not in ``exclude``."""
+    frame = pd.DataFrame({"s": np.where(exclude, -np.inf, scores),
+                          "day": times.dt.floor("D").to_numpy()})
+    rank = frame.groupby("day")["s"].rank(method="first", ascending=False).to_numpy()
+    return (rank <= k) & ~exclude
+
+
 def run_backtest(dataset: pd.DataFrame, config: FraudlabConfig, start, end, every: str = "7d",
                  policies: Sequence[str] = POLICIES, params: dict | None = None,
                  log: Callable[[str], None] = print) -> BacktestResult:
     """Replay refresh periods from ``start`` to ``end`` and compare policies.
+
+    Each day of a period, a policy's current model blocks the payments above its block
+    threshold and fills ``evaluation.review_capacity_per_day`` reviews with the most
+    suspicious of the rest, so policies are compared at the same review load.
 
     Parameters
     ----------
@@ -89,7 +103,9 @@ def run_backtest(dataset: pd.DataFrame, config: FraudlabConfig, start, end, ever
                 scorer, ref = models[policy]
                 ref_s = ref.sample(min(len(ref), 20_000), random_state=0)
                 score_psi = psi(scorer.predict(None, ref_s), scorer.predict(None, period))
-                top = feature_drift(ref_s, period, scorer.features[:10])["psi"].max()
+                gain = scorer.booster.get_score(importance_type="total_gain")
+                top10 = sorted(gain, key=gain.get, reverse=True)[:10]
+                top = feature_drift(ref_s, period, top10)["psi"].max()
                 retrain = max(score_psi, top) > config.refresh.drift_psi
             if retrain:
                 if fresh is None:
@@ -100,27 +116,42 @@ def run_backtest(dataset: pd.DataFrame, config: FraudlabConfig, start, end, ever
                 models[policy] = fresh
             scorer, _ = models[policy]
             p = scorer.predict(None, period)
-            tiers = tier_of(p, scorer.spec["tiers"])
+            blocked = p >= scorer.spec["tiers"]["block"]
+            # Every policy gets the same analysts: each day, the most suspicious payments not
+            # blocked fill the review capacity. Catch rates are then comparable.
+            reviewed = _daily_top(p, period["ts"], blocked,
+                                  config.evaluation.review_capacity_per_day)
             y = period[LABEL].to_numpy() == 1
-            flagged = tiers != "pass"
+            flagged = blocked | reviewed
             amount = period["amount"].to_numpy(float)
             rows.append({"period_start": t, "policy": policy, "retrained": bool(retrain),
                          "transactions": len(period), "frauds": int(y.sum()),
                          "fraud_caught": int((flagged & y).sum()),
                          "fraud_amount": float(amount[y].sum()),
                          "fraud_amount_saved": float(amount[flagged & y].sum()),
-                         "reviews": int((tiers == "review").sum()),
-                         "false_blocks": int(((tiers == "block") & ~y).sum())})
-            hit = period[flagged & y]
-            caught_rows.append(hit[["ts", "fraud_type"]].assign(policy=policy))
+                         "reviews": int(reviewed.sum()),
+                         "false_blocks": int((blocked & ~y).sum())})
+            frauds = period[y]
+            caught_rows.append(frauds[["ts", "fraud_type"]].assign(
+                policy=policy, caught=flagged[y], day=frauds["ts"].dt.floor("D")))
         t = t + step
     periods = pd.DataFrame(rows)
-    caught = pd.concat(caught_rows) if caught_rows else pd.DataFrame(columns=["ts", "fraud_type", "policy"])
-    first = (caught.dropna(subset=["fraud_type"]).groupby(["fraud_type", "policy"])["ts"].min()
+    frauds = pd.concat(caught_rows) if caught_rows else pd.DataFrame(
+        columns=["ts", "fraud_type", "policy", "caught", "day"])
+    frauds = frauds.dropna(subset=["fraud_type"])
+    by_type = (frauds.groupby(["fraud_type", "policy"], sort=True)["caught"]
+               .agg(frauds="size", caught="sum").reset_index())
+    by_type["recall"] = by_type["caught"] / by_type["frauds"]
+    # A type "is caught" from the first day on which at least half of its frauds that day
+    # were blocked or sent to review (one lucky hit does not count).
+    daily = frauds.groupby(["fraud_type", "policy", "day"])["caught"].mean().reset_index()
+    first = (daily[daily["caught"] >= 0.5].groupby(["fraud_type", "policy"])["day"].min()
              .dt.strftime("%Y-%m-%d").unstack("policy").reindex(columns=list(policies)))
     starts = (dataset[dataset[LABEL] == 1].groupby("fraud_type")["ts"].min().dt.strftime("%Y-%m-%d"))
-    first.insert(0, "first_seen", starts.reindex(first.index))
-    return BacktestResult(periods=periods, first_caught=first.reset_index(), params=params)
+    first = first.reindex(starts.index)
+    first.insert(0, "first_seen", starts)
+    return BacktestResult(periods=periods, first_caught=first.rename_axis("fraud_type").reset_index(),
+                          by_type=by_type, params=params)
 
 
 def champion_params(config: FraudlabConfig) -> dict | None:

@@ -396,11 +396,14 @@ def backtest(
                           params=params, log=lambda m: console.print(_escape(m)))
     target = out or cfg.path(cfg.paths.reports) / f"backtest-{from_:%Y%m%d}-{to_ts:%Y%m%d}.html"
     target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(render_backtest(result.periods, result.first_caught), encoding="utf-8")
+    target.write_text(render_backtest(result.periods, result.first_caught, by_type=result.by_type),
+                      encoding="utf-8")
     totals = result.periods.groupby("policy", sort=False)[
         ["retrained", "frauds", "fraud_caught", "fraud_amount_saved", "reviews", "false_blocks"]].sum()
     console.print(totals.to_string())
     console.print(result.first_caught.to_string(index=False))
+    console.print(result.by_type.pivot(index="fraud_type", columns="policy", values="recall")
+                  .round(3).to_string())
     console.print(f"wrote {target}")
 
 
