@@ -44,6 +44,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_contracts.py
 	$(BIN)/python benchmarks/bench_features.py --scale 1 5
 	$(BIN)/python benchmarks/bench_explain.py
+	$(BIN)/python benchmarks/bench_search_gains.py
 	$(BIN)/python benchmarks/bench_training.py
 
 lab: $(STAMP)

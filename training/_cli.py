@@ -220,6 +220,8 @@ def train(
         help="Build the dataset from the raw data as of this time (UTC) when --dataset is "
         "not given; default: now.")] = None,
     trials: Annotated[int | None, typer.Option(help="Trials (default: training.n_trials).")] = None,
+    timeout: Annotated[float | None, typer.Option(
+        help="Seconds after which no new trial starts (default: training.timeout).")] = None,
     workers: Annotated[int | None, typer.Option(
         help="Worker processes on one study (default: training.workers).")] = None,
     storage: Annotated[str | None, typer.Option(
@@ -229,8 +231,9 @@ def train(
     config: ConfigOpt = None,
 ) -> None:
     """Tune, refit, calibrate and test a model; log it to MLflow and register it."""
-    overrides = {k: v for k, v in {"n_trials": trials, "workers": workers, "storage": storage,
-                                   "study_name": study_name}.items() if v is not None}
+    overrides = {k: v for k, v in {"n_trials": trials, "timeout": timeout, "workers": workers,
+                                   "storage": storage, "study_name": study_name}.items()
+                 if v is not None}
     cfg = _load(config, training=overrides) if overrides else _load(config)
     if cfg.training.workers > 1 and cfg.training.storage == "memory":
         typer.echo("error: --workers > 1 needs --storage sqlite, journal or a database URL", err=True)
@@ -253,11 +256,14 @@ def train(
     t = Table(title=f"test window {result.protocol_summary['times']['test_start'][:10]} .. "
               f"{result.protocol_summary['times']['test_end'][:10]} "
               f"({int(m['rows']):,} rows, {int(m['frauds'])} frauds)", title_justify="left")
-    for col in ("metric", "tuned", "baseline (XGBoost defaults)"):
+    for col in ("metric", "tuned", "baseline (XGBoost defaults)", "difference"):
         t.add_column(col)
     for k in m:
         if k.endswith("_score") or k.endswith("_loss"):
-            t.add_row(k, f"{m[k]:.4f}", f"{b[k]:.4f}")
+            t.add_row(k, f"{m[k]:.4f}", f"{b[k]:.4f}", f"{m[k] - b[k]:+.4f}")
+    for k in sorted(set(result.model.type_recall) | set(result.baseline.type_recall)):
+        tm, tb = result.model.type_recall.get(k, float("nan")), result.baseline.type_recall.get(k, float("nan"))
+        t.add_row(f"recall at review threshold: {k}", f"{tm:.3f}", f"{tb:.3f}", f"{tm - tb:+.3f}")
     console.print(t)
     console.print(f"best trial {result.study.best_trial.number} of {len(result.study.trials)}: "
                   f"{result.model.params['rebalancing']} rebalancing, "
@@ -455,12 +461,19 @@ def demo(
 
 
 def _run_training(console, ds, cfg, dataset_path, register: bool):
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     from ._train import train_model
 
     with Progress("[progress.description]{task.description}", BarColumn(),
-                  MofNCompleteColumn(), TimeElapsedColumn(), console=console) as progress:
+                  MofNCompleteColumn(), TimeElapsedColumn(), "ETA", TimeRemainingColumn(),
+                  console=console) as progress:
         task = progress.add_task("optuna trials", total=cfg.training.n_trials)
 
         def tick(study, trial) -> None:

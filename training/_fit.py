@@ -20,25 +20,39 @@ from fraudlab.evaluation import (
 )
 
 from ._config import TrainingConfig
-from ._protocol import Protocol, Window
+from ._protocol import Protocol
 from ._search import fit_booster
 
 
-def window_metrics(w: Window, proba: np.ndarray, *, k: int = 100) -> dict[str, float]:
-    """The headline metrics of calibrated probabilities on one window."""
+def window_metrics(y: np.ndarray, proba: np.ndarray, meta: pd.DataFrame, *,
+                   k: int = 100) -> dict[str, float]:
+    """The headline metrics of calibrated probabilities on one window (``meta`` gives the
+    accounts and times for account precision@k)."""
+    y = np.asarray(y)
     out = {
-        "average_precision_score": average_precision_score(w.y, proba),
-        "roc_auc_score": roc_auc_score(w.y, proba),
-        "recall_at_fpr_0.1pct_score": recall_at_fpr_score(w.y, proba, 0.001),
-        "recall_at_fpr_1pct_score": recall_at_fpr_score(w.y, proba, 0.01),
-        "brier_score_loss": brier_score_loss(w.y, proba),
-        "rows": float(len(w)),
-        "frauds": float(w.frauds),
+        "average_precision_score": average_precision_score(y, proba),
+        "roc_auc_score": roc_auc_score(y, proba),
+        "recall_at_fpr_0.1pct_score": recall_at_fpr_score(y, proba, 0.001),
+        "recall_at_fpr_1pct_score": recall_at_fpr_score(y, proba, 0.01),
+        "brier_score_loss": brier_score_loss(y, proba),
+        "rows": float(len(y)),
+        "frauds": float(y.sum()),
     }
-    if "account_id" in w.meta:
+    if "account_id" in meta:
         out[f"account_precision_at_{k}_score"] = account_precision_at_k_score(
-            w.y, proba, w.meta["account_id"], w.meta["ts"], k)
+            y, proba, meta["account_id"], meta["ts"], k)
     return out
+
+
+def recall_by_type(y: np.ndarray, proba: np.ndarray, meta: pd.DataFrame,
+                   threshold: float) -> dict[str, float]:
+    """Share of each fraud type's frauds scored at or above ``threshold`` (the review
+    threshold: what the analysts get to see)."""
+    if "fraud_type" not in meta:
+        return {}
+    frauds = pd.DataFrame({"type": meta["fraud_type"].to_numpy(), "hit": proba >= threshold})[
+        np.asarray(y) == 1]
+    return {str(k): float(v) for k, v in frauds.groupby("type")["hit"].mean().items()}
 
 
 @dataclass
@@ -51,6 +65,7 @@ class FittedModel:
     test_metrics: dict
     calibration_metrics: dict
     reliability: pd.DataFrame
+    type_recall: dict
     test_proba: np.ndarray = field(repr=False)
 
     def scorer(self):
@@ -80,11 +95,15 @@ def fit_final(protocol: Protocol, params: dict, config: TrainingConfig,
     tiers.update(target_precision=evaluation.block_precision_target,
                  review_capacity_per_day=evaluation.review_capacity_per_day)
     spec = {**protocol.spec, "calibration": calibrator.to_dict(), "tiers": tiers}
-    cal_metrics = window_metrics(protocol.calibration, cal_proba, k=config.objective_k)
+    cal = protocol.calibration
+    cal_metrics = window_metrics(cal.y, cal_proba, cal.meta, k=config.objective_k)
     test_margin = booster.inplace_predict(protocol.test.X, predict_type="margin")
     proba = calibrator.predict(test_margin)
     return FittedModel(booster=booster, spec=spec, params=dict(params),
-                       test_metrics=window_metrics(protocol.test, proba, k=config.objective_k),
+                       type_recall=recall_by_type(protocol.test.y, proba, protocol.test.meta,
+                                                  tiers["review"]),
+                       test_metrics=window_metrics(protocol.test.y, proba, protocol.test.meta,
+                                                   k=config.objective_k),
                        calibration_metrics=cal_metrics,
                        reliability=calibration_table(protocol.test.y, proba),
                        test_proba=proba)

@@ -125,19 +125,18 @@ def _decide(config: FraudlabConfig, champ: dict | None, chall: dict) -> tuple[bo
     return (better or decayed) and tier_ok, reasons
 
 
-def _window_scores(model, frame: pd.DataFrame) -> dict:
+def _window_scores(model, frame: pd.DataFrame) -> tuple[dict, np.ndarray]:
+    """A model's metrics on the decision window, and its tier for every row."""
     from ._fit import window_metrics
-    from ._protocol import Window
 
     p = model.predict(None, frame)
-    w = Window(model.encode(frame), frame[LABEL].to_numpy().astype(np.int8),
-               frame[["tx_id", "ts", "account_id"]])
-    out = window_metrics(w, p)
+    y = frame[LABEL].to_numpy().astype(np.int8)
+    out = window_metrics(y, p, frame)
     tiers = tier_of(p, model.spec["tiers"])
     blocked = tiers == "block"
-    out["block_precision"] = float(w.y[blocked].mean()) if blocked.any() else float("nan")
-    out["flagged_recall"] = float((tiers[w.y == 1] != "pass").mean()) if w.y.any() else float("nan")
-    return out, p, tiers
+    out["block_precision"] = float(y[blocked].mean()) if blocked.any() else float("nan")
+    out["flagged_recall"] = float((tiers[y == 1] != "pass").mean()) if y.any() else float("nan")
+    return out, tiers
 
 
 def refresh(config: FraudlabConfig, as_of, *, log: Callable[[str], None] = print,
@@ -194,10 +193,10 @@ def refresh(config: FraudlabConfig, as_of, *, log: Callable[[str], None] = print
         challenger = result.model.scorer()
         test = _frame_of(dataset, result.protocol.test.meta["tx_id"])
         log("comparing with the champion on the newest matured window, measuring drift ...")
-        chall_m, chall_p, chall_t = _window_scores(challenger, test)
+        chall_m, chall_t = _window_scores(challenger, test)
         champ_m = None
         if champion is not None:
-            champ_m, champ_p, champ_t = _window_scores(champion, test)
+            champ_m, champ_t = _window_scores(champion, test)
         promote, reasons = _decide(config, champ_m, chall_m)
 
         # What changed since the champion's training period (its era up to its test window).

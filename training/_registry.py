@@ -56,9 +56,12 @@ def setup_mlflow(config: FraudlabConfig):
     """
     import os
 
+    # A fraud platform sends nothing anywhere by itself, Makefile or not.
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    os.environ.setdefault("DO_NOT_TRACK", "true")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     import mlflow
 
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     mlflow.set_tracking_uri(config.tracking_uri())
     client = mlflow.MlflowClient()
     exp = client.get_experiment_by_name(config.tracking.experiment)
@@ -169,6 +172,13 @@ def _log_training(result, dataset, config, *, source, extra_tags) -> str:
                             if np.isfinite(v)})
         mlflow.log_metrics({f"calibration.{k}": v for k, v in model.calibration_metrics.items()
                             if np.isfinite(v)})
+        for prefix, fitted in (("test", model), ("baseline.test", baseline)):
+            mlflow.log_metrics({f"{prefix}.recall_at_review.{k}": v
+                                for k, v in fitted.type_recall.items()})
+        mlflow.log_metrics({f"tuned_minus_baseline.{k}": model.test_metrics[k] - baseline.test_metrics[k]
+                            for k in ("average_precision_score", "roc_auc_score",
+                                      "recall_at_fpr_1pct_score")
+                            if np.isfinite(model.test_metrics[k] - baseline.test_metrics[k])})
         best = study.best_trial
         mlflow.log_metric("search.best_value", best.value)
         for k, s in enumerate(best.user_attrs.get("fold_scores", [])):

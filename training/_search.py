@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -55,6 +55,8 @@ def suggest_params(trial, config: TrainingConfig) -> dict:
 
 
 def _xgb_params(p: dict, scale_pos_weight: float, seed: int) -> dict:
+    """Booster parameters; ``$FRAUDLAB_THREADS`` caps XGBoost's threads (set per worker
+    process when several share the machine)."""
     keys = ("max_depth", "learning_rate", "min_child_weight", "subsample", "colsample_bytree",
             "reg_lambda", "reg_alpha", "gamma", "max_delta_step", "max_bin")
     return {**{k: p[k] for k in keys}, "objective": "binary:logistic", "eval_metric": "aucpr",
@@ -66,10 +68,42 @@ def _categorical_positions(spec: dict) -> list[int]:
     return [i for i, f in enumerate(spec["features"]) if f in spec.get("categories", {})]
 
 
+ROW_PRESERVING = ("none", "scale_pos_weight")
+"""Strategies that leave the training rows as they are, so their matrices can be reused."""
+
+
+def build_matrices(params: dict, train: Window, spec: dict, *, seed: int,
+                   valid: Window | None = None):
+    """Rebalance the training rows (only them) and quantise them for XGBoost.
+
+    Returns
+    -------
+    dtrain, dvalid, scale_pos_weight
+        ``dvalid`` is None without a validation window; it shares ``dtrain``'s bins.
+    """
+    import xgboost as xgb
+
+    X, y, spw = rebalance(train.X, train.y, params["rebalancing"], ratio=params.get("ratio"),
+                          under_ratio=params.get("under_ratio"),
+                          categorical=_categorical_positions(spec), random_state=seed)
+    dtrain = xgb.QuantileDMatrix(X, y, max_bin=params["max_bin"], feature_names=spec["features"])
+    dvalid = None
+    if valid is not None:
+        dvalid = xgb.QuantileDMatrix(valid.X, valid.y, ref=dtrain, max_bin=params["max_bin"],
+                                     feature_names=spec["features"])
+    return dtrain, dvalid, spw
+
+
 def fit_booster(params: dict, train: Window, spec: dict, *, seed: int, n_rounds: int,
                 valid: Window | None = None, early_stopping_rounds: int | None = None,
-                callbacks: list | None = None):
-    """Rebalance the training rows (only them) and fit one XGBoost booster.
+                callbacks: list | None = None, matrices=None):
+    """Fit one XGBoost booster on a (rebalanced) training window.
+
+    Parameters
+    ----------
+    matrices : tuple, optional
+        ``(dtrain, dvalid, scale_pos_weight)`` from :func:`build_matrices`, reused when the
+        training rows and ``max_bin`` are those of an earlier fit.
 
     Returns
     -------
@@ -78,14 +112,10 @@ def fit_booster(params: dict, train: Window, spec: dict, *, seed: int, n_rounds:
     """
     import xgboost as xgb
 
-    X, y, spw = rebalance(train.X, train.y, params["rebalancing"], ratio=params.get("ratio"),
-                          under_ratio=params.get("under_ratio"),
-                          categorical=_categorical_positions(spec), random_state=seed)
-    dtrain = xgb.QuantileDMatrix(X, y, max_bin=params["max_bin"], feature_names=spec["features"])
+    dtrain, dvalid, spw = matrices or build_matrices(params, train, spec, seed=seed, valid=valid)
     evals, cbs = [], list(callbacks or [])
-    if valid is not None:
-        evals = [(xgb.QuantileDMatrix(valid.X, valid.y, ref=dtrain, max_bin=params["max_bin"],
-                                      feature_names=spec["features"]), "valid")]
+    if dvalid is not None:
+        evals = [(dvalid, "valid")]
         if early_stopping_rounds:
             cbs.append(xgb.callback.EarlyStopping(rounds=early_stopping_rounds, metric_name="aucpr",
                                                   data_name="valid", maximize=True))
@@ -121,23 +151,22 @@ def fold_scorer(config: TrainingConfig, evaluation: EvaluationConfig | None = No
     return negative_cost
 
 
-class _SparseReport:
-    """Report the validation average precision to the pruner every ``every`` rounds."""
+def _sparse_report(trial, every: int):
+    """An XGBoost callback reporting the validation average precision to the pruner every
+    ``every`` rounds (not every round: each report is a storage write)."""
+    import optuna
+    import xgboost as xgb
 
-    def __new__(cls, trial, every: int):
-        import optuna
-        import xgboost as xgb
-
-        class Report(xgb.callback.TrainingCallback):
-            def after_iteration(self, model, epoch, evals_log):
-                if (epoch + 1) % every:
-                    return False
-                trial.report(float(evals_log["valid"]["aucpr"][-1]), epoch + 1)
-                if trial.should_prune():
-                    raise optuna.TrialPruned(f"pruned at round {epoch + 1}")
+    class SparseReport(xgb.callback.TrainingCallback):
+        def after_iteration(self, model, epoch, evals_log):
+            if (epoch + 1) % every:
                 return False
+            trial.report(float(evals_log["valid"]["aucpr"][-1]), epoch + 1)
+            if trial.should_prune():
+                raise optuna.TrialPruned(f"pruned at round {epoch + 1}")
+            return False
 
-        return Report()
+    return SparseReport()
 
 
 @dataclass
@@ -145,12 +174,32 @@ class Objective:
     """The study's objective: mean fold score of a trial's parameters.
 
     Only the first fold reports intermediate values (every ``report_every`` rounds), so
-    that the pruner compares like with like.
+    that the pruner compares like with like. Quantised fold matrices are kept across trials
+    for the strategies that do not change the rows (``reuse_matrices``).
     """
 
     protocol: Protocol
     config: TrainingConfig
     evaluation: EvaluationConfig | None = None
+    reuse_matrices: bool = True
+    _matrices: dict = field(default_factory=dict, repr=False)
+
+    def matrices(self, k: int, params: dict, seed: int):
+        """Fold ``k``'s quantised matrices: built once per fold and ``max_bin`` for the
+        strategies that keep the rows, else built for this trial."""
+        fold = self.protocol.folds[k]
+        if not (self.reuse_matrices and params["rebalancing"] in ROW_PRESERVING):
+            return build_matrices(params, fold.train, self.protocol.spec, seed=seed, valid=fold.valid)
+        key = (k, params["max_bin"])
+        if key not in self._matrices:
+            base = {**params, "rebalancing": "none"}
+            self._matrices[key] = build_matrices(base, fold.train, self.protocol.spec, seed=seed,
+                                                 valid=fold.valid)[:2]
+        dtrain, dvalid = self._matrices[key]
+        n_pos = int(fold.train.y.sum())
+        spw = ((len(fold.train.y) - n_pos) / n_pos
+               if params["rebalancing"] == "scale_pos_weight" and n_pos else 1.0)
+        return dtrain, dvalid, spw
 
     def __call__(self, trial) -> float:
         params = suggest_params(trial, self.config)
@@ -158,11 +207,11 @@ class Objective:
         seed = self.config.seed + trial.number
         scores, rounds = [], []
         for k, fold in enumerate(self.protocol.folds):
-            cbs = [_SparseReport(trial, self.config.report_every)] if k == 0 else []
+            cbs = [_sparse_report(trial, self.config.report_every)] if k == 0 else []
             booster = fit_booster(params, fold.train, self.protocol.spec, seed=seed,
                                   n_rounds=self.config.max_rounds, valid=fold.valid,
                                   early_stopping_rounds=self.config.early_stopping_rounds,
-                                  callbacks=cbs)
+                                  callbacks=cbs, matrices=self.matrices(k, params, seed))
             best = getattr(booster, "best_iteration", booster.num_boosted_rounds() - 1)
             pred = booster.inplace_predict(fold.valid.X, iteration_range=(0, best + 1))
             scores.append(score(fold.valid, pred))

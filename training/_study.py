@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
 import os
 import re
@@ -69,6 +70,20 @@ def create_study(config: FraudlabConfig, study_name: str, url: str | None, *, se
                                pruner=pruner, load_if_exists=True)
 
 
+@contextlib.contextmanager
+def _share_cores(workers: int):
+    """While the study runs, give each of ``workers`` processes its share of the cores
+    (``$FRAUDLAB_THREADS``, inherited by the worker processes): no oversubscription."""
+    before = os.environ.get("FRAUDLAB_THREADS")
+    if workers > 1 and before is None:
+        os.environ["FRAUDLAB_THREADS"] = str(max(1, (os.cpu_count() or 1) // workers))
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("FRAUDLAB_THREADS", None)
+
+
 def _shares(total: int, workers: int) -> list[int]:
     return [total // workers + (i < total % workers) for i in range(workers)]
 
@@ -130,17 +145,18 @@ def run_study(protocol, config: FraudlabConfig, study_name: str, *,
     if enqueue and not study.trials:
         study.enqueue_trial(enqueue, skip_if_exists=True)
     ctx = mp.get_context("spawn")
-    procs = [ctx.Process(target=_worker, args=(str(dataset_path), config.model_dump_json(), url,
-                                               study_name, n, i), daemon=False)
-             for i, n in enumerate(shares[1:], start=1) if n]
-    for p in procs:
-        p.start()
-    try:
-        study.optimize(Objective(protocol, t, config.evaluation), n_trials=shares[0],
-                       timeout=t.timeout, callbacks=list(callbacks), gc_after_trial=True)
-    finally:
+    with _share_cores(t.workers):
+        procs = [ctx.Process(target=_worker, args=(str(dataset_path), config.model_dump_json(),
+                                                   url, study_name, n, i), daemon=False)
+                 for i, n in enumerate(shares[1:], start=1) if n]
         for p in procs:
-            p.join()
+            p.start()
+        try:
+            study.optimize(Objective(protocol, t, config.evaluation), n_trials=shares[0],
+                           timeout=t.timeout, callbacks=list(callbacks), gc_after_trial=True)
+        finally:
+            for p in procs:
+                p.join()
     failed = [p.exitcode for p in procs if p.exitcode]
     if failed:
         raise RuntimeError(f"{len(failed)} worker process(es) failed (exit codes {failed})")
