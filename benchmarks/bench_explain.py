@@ -48,7 +48,7 @@ def main() -> None:
 
     world = simulate_world(SimulationConfig(accounts=args.accounts, days=85, seed=11))
     ds = build_dataset(world.tables(), pd.Timestamp("2026-05-15", tz="UTC"))
-    cfg = TrainingConfig(n_splits=1, validation_window="14d")
+    cfg = TrainingConfig(n_splits=1, validation_window="14d", gap="7d")
     params = {"max_depth": 6, "learning_rate": 0.1, "min_child_weight": 1.0, "subsample": 0.8,
               "colsample_bytree": 0.8, "reg_lambda": 1.0, "reg_alpha": 0.0, "gamma": 0.0,
               "max_delta_step": 0.0, "max_bin": 256, "rebalancing": "scale_pos_weight",

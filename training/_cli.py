@@ -255,9 +255,11 @@ def train(
 
     t = Table(title=f"test window {result.protocol_summary['times']['test_start'][:10]} .. "
               f"{result.protocol_summary['times']['test_end'][:10]} "
-              f"({int(m['rows']):,} rows, {int(m['frauds'])} frauds)", title_justify="left")
-    for col in ("metric", "tuned", "baseline (XGBoost defaults)", "difference"):
-        t.add_column(col)
+              f"({int(m['rows']):,} rows, {int(m['frauds'])} frauds); baseline: XGBoost "
+              "defaults, no rebalancing", title_justify="left")
+    t.add_column("metric")
+    for col in ("tuned", "baseline", "difference"):
+        t.add_column(col, justify="right", no_wrap=True)
     for k in m:
         if k.endswith("_score") or k.endswith("_loss"):
             t.add_row(k, f"{m[k]:.4f}", f"{b[k]:.4f}", f"{m[k] - b[k]:+.4f}")

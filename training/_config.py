@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from fraudlab.data_contracts import ContractsConfig
 from fraudlab.evaluation import EvaluationConfig
@@ -68,8 +68,10 @@ class TrainingConfig(BaseModel):
     objective_k: int = Field(100, ge=1, description="Accounts a day for account_precision_at_k.")
     n_splits: int = Field(3, ge=1, description="Walk-back validation folds.")
     validation_window: str = Field("7d", description="Length of each validation window.")
-    gap: str = Field("7d", description="Label delay between a training cut and the data the "
-                     "model is judged on (also before the calibration and test windows).")
+    gap: str | None = Field(
+        None, description="Label delay between a training cut and the data the model is "
+        "judged on (also before the test window), so that everything a model learns from "
+        "is mature when it is deployed; default: features.label_maturity.")
     train_window: str | None = Field(
         None, description="Sliding training window of each fold; none: all history.")
     calibration_window: str = Field(
@@ -138,6 +140,12 @@ class FraudlabConfig(BaseModel):
     refresh: RefreshConfig = Field(default_factory=RefreshConfig)
     log_format: Literal["text", "json"] = Field(
         "text", description="Log lines as plain text or JSON lines (for orchestrators).")
+
+    @model_validator(mode="after")
+    def _gap_defaults_to_label_maturity(self) -> FraudlabConfig:
+        if self.training.gap is None:
+            self.training.gap = self.features.label_maturity
+        return self
 
     def path(self, relative: str) -> Path:
         """Resolve a configured path against ``paths.root``."""

@@ -21,7 +21,7 @@ import pandas as pd
 
 from fraudlab.data_contracts import parse_duration
 from fraudlab.evaluation import TemporalSplit, labels_known_at
-from fraudlab.features import CATALOG, LABEL
+from fraudlab.features import CATALOG, LABEL, FeaturesConfig
 
 from ._config import TrainingConfig
 
@@ -116,11 +116,14 @@ def build_protocol(dataset: pd.DataFrame, config: TrainingConfig | None = None) 
         When a window would hold no rows or no frauds.
     """
     config = config or TrainingConfig()
+    # Without a configured gap, the label maturity: a model deployed at the test window's
+    # start then learns and calibrates only from rows whose labels had time to arrive.
+    gap = config.gap or FeaturesConfig().label_maturity
     spec = preprocessing_spec(dataset)
     data = dataset[dataset["is_mature"].to_numpy()].reset_index(drop=True)
     if data.empty:
         raise ValueError("the dataset has no mature rows (all labels still too recent)")
-    outer = TemporalSplit(1, validation_window=config.test_window, gap=config.gap)
+    outer = TemporalSplit(1, validation_window=config.test_window, gap=gap)
     t = outer.fold_times(data)[0]
     dev_pos, test_pos = next(outer.split(data))
     deploy = t["valid_start"]
@@ -138,7 +141,7 @@ def build_protocol(dataset: pd.DataFrame, config: TrainingConfig | None = None) 
                         calibration=_window(dev[in_cal], spec, dev_y[in_cal]),
                         test=_window(test, spec, test[LABEL].to_numpy()))
     splitter = TemporalSplit(config.n_splits, validation_window=config.validation_window,
-                             gap=config.gap, train_window=config.train_window, end=cal_start)
+                             gap=gap, train_window=config.train_window, end=cal_start)
     for (tr, va), ft in zip(splitter.split(refit_frame), splitter.fold_times(refit_frame),
                             strict=True):
         train = refit_frame.iloc[tr]

@@ -27,7 +27,7 @@ def fitted(labeled_dataset):
     from fraudlab.training import TrainingConfig, build_protocol, fit_final
     from fraudlab.training._search import BASELINE_PARAMS
 
-    cfg = TrainingConfig(n_splits=1, validation_window="14d")
+    cfg = TrainingConfig(n_splits=1, validation_window="14d", gap="7d")
     protocol = build_protocol(labeled_dataset, cfg)
     model = fit_final(protocol, BASELINE_PARAMS, cfg, EvaluationConfig(review_capacity_per_day=20))
     return model, protocol

@@ -137,12 +137,12 @@ def test_train_prints_tuned_against_baseline_and_registers(tmp_path, labeled_dat
     ds = tmp_path / "d.parquet"
     labeled_dataset.to_parquet(ds)
     cfg = tmp_path / "fraudlab.yaml"
-    cfg.write_text("training: {n_trials: 2, n_splits: 2, validation_window: 14d, "
+    cfg.write_text("training: {n_trials: 2, n_splits: 2, validation_window: 14d, gap: 7d, "
                    "max_rounds: 40, early_stopping_rounds: 10, report_every: 10}\n")
     monkeypatch.chdir(tmp_path)
     result = runner.invoke(app, ["train", "--dataset", str(ds), "-c", str(cfg)], terminal_width=200)
     assert result.exit_code == 0, result.output
-    assert "baseline (XGBoost defaults)" in result.output
+    assert "baseline: XGBoost defaults" in result.output and "difference" in result.output
     assert "average_precision_score" in result.output
     assert "registered fraudlab-fraud version 1" in result.output
     assert (tmp_path / "mlruns" / "mlflow.db").exists()

@@ -28,7 +28,7 @@ def test_windows_are_ordered_and_disjoint(labeled_dataset):
 
 
 def test_fold_training_labels_are_those_known_at_deployment(labeled_dataset):
-    p = build_protocol(labeled_dataset, TrainingConfig(n_splits=2, validation_window="14d"))
+    p = build_protocol(labeled_dataset, TrainingConfig(n_splits=2, validation_window="14d", gap="7d"))
     by_id = labeled_dataset.set_index("tx_id")
     for f in p.folds:
         rows = by_id.loc[f.train.meta["tx_id"]]
@@ -40,14 +40,14 @@ def test_fold_training_labels_are_those_known_at_deployment(labeled_dataset):
 
 
 def test_test_window_leaves_out_accounts_already_known_compromised(labeled_dataset):
-    p = build_protocol(labeled_dataset, TrainingConfig(n_splits=2, validation_window="14d"))
+    p = build_protocol(labeled_dataset, TrainingConfig(n_splits=2, validation_window="14d", gap="7d"))
     d = labeled_dataset
     known = set(d.loc[(d["is_fraud"] == 1) & (d["label_reported_at"] < p.times["test_start"]), "account_id"])
     assert known and not (set(p.test.meta["account_id"]) & known)
 
 
 def test_encoding_is_float32_in_catalog_order_with_fixed_category_codes(labeled_dataset):
-    p = build_protocol(labeled_dataset, TrainingConfig(n_splits=2, validation_window="14d"))
+    p = build_protocol(labeled_dataset, TrainingConfig(n_splits=2, validation_window="14d", gap="7d"))
     feats = p.spec["features"]
     assert p.test.X.dtype == np.float32 and p.test.X.shape[1] == len(feats)
     j = feats.index("channel")
@@ -58,6 +58,18 @@ def test_encoding_is_float32_in_catalog_order_with_fixed_category_codes(labeled_
 
 
 def test_too_short_data_names_the_window_settings(labeled_dataset):
-    cfg = TrainingConfig(n_splits=6, validation_window="14d")
+    cfg = TrainingConfig(n_splits=6, validation_window="14d", gap="7d")
     with pytest.raises(ValueError, match="training.test_window|too short"):
         build_protocol(labeled_dataset, cfg)
+
+
+def test_the_gap_defaults_to_the_label_maturity(labeled_dataset):
+    from fraudlab.training import load_config
+
+    assert load_config(None, features={"label_maturity": "14d"}).training.gap == "14d"
+    assert load_config(None, features={"label_maturity": "14d"},
+                       training={"gap": "3d"}).training.gap == "3d"
+    p = build_protocol(labeled_dataset, TrainingConfig(n_splits=1, validation_window="7d",
+                                                       calibration_window="7d", test_window="7d"))
+    # FeaturesConfig's default maturity (30 days): calibration rows are mature at deployment.
+    assert p.times["test_start"] - p.times["calibration_end"] == pd.Timedelta("30d")

@@ -14,7 +14,7 @@ import pytest
 AS_OF_1 = "2026-05-15"
 AS_OF_2 = "2026-05-16"
 
-FAST = {"n_trials": 2, "n_splits": 2, "validation_window": "14d", "max_rounds": 40,
+FAST = {"n_trials": 2, "n_splits": 2, "validation_window": "14d", "gap": "7d", "max_rounds": 40,
         "early_stopping_rounds": 10, "report_every": 10, "storage": "sqlite"}
 
 

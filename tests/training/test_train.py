@@ -20,7 +20,7 @@ def trained(labeled_dataset, tmp_path_factory):
 
     root = tmp_path_factory.mktemp("train")
     config = load_config(None, paths={"root": str(root)}, training={
-        "n_trials": 3, "n_splits": 2, "validation_window": "14d", "max_rounds": 60,
+        "n_trials": 3, "n_splits": 2, "validation_window": "14d", "gap": "7d", "max_rounds": 60,
         "early_stopping_rounds": 10, "report_every": 10})
     path = root / "dataset.parquet"
     labeled_dataset.to_parquet(path)
