@@ -149,6 +149,7 @@ def run_backtest(dataset: pd.DataFrame, config: FraudlabConfig, start, end, ever
              .dt.strftime("%Y-%m-%d").unstack("policy").reindex(columns=list(policies)))
     starts = (dataset[dataset[LABEL] == 1].groupby("fraud_type")["ts"].min().dt.strftime("%Y-%m-%d"))
     first = first.reindex(starts.index)
+    first.columns.name = None
     first.insert(0, "first_seen", starts)
     return BacktestResult(periods=periods, first_caught=first.rename_axis("fraud_type").reset_index(),
                           by_type=by_type, params=params)
