@@ -160,15 +160,12 @@ def refresh(config: FraudlabConfig, as_of, *, log: Callable[[str], None] = print
 
     as_of = pd.Timestamp(as_of)
     as_of = as_of.tz_localize("UTC") if as_of.tzinfo is None else as_of.tz_convert("UTC")
-    client = setup_mlflow(config)
-    done = find_completed(client, config, as_of)
-    if done:
-        log(f"refresh as of {as_of} already completed (run {done.run_id}): nothing to do")
-        return done
+    # The lock comes first: even creating a new tracking store must not race another refresh.
     with refresh_lock(config, log):
+        client = setup_mlflow(config)
         done = find_completed(client, config, as_of)
         if done:
-            log(f"refresh as of {as_of} was completed while waiting: nothing to do")
+            log(f"refresh as of {as_of} already completed (run {done.run_id}): nothing to do")
             return done
         stamp = f"{as_of:%Y%m%dT%H%M}"
         log("validating the raw data and building the labeled dataset ...")

@@ -71,7 +71,12 @@ def setup_mlflow(config: FraudlabConfig):
             art = config.path(config.paths.mlruns).resolve() / "artifacts"
             art.mkdir(parents=True, exist_ok=True)
             location = art.as_uri()
-        client.create_experiment(config.tracking.experiment, artifact_location=location)
+        try:
+            client.create_experiment(config.tracking.experiment, artifact_location=location)
+        except mlflow.exceptions.MlflowException:
+            # Another process created it first (two jobs on a new store): use theirs.
+            if client.get_experiment_by_name(config.tracking.experiment) is None:
+                raise
     mlflow.set_experiment(config.tracking.experiment)
     return client
 

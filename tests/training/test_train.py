@@ -106,3 +106,25 @@ def test_tuned_and_baseline_are_measured_on_the_same_test_rows(trained):
     m, b = first.model.test_metrics, first.baseline.test_metrics
     assert m["rows"] == b["rows"] and m["frauds"] == b["frauds"] > 0
     assert 0 < m["average_precision_score"] <= 1 and 0 < b["average_precision_score"] <= 1
+
+
+def test_report_command_writes_the_html_and_logs_it_to_the_models_run(trained, tmp_path):
+    import mlflow
+    import yaml
+    from typer.testing import CliRunner
+
+    from fraudlab.training._cli import app
+
+    config, _, second, path = trained
+    cfg = tmp_path / "fraudlab.yaml"
+    cfg.write_text(yaml.safe_dump({"paths": {"root": config.paths.root}}))
+    out = tmp_path / "report.html"
+    result = CliRunner().invoke(app, ["report", "--dataset", str(path), "--out", str(out),
+                                      "--model", "fraudlab-fraud/2", "-c", str(cfg)],
+                                terminal_width=200)
+    assert result.exit_code == 0, result.output
+    html = out.read_text()
+    assert "fraudlab-fraud version 2" in html and "current champion" in html  # v1 compared
+    logged = {f.path for f in mlflow.MlflowClient(config.tracking_uri()).list_artifacts(
+        second.run_id, "reports")}
+    assert logged == {"reports/report.html"}
