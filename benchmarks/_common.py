@@ -26,3 +26,16 @@ def reference_seconds(repeat: int = 3) -> float:
 def peak_rss_mb() -> float:
     """Peak resident memory of this process so far, in MB."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def matured_dataset(accounts: int = 20_000, days: int = 131, seed: int = 7):
+    """The labeled dataset of a simulated world (about 1M transactions by default), built
+    30 days after its end so that every label has matured."""
+    import pandas as pd
+
+    from fraudlab.features import SimulationConfig, build_dataset, simulate_world
+
+    sim = SimulationConfig(accounts=accounts, days=days, seed=seed)
+    world = simulate_world(sim)
+    as_of = pd.Timestamp(sim.start, tz="UTC") + pd.Timedelta(days=days + 30)
+    return build_dataset(world.tables(), as_of)

@@ -21,9 +21,8 @@ from pathlib import Path
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 sys.path.insert(0, str(Path(__file__).parent))
 import optuna
-import pandas as pd
+from _common import matured_dataset
 
-from fraudlab.features import SimulationConfig, build_dataset, simulate_world
 from fraudlab.training import TrainingConfig, build_protocol
 from fraudlab.training._search import Objective
 
@@ -45,11 +44,7 @@ def main() -> None:
     warnings.simplefilter("ignore")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
 
-    sim = SimulationConfig(accounts=args.accounts, days=args.days, seed=7)
-    world = simulate_world(sim)
-    as_of = pd.Timestamp(sim.start, tz="UTC") + pd.Timedelta(days=args.days + 30)
-    ds = build_dataset(world.tables(), as_of)
-    del world
+    ds = matured_dataset(args.accounts, args.days)
     cfg = TrainingConfig(n_trials=args.trials, n_splits=1, max_rounds=200,
                          strategies=["none", "scale_pos_weight"])
     protocol = build_protocol(ds, cfg)

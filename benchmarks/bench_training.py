@@ -20,9 +20,8 @@ from pathlib import Path
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 sys.path.insert(0, str(Path(__file__).parent))
 import pandas as pd
-from _common import peak_rss_mb, reference_seconds
+from _common import matured_dataset, peak_rss_mb, reference_seconds
 
-from fraudlab.features import SimulationConfig, build_dataset, simulate_world
 from fraudlab.training import build_protocol, load_config, train_model
 from fraudlab.training._search import BASELINE_PARAMS, fit_booster
 
@@ -35,11 +34,7 @@ def main() -> None:
     args = parser.parse_args()
     warnings.simplefilter("ignore")
 
-    sim = SimulationConfig(accounts=args.accounts, days=args.days, seed=7)
-    world = simulate_world(sim)
-    as_of = pd.Timestamp(sim.start, tz="UTC") + pd.Timedelta(days=args.days + 30)
-    ds = build_dataset(world.tables(), as_of)
-    del world
+    ds = matured_dataset(args.accounts, args.days)
     config = load_config(None, training={"n_trials": args.trials})
     protocol = build_protocol(ds, config.training)
     print(f"dataset: {len(ds):,} transactions, {int(ds['is_fraud'].sum()):,} frauds; "
