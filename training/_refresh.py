@@ -155,7 +155,7 @@ def refresh(config: FraudlabConfig, as_of, *, log: Callable[[str], None] = print
     import mlflow
 
     from ._pipeline import build_and_save
-    from ._registry import CHAMPION, load_registered, register, setup_mlflow
+    from ._registry import CHAMPION, load_registered, model_tags, register, setup_mlflow
     from ._train import train_model
 
     as_of = pd.Timestamp(as_of)
@@ -238,10 +238,8 @@ def refresh(config: FraudlabConfig, as_of, *, log: Callable[[str], None] = print
             mlflow.log_table(changes.fraud_drift, "refresh/fraud_drift.json")
             mlflow.log_artifact(str(report_path), "reports")
             # Only now, with everything logged, touch the registry.
-            version = register(result.model_uri, config, tags={**tags, "fraudlab.run_id": result.run_id,
-                                                                "fraudlab.tier.block": str(challenger.spec["tiers"]["block"]),
-                                                                "fraudlab.tier.review": str(challenger.spec["tiers"]["review"]),
-                                                                "fraudlab.test_start": str(result.protocol.times["test_start"])})
+            version = register(result.model_uri, config, tags={
+                **tags, "fraudlab.run_id": result.run_id, **model_tags(result)})
             outcome.challenger_version = version
             if promote and champion is not None:
                 client.set_registered_model_alias(name, CHAMPION, version)

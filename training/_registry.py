@@ -48,6 +48,15 @@ def dataset_fingerprint(dataset: pd.DataFrame) -> str:
     return h.hexdigest()
 
 
+def model_tags(result) -> dict[str, str]:
+    """What scoring code and later refreshes read off a trained model: its tier thresholds
+    and where its test window starts (tags of the training run and of the model version)."""
+    tiers = result.model.spec["tiers"]
+    return {"fraudlab.tier.block": str(tiers["block"]),
+            "fraudlab.tier.review": str(tiers["review"]),
+            "fraudlab.test_start": result.protocol_summary["times"]["test_start"]}
+
+
 def setup_mlflow(config: FraudlabConfig):
     """Point MLflow at the configured store and experiment; returns an ``MlflowClient``.
 
@@ -199,9 +208,7 @@ def _log_training(result, dataset, config, *, source, extra_tags) -> str:
             mlflow.log_figure(fig, f"optuna/{name}.png")
         mlflow.log_dict(result.protocol_summary, "protocol.json")
         mlflow.log_dict(model.spec["tiers"], "tiers.json")
-        mlflow.set_tags({"fraudlab.tier.block": str(model.spec["tiers"]["block"]),
-                         "fraudlab.tier.review": str(model.spec["tiers"]["review"]),
-                         "fraudlab.test_start": result.protocol_summary["times"]["test_start"]})
+        mlflow.set_tags(model_tags(result))
         mlflow.log_table(model.reliability, "calibration/reliability_test.json")
         if "contract" in dataset.attrs:
             mlflow.log_dict(dataset.attrs["contract"], "contracts/dataset.json")

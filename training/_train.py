@@ -10,7 +10,7 @@ import pandas as pd
 
 from ._config import FraudlabConfig
 from ._fit import FittedModel, fit_final
-from ._protocol import build_protocol
+from ._protocol import Protocol, build_protocol
 from ._search import BASELINE_PARAMS, params_of
 
 
@@ -27,8 +27,8 @@ class TrainingResult:
     study : optuna.Study
     fingerprint : str
         Content hash of the labeled dataset.
-    protocol_summary : dict
-        Windows, rows and frauds of every fold and window.
+    protocol : Protocol
+        The encoded windows the model was tuned, fitted and tested on.
     run_id, model_uri, version : str or None
         Set when logged to MLflow and registered.
     """
@@ -37,12 +37,16 @@ class TrainingResult:
     baseline: FittedModel
     study: object
     fingerprint: str
-    protocol_summary: dict
     run_name: str
-    protocol: object = field(default=None, repr=False)
+    protocol: Protocol = field(repr=False)
     run_id: str | None = None
     model_uri: str | None = None
     version: str | None = None
+
+    @property
+    def protocol_summary(self) -> dict:
+        """Windows, rows and frauds of every fold and window."""
+        return self.protocol.summary()
 
 
 def train_model(dataset: pd.DataFrame, config: FraudlabConfig | None = None, *,
@@ -72,7 +76,7 @@ def train_model(dataset: pd.DataFrame, config: FraudlabConfig | None = None, *,
     -------
     TrainingResult
     """
-    from ._registry import dataset_fingerprint, log_training
+    from ._registry import dataset_fingerprint, log_training, model_tags
     from ._registry import register as register_model
     from ._study import run_study
 
@@ -88,17 +92,14 @@ def train_model(dataset: pd.DataFrame, config: FraudlabConfig | None = None, *,
     model = fit_final(protocol, params_of(study.best_trial), config.training, config.evaluation)
     baseline = fit_final(protocol, BASELINE_PARAMS, config.training, config.evaluation)
     result = TrainingResult(model=model, baseline=baseline, study=study,
-                            fingerprint=fingerprint, protocol_summary=protocol.summary(),
+                            fingerprint=fingerprint,
                             run_name=f"train as of {dataset.attrs.get('as_of', '?')}",
                             protocol=protocol)
     if log:
         result.model_uri = log_training(result, dataset, config, source=str(dataset_path or
                                         "<in-memory dataset>"), extra_tags=tags)
         if register:
-            tiers = model.spec["tiers"]
             result.version = register_model(result.model_uri, config, tags={
                 "fraudlab.run_id": result.run_id, "fraudlab.dataset_fingerprint": fingerprint,
-                "fraudlab.tier.block": str(tiers["block"]),
-                "fraudlab.tier.review": str(tiers["review"]),
-                "fraudlab.test_start": result.protocol_summary["times"]["test_start"]})
+                **model_tags(result)})
     return result
