@@ -19,12 +19,14 @@ from ._dataset import (
     split_features,
 )
 from ._engine import compute_features
+from ._public import HANDBOOK_SOURCES, handbook_transactions
 from ._simulator import FRAUD_TYPES, SimulatedWorld, simulate_world
 from ._sources import RawData, SourceError, known_at, load_raw, normalise_table, write_tables
 
 __all__ = [
     "CATALOG",
     "FRAUD_TYPES",
+    "HANDBOOK_SOURCES",
     "LABEL",
     "METADATA",
     "WINDOWS",
@@ -44,6 +46,7 @@ __all__ = [
     "compute_features",
     "dataset_schema",
     "feature_names",
+    "handbook_transactions",
     "known_at",
     "load_raw",
     "normalise_table",
