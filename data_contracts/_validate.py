@@ -142,22 +142,34 @@ def _gx_context():
     return ctx
 
 
-def _validate_once(ctx, name: str, frame: pd.DataFrame, expectations: list, result_format: dict):
-    """Validate ``frame`` against the expectations; results in the order given."""
-    import great_expectations as gx
+def _validator(ctx, name: str, frame: pd.DataFrame):
+    """One GX validator over ``frame``, reused for every pass over it.
+
+    GX fingerprints the whole frame each time it fetches a batch (a hash of every value:
+    most of a large frame's validation time), and ``Batch.validate`` fetches the batch a
+    second time; a validator fetches it once, however many suites it then runs.
+    """
+    from great_expectations.validator.v1_validator import Validator
 
     source = ctx.data_sources.add_or_update_pandas(f"fraudlab_{name}")
     asset = source.add_dataframe_asset(f"{name}_{len(source.assets)}")
     batch_def = asset.add_batch_definition_whole_dataframe("whole")
-    suite = gx.ExpectationSuite(name=f"{name}_{len(source.assets)}")
+    return Validator(batch_def, batch_parameters={"dataframe": frame})
+
+
+def _validate_once(validator, name: str, expectations: list, result_format: dict):
+    """Validate against the expectations; results in the order given."""
+    import great_expectations as gx
+
+    suite = gx.ExpectationSuite(name=name)
     for i, e in enumerate(expectations):
         # GX returns results in its own order, and ephemeral suites have no ids:
         # tag each expectation with its position to pair them up again.
         e = e.copy(deep=True)
         e.meta = {"fraudlab_rule": i}
         suite.add_expectation(e)
-    batch = batch_def.get_batch(batch_parameters={"dataframe": frame})
-    result = batch.validate(suite, result_format=result_format)
+    validator.result_format = result_format
+    result = validator.validate_expectation_suite(suite)
     ordered = [None] * len(expectations)
     for res in result.results:
         ordered[res.expectation_config.meta["fraudlab_rule"]] = res
@@ -168,17 +180,20 @@ def _validate_once(ctx, name: str, frame: pd.DataFrame, expectations: list, resu
     return ordered
 
 
-def _run_suite(ctx, name: str, frame: pd.DataFrame, rules: list[Rule]):
+def _run_suite(ctx, name: str, frame: pd.DataFrame, rules: list[Rule], validator=None):
     """Run the rules; details (counts, examples, failing rows) only for those that fail.
 
     A first pass asks GX for pass/fail only, which is 2-3x cheaper on large frames; the
-    failing expectations then run again with complete results.
+    failing expectations then run again with complete results, on the same batch.
+    ``validator`` (from :func:`_validator` over ``frame``) shares that batch with other
+    suites run on the same frame.
     """
-    quick = _validate_once(ctx, name, frame, [r.expectation for r in rules],
+    validator = validator or _validator(ctx, name, frame)
+    quick = _validate_once(validator, f"{name}_quick", [r.expectation for r in rules],
                            {"result_format": "BOOLEAN_ONLY"})
     failing = [i for i, res in enumerate(quick)
                if not res.success or res.exception_info.get("raised_exception", False)]
-    detail = _validate_once(ctx, name, frame, [rules[i].expectation for i in failing],
+    detail = _validate_once(validator, f"{name}_detail", [rules[i].expectation for i in failing],
                             {"result_format": "COMPLETE", "partial_unexpected_count": 5}
                             ) if failing else []
     results = list(quick)
@@ -236,7 +251,9 @@ def validate_table(table: RawTable, config: ContractsConfig | None = None, *,
     results: list[RuleResult] = []
     bad: dict[int, list[tuple[str, str]]] = {}
 
-    for r, res in _run_suite(ctx, table.name + "_table", frame, table_rules(schema, config)):
+    on_frame = _validator(ctx, table.name, frame)  # one batch for the table and row suites
+    for r, res in _run_suite(ctx, table.name + "_table", frame, table_rules(schema, config),
+                             on_frame):
         ok = bool(res.success) and not res.exception_info.get("raised_exception", False)
         column = r.column
         if not ok and r.expectation.expectation_type == "expect_table_columns_to_match_set":
@@ -271,7 +288,8 @@ def validate_table(table: RawTable, config: ContractsConfig | None = None, *,
     if table.name == "labels" and transactions is not None:
         check = _with_transaction_refs(frame, transactions)
     rules = row_rules(schema, config, as_of, labels_have_refs=check is not frame)
-    for r, res in _run_suite(ctx, table.name + "_rows", check, rules + list(extra_rules)):
+    for r, res in _run_suite(ctx, table.name + "_rows", check, rules + list(extra_rules),
+                             on_frame if check is frame else None):
         raised = res.exception_info.get("raised_exception", False)
         if raised:
             msg = res.exception_info.get("exception_message", "expectation raised")

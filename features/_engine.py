@@ -391,7 +391,11 @@ class FeatureEngine:
         if name == "is_night":
             return (q["ts"].dt.hour < self.cfg.night_end_hour).to_numpy(dtype=float)
         if name in ("channel", "tx_type"):
-            return q[name].astype(pd.CategoricalDtype(list(f.categories))).array
+            # Factorise (fast on Arrow strings), then map the few distinct values onto the
+            # fixed categories; unknown values become missing, as with astype(category).
+            codes, uniques = pd.factorize(q[name])
+            to_cat = np.append(pd.Index(list(f.categories)).get_indexer(uniques), -1)
+            return pd.Categorical.from_codes(to_cat[codes], categories=list(f.categories))
         if name == "large_amount_far_from_home":
             dist = self._computed("distance_from_home_km", f)
             ratio = self._computed("amount_to_mean_30d", f)
