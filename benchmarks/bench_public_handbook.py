@@ -21,7 +21,8 @@ Three checks, each printed with the published number next to ours:
    folds, refitted per test fold with the chosen number of rounds (no early stopping on
    test data).
 
-    python benchmarks/bench_public_handbook.py [--trials 30] [--out reports/handbook.json]
+    python benchmarks/bench_public_handbook.py [--trials 30] [--objective average_precision]
+                                               [--out reports/handbook.json]
 """
 
 from __future__ import annotations
@@ -251,7 +252,8 @@ def perfect_scores(tx: pd.DataFrame, day, customer, fraud) -> dict:
     return {"per_fold": per, **summarise(per)}
 
 
-def fraudlab_model(ds: pd.DataFrame, day, customer, fraud, trials: int) -> dict:
+def fraudlab_model(ds: pd.DataFrame, day, customer, fraud, trials: int,
+                   objective: str = "average_precision") -> dict:
     """fraudlab's search on the handbook's validation folds, then its chosen parameters
     refitted on each test fold's training week with a fixed number of rounds."""
     import optuna
@@ -263,7 +265,7 @@ def fraudlab_model(ds: pd.DataFrame, day, customer, fraud, trials: int) -> dict:
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     config = load_config(None, training={"n_trials": trials, "storage": "memory",
-                                         "report_every": 25})
+                                         "report_every": 25, "objective": objective})
     spec = preprocessing_spec(ds)
 
     def windows(start: str):
@@ -292,7 +294,7 @@ def fraudlab_model(ds: pd.DataFrame, day, customer, fraud, trials: int) -> dict:
     n_pruned = sum(t.state.name == "PRUNED" for t in study.trials)
     return {"per_fold": per, **summarise(per), "search_seconds": search_s,
             "trials": len(study.trials), "pruned": n_pruned,
-            "validation_average_precision": float(best.value),
+            "objective": objective, "validation_objective": float(best.value),
             "params": {k: (float(v) if isinstance(v, float) else v) for k, v in params.items()},
             "features": len(spec["features"])}
 
@@ -300,6 +302,9 @@ def fraudlab_model(ds: pd.DataFrame, day, customer, fraud, trials: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--trials", type=int, default=30)
+    parser.add_argument("--objective", default="average_precision",
+                        help="the search objective (training.objective), e.g. "
+                             "account_precision_at_k for card precision@100")
     parser.add_argument("--out", default="reports/handbook.json")
     args = parser.parse_args()
     warnings.simplefilter("ignore")
@@ -345,7 +350,8 @@ def main() -> None:
     report["handbook_model"] = handbook_model(ref, tx, day, customer, fraud)
     report["handbook_model"]["seconds"] = time.perf_counter() - t0
     report["perfect_scores"] = perfect_scores(tx, day, customer, fraud)
-    report["fraudlab_model"] = fraudlab_model(ds, day, customer, fraud, args.trials)
+    report["fraudlab_model"] = fraudlab_model(ds, day, customer, fraud, args.trials,
+                                              args.objective)
     report["published_xgboost"] = PUBLISHED_XGBOOST
     report["peak_rss_mb"] = peak_rss_mb()
 
@@ -353,7 +359,7 @@ def main() -> None:
     print(f"   {'':<44}{'AUC ROC':>14}{'avg precision':>16}{'card prec@100':>16}")
     rows = [("published XGBoost (handbook)", PUBLISHED_XGBOOST),
             ("handbook XGBoost re-run here", report["handbook_model"]),
-            (f"fraudlab (tuned, {report['fraudlab_model']['trials']} trials)",
+            (f"fraudlab ({report['fraudlab_model']['trials']} trials, {args.objective})",
              report["fraudlab_model"]),
             ("ceiling (scores = true labels)", report["perfect_scores"])]
     for name, r in rows:
