@@ -102,33 +102,35 @@ def handbook_features(tx: pd.DataFrame) -> pd.DataFrame:
     out["TX_AMOUNT"] = tx["TX_AMOUNT"]
     out["TX_DURING_WEEKEND"] = (tx["TX_DATETIME"].dt.weekday >= 5).astype(int)
     out["TX_DURING_NIGHT"] = (tx["TX_DATETIME"].dt.hour <= 6).astype(int)
-    by_time = tx.set_index("TX_DATETIME")
+    by_time = tx.set_index("TX_DATETIME").assign(_row=np.arange(len(tx)))
+
+    def rolling_by(entity: str):
+        """The entity's groups, and a map of their rolling results (in entity-then-time
+        order) back to row order: within an entity rows are in time order, so the largest
+        row number of a window ending at a row is that row."""
+        g = by_time.groupby(entity, sort=False)
+        rows = g["_row"].rolling("1D").max().to_numpy().astype(np.int64)
+
+        def by_row(series: pd.Series) -> np.ndarray:
+            v = np.empty(len(tx))
+            v[rows] = series.to_numpy()
+            return v
+
+        return g, by_row
+
+    card, card_rows = rolling_by("CUSTOMER_ID")
     for w in (1, 7, 30):
-        g = by_time.assign(_row=np.arange(len(tx))).groupby("CUSTOMER_ID", sort=False)
-        cnt = g["TX_AMOUNT"].rolling(f"{w}D").count()
-        tot = g["TX_AMOUNT"].rolling(f"{w}D").sum()
-        rows = g["_row"].rolling(f"{w}D").max().to_numpy().astype(np.int64)
-        nb = np.empty(len(tx))
-        avg = np.empty(len(tx))
-        nb[rows] = cnt.to_numpy()
-        avg[rows] = (tot / cnt).to_numpy()
-        out[f"CUSTOMER_ID_NB_TX_{w}DAY_WINDOW"] = nb
-        out[f"CUSTOMER_ID_AVG_AMOUNT_{w}DAY_WINDOW"] = avg
+        count = card_rows(card["TX_AMOUNT"].rolling(f"{w}D").count())
+        out[f"CUSTOMER_ID_NB_TX_{w}DAY_WINDOW"] = count
+        out[f"CUSTOMER_ID_AVG_AMOUNT_{w}DAY_WINDOW"] = (
+            card_rows(card["TX_AMOUNT"].rolling(f"{w}D").sum()) / count)
     delay = 7
-    g = by_time.assign(_row=np.arange(len(tx))).groupby("TERMINAL_ID", sort=False)
-    rows = g["_row"].rolling("1D").max().to_numpy().astype(np.int64)
-
-    def by_row(series: pd.Series) -> np.ndarray:
-        v = np.empty(len(tx))
-        v[rows] = series.to_numpy()
-        return v
-
-    fraud_delay = by_row(g["TX_FRAUD"].rolling(f"{delay}D").sum())
-    tx_delay = by_row(g["TX_FRAUD"].rolling(f"{delay}D").count())
+    term, term_rows = rolling_by("TERMINAL_ID")
+    fraud_delay = term_rows(term["TX_FRAUD"].rolling(f"{delay}D").sum())
+    tx_delay = term_rows(term["TX_FRAUD"].rolling(f"{delay}D").count())
     for w in (1, 7, 30):
-        fraud_dw = by_row(g["TX_FRAUD"].rolling(f"{delay + w}D").sum())
-        tx_dw = by_row(g["TX_FRAUD"].rolling(f"{delay + w}D").count())
-        n_fraud, n_tx = fraud_dw - fraud_delay, tx_dw - tx_delay
+        n_fraud = term_rows(term["TX_FRAUD"].rolling(f"{delay + w}D").sum()) - fraud_delay
+        n_tx = term_rows(term["TX_FRAUD"].rolling(f"{delay + w}D").count()) - tx_delay
         out[f"TERMINAL_ID_NB_TX_{w}DAY_WINDOW"] = n_tx
         with np.errstate(invalid="ignore", divide="ignore"):
             out[f"TERMINAL_ID_RISK_{w}DAY_WINDOW"] = np.nan_to_num(n_fraud / n_tx)
