@@ -7,8 +7,8 @@ customers, 10,000 terminals, 183 days from 2018-04-01, terminals within a radius
 1,754,155 transactions, 14,681 frauds), a baseline feature set and prequential results for
 XGBoost. No download is allowed at run time, so :func:`handbook_transactions` re-creates the
 dataset from that specification, drawing from the same seeded generators in the same order;
-the published row count, first and last rows and fraud counts per scenario are what checks
-it (``benchmarks/bench_public_handbook.py``, ``tests/features/test_public.py``).
+the published row and fraud counts, the rows left with the first scenario and the first
+and last rows are what check it (``benchmarks/bench_public_handbook.py``, ``tests/features/test_public.py``).
 
 The frame comes in the handbook's own column names, as a user would load the published
 files; :data:`HANDBOOK_SOURCES` is the column map that points fraudlab at it.
