@@ -439,8 +439,6 @@ def validate_dataset(table: RawTable, schema: TableSchema, *, as_of=None, label:
     -------
     ContractReport
     """
-    import great_expectations.expectations as gxe
-
     config = config or ContractsConfig()
     as_of = to_utc(as_of) if as_of is not None else pd.Timestamp.now(tz="UTC")
     frame = table.frame
@@ -449,29 +447,16 @@ def validate_dataset(table: RawTable, schema: TableSchema, *, as_of=None, label:
     # Table-level rules and types over every column, row-level rules over the metadata.
     meta_schema = TableSchema(schema.name, tuple(c for c in schema.columns if c.name not in features),
                               schema.time_columns, schema.required, schema.description, schema.key)
-    checked, extra = table, ()
-    if mature in frame.columns and label in frame.columns:
-        helper = frame[label].astype(float).where(frame[mature].astype(bool))
-        # Without mature rows (a recent scoring window) there is no fraud rate to check.
-        if helper.notna().any():
-            checked = RawTable(table.name, frame.drop(columns=features).assign(_mature_label=helper),
-                               table.origin)
-            extra = (Rule(f"fraud rate of mature rows in [{fraud_rate[0]:g}, {fraud_rate[1]:g}]",
-                          gxe.ExpectColumnMeanToBeBetween(column="_mature_label",
-                                                          min_value=fraud_rate[0],
-                                                          max_value=fraud_rate[1]),
-                          label, level="table"),)
-    if checked is table:
-        checked = RawTable(table.name, frame.drop(columns=features), table.origin)
+    checked = RawTable(table.name, frame.drop(columns=features), table.origin)
     # The column set is checked on the whole frame, with the features.
     results, _ = validate_table(RawTable(table.name, frame.iloc[:0], table.origin), config,
                                 as_of=as_of, schema=schema, _ctx=ctx)
     results = [r for r in results if r.rule == "exact column set"]
     if all(r.success for r in results):
-        more, bad = validate_table(checked, config, as_of=as_of,
-                                   schema=_with_helper(meta_schema) if extra else meta_schema,
-                                   extra_rules=extra, _ctx=ctx)
+        more, bad = validate_table(checked, config, as_of=as_of, schema=meta_schema, _ctx=ctx)
         results += [r for r in more if r.rule != "exact column set"]
+        if mature in frame.columns and label in frame.columns:
+            results += _fraud_rate_results(ctx, table, label, mature, fraud_rate)
         if features:
             results += _feature_profile_results(ctx, table, schema, features)
     else:
@@ -479,6 +464,33 @@ def validate_dataset(table: RawTable, schema: TableSchema, *, as_of=None, label:
     q = (_quarantine_frame(table, bad, schema) if bad
          else _empty_quarantine())
     return ContractReport(results, q, as_of, {table.name: len(frame)})
+
+
+def _fraud_rate_results(ctx, table: RawTable, label: str, mature: str,
+                        band: tuple[float, float]) -> list[RuleResult]:
+    """The fraud rate among mature rows, checked by GX against its band.
+
+    GX's column mean scans every value in Python (looking for decimals) before it
+    averages: a third of a second per million rows. The rate is computed here in one
+    vectorised pass, and GX checks it as the mean of a one-row frame that holds it.
+    Without mature rows (a recent scoring window) there is no rate to check.
+    """
+    import great_expectations.expectations as gxe
+
+    frame = table.frame
+    matured = frame[mature].astype(bool).to_numpy()
+    if not matured.any():
+        return []
+    rate = float(frame[label].astype(float)[matured].mean())
+    rule = Rule(f"fraud rate of mature rows in [{band[0]:g}, {band[1]:g}]",
+                gxe.ExpectColumnMeanToBeBetween(column="mature_fraud_rate", min_value=band[0],
+                                                max_value=band[1]), label, level="table")
+    [(_, res)] = _run_suite(ctx, table.name + "_rate", pd.DataFrame({"mature_fraud_rate": [rate]}),
+                            [rule])
+    ok = bool(res.success) and not res.exception_info.get("raised_exception", False)
+    return [RuleResult(table.name, table.origin, rule.rule, rule.expectation.expectation_type,
+                       label, "table", ok, 0 if ok else len(frame), [_jsonable(rate)],
+                       "" if ok else f"fails '{rule.rule}' (observed {rate:g})")]
 
 
 def _feature_profile_results(ctx, table: RawTable, schema: TableSchema,
@@ -536,13 +548,3 @@ def _feature_profile_results(ctx, table: RawTable, schema: TableSchema,
             out.append(RuleResult(table.name, table.origin, text,
                                   rule.expectation.expectation_type, name, "row", False, count))
     return out
-
-
-def _with_helper(schema: TableSchema) -> TableSchema:
-    """The dataset schema plus the helper column the fraud-rate rule reads."""
-    from dataclasses import replace
-
-    from ._schema import Column
-
-    helper = Column("_mature_label", "float", nullable=True, description="label where mature")
-    return replace(schema, columns=schema.columns + (helper,))

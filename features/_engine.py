@@ -9,8 +9,10 @@ once and shared by the features that use it. Aggregates come from the compiled k
 from __future__ import annotations
 
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+import numba
 import numpy as np
 import pandas as pd
 
@@ -30,6 +32,9 @@ _ENTITY_COLUMNS = {
                      "account+region": ("account_id", "_region")},
     "events": {"account": ("account_id",), "device": ("device_id",)},
 }
+_SUM_MODES = {"sum": K.SUM, "mean": K.MEAN, "ratio_to_mean": K.RATIO_TO_MEAN}
+_POSITION_MODES = {"since_last": K.SINCE_LAST, "since_first": K.SINCE_FIRST,
+                   "first_use": K.FIRST_USE, "seen_before": K.SEEN, "seen_flag": K.SEEN}
 _BLACKLIST_TYPES = {"account": ("account",), "device": ("device",), "ip": ("ip",),
                     "counterparty": ("counterparty", "account"), "merchant": ("merchant",)}
 
@@ -158,25 +163,57 @@ class FeatureEngine:
             if column == "_region":
                 self._codes[key] = self._region_codes(self._frame(table))
                 return self._codes[key]
-            domain = _DOMAIN_OF[("transactions" if table == "queries" else table, column)]
-            members = [m for m in _DOMAINS[domain] if self._frame(m[0]) is not None]
-            if self.rows is None:
-                members += [("queries", c) for t, c in _DOMAINS[domain] if t == "transactions"]
-            bl = self.tables.get("blacklist")
-            if bl is not None:
-                members.append((f"blacklist:{domain}", "entity_value"))
-            series = []
-            for t, c in members:
-                if t.startswith("blacklist:"):
-                    series.append(bl["entity_value"].where(
-                        bl["entity_type"].isin(_DOMAIN_LISTINGS[domain])))
-                else:
-                    series.append(self._frame(t)[c])
-            codes, n = _codes(series)
-            for m, c in zip(members, codes, strict=True):
-                self._codes[m] = c
-            self._vocab[domain] = n
+            self._domain_codes(_DOMAIN_OF[("transactions" if table == "queries" else table,
+                                           column)])
         return self._codes[key]
+
+    def _domain_codes(self, domain: str) -> None:
+        """Factorise every column of one identifier vocabulary together (see ``_DOMAINS``)."""
+        if domain in self._vocab:
+            return
+        members = [m for m in _DOMAINS[domain] if self._frame(m[0]) is not None]
+        if self.rows is None:
+            members += [("queries", c) for t, c in _DOMAINS[domain] if t == "transactions"]
+        bl = self.tables.get("blacklist")
+        if bl is not None:
+            members.append((f"blacklist:{domain}", "entity_value"))
+        series = []
+        for t, c in members:
+            if t.startswith("blacklist:"):
+                series.append(bl["entity_value"].where(
+                    bl["entity_type"].isin(_DOMAIN_LISTINGS[domain])))
+            else:
+                series.append(self._frame(t)[c])
+        codes, n = _codes(series)
+        for m, c in zip(members, codes, strict=True):
+            self._codes[m] = c
+        self._vocab[domain] = n
+
+    def _prefetch_codes(self, catalog: tuple[Feature, ...]) -> None:
+        """Factorise the vocabularies the catalog reads, two at a time.
+
+        Hashing the identifier strings is the largest single cost of a build, and Arrow
+        releases the GIL while it hashes, so two threads use both cores.
+        """
+        columns = set()
+        for f in catalog:
+            if f.source == "blacklist":
+                columns.update(_ENTITY_COLUMNS["transactions"][e][0] for e in _BLACKLIST_TYPES
+                               if f.agg != "blacklist_hit" or e == f.entity)
+            elif f.source == "labels":
+                columns.add("merchant_id")
+            elif f.source == "accounts":
+                columns.update(("account_id", "counterparty_id"))
+            elif f.agg != "value":
+                table = "events" if f.source == "events" else "transactions"
+                columns.update(_ENTITY_COLUMNS[table][f.entity])
+                if f.agg == "nunique":
+                    columns.add(f.of)
+        domains = sorted({_DOMAIN_OF[("transactions", c)] for c in columns
+                          if ("transactions", c) in _DOMAIN_OF} - set(self._vocab))
+        if len(domains) > 1:
+            with ThreadPoolExecutor(max_workers=2) as pool:
+                list(pool.map(self._domain_codes, domains))
 
     def _region_codes(self, frame: pd.DataFrame) -> np.ndarray:
         """Grid cell of each row's location: a fixed arithmetic code, the same for any rows."""
@@ -189,19 +226,40 @@ class FeatureEngine:
         return np.where(ok, code, -1).astype(np.int64)
 
     def _key(self, table: str, entity: str) -> np.ndarray:
-        """One int64 key per row for a (possibly composite) entity; -1 where any part is null."""
+        """One int64 code per row for a (possibly composite) entity; -1 where any part is null.
+
+        A composite entity (account+device, ...) gets dense pair codes numbered over the
+        transactions and the queries together, so its rows are ordered by a counting sort
+        and its segments found from a histogram, as for a single identifier.
+        """
         cols = _ENTITY_COLUMNS["events" if table == "events" else "transactions"][entity]
-        key = None
-        for c in cols:
-            part = self.codes(table, c)
-            if key is None:
-                key = part.copy()
-            else:
-                # The width must not depend on which rows are at hand (data or queries).
-                width = np.int64(_REGION_WIDTH if c == "_region"
-                                 else self._vocab[_DOMAIN_OF[("transactions", c)]] + 1)
-                key = np.where((key < 0) | (part < 0), -1, key * width + part)
-        return key
+        if len(cols) == 1:
+            return self.codes(table, cols[0])
+        name = "+".join(cols)
+        if (table, name) not in self._codes:
+            if table == "queries" and self.rows is not None:
+                self._codes[(table, name)] = self._key("transactions", entity)[self.rows]
+                return self._codes[(table, name)]
+            members = ["transactions"] + (["queries"] if self.rows is None else [])
+            code, size = None, 0
+            for c in cols:
+                part = np.concatenate([self.codes(m, c) for m in members])
+                if c == "_region":  # arithmetic cell codes: make them dense first
+                    located = part >= 0
+                    cells, uniques = pd.factorize(part[located])
+                    part = np.full(len(part), -1, np.int64)
+                    part[located] = cells
+                    n_part = len(uniques)
+                else:
+                    n_part = self._vocab[_DOMAIN_OF[("transactions", c)]]
+                code, size = (part, n_part) if code is None else K.pair_codes(code, part, size,
+                                                                               n_part)
+            start = 0
+            for m in members:
+                k = len(self._frame(m))
+                self._codes[(m, name)] = code[start:start + k]
+                start += k
+        return self._codes[(table, name)]
 
     # -- data sides --------------------------------------------------------------------
     def _mask(self, source: str, where: str | None) -> np.ndarray | None:
@@ -263,9 +321,13 @@ class FeatureEngine:
         return self._codes[key]
 
     def window(self, side: _Side, window: str | None) -> tuple[np.ndarray, np.ndarray]:
+        """[lo, hi) of each query's window among the side's sorted rows (shared per length)."""
         if window not in side.bounds:
-            side.bounds[window] = K.window_bounds(side.ets, side.s0, side.s1, self.qts,
-                                                  _window_us(window))
+            if "end" not in side.bounds:
+                side.bounds["end"] = K.window_ends(side.ets, side.s0, side.s1, self.qts)
+            hi = side.bounds["end"]
+            side.bounds[window] = (K.window_starts(side.ets, side.s0, hi, self.qts,
+                                                   _window_us(window)), hi)
         return side.bounds[window]
 
     def _values(self, side: _Side, column: str, squared: bool = False) -> np.ndarray:
@@ -276,20 +338,29 @@ class FeatureEngine:
             side.bounds[key] = v * v if squared else v
         return side.bounds[key]
 
-    def _window_sum(self, side: _Side, column: str, lo, hi, squared: bool = False):
-        """Sum over each window, from per-entity prefix sums computed once per side and column."""
+    def _prefix(self, side: _Side, column: str, squared: bool = False):
+        """Per-entity prefix sums of a column (and its sorted values), once per side."""
         vals = self._values(side, column, squared)
         key = ("prefix", column, squared)
         if key not in side.bounds:
             side.bounds[key] = K.segment_prefix(side.ecode, vals)
-        return K.window_sum(side.bounds[key], vals, lo, hi)
+        return side.bounds[key], vals
 
     def _current(self, f: Feature) -> np.ndarray:
-        """1 where the query row itself passes the feature's filter and has an entity."""
-        ok = np.ones(len(self.q), dtype=bool)
+        """True where the query transaction itself counts in its own aggregate: the
+        feature includes it and the query passes the feature's row filter."""
+        n = len(self.q)
+        if not f.include_current:
+            return np.zeros(n, dtype=bool)
         if f.where == "small":
-            ok &= (self.q["amount"] < self.cfg.small_amount).to_numpy()
-        return ok
+            return (self.q["amount"] < self.cfg.small_amount).to_numpy()
+        return np.ones(n, dtype=bool)
+
+    def _query_values(self, column: str) -> np.ndarray:
+        key = ("_query_values", column)
+        if key not in self._cache:
+            self._cache[key] = self.q[column].to_numpy(dtype=float)
+        return self._cache[key]
 
     # -- aggregations ------------------------------------------------------------------
     def compute(self, catalog: tuple[Feature, ...] = CATALOG) -> pd.DataFrame:
@@ -299,6 +370,7 @@ class FeatureEngine:
         for i, f in enumerate(catalog):
             for key in _sides_of(f):
                 last_use[key] = i
+        self._prefetch_codes(catalog)
         columns = {}
         for i, f in enumerate(catalog):
             value = self._feature(f)
@@ -328,68 +400,44 @@ class FeatureEngine:
         n = len(self.q)
         if side is None:
             return np.full(n, np.nan)
-        has_entity = side.qcode >= 0
         lo, hi = self.window(side, f.window)
-        cur = (self._current(f) & has_entity) if f.include_current else np.zeros(n, bool)
         if f.agg == "count":
-            v = (hi - lo + cur).astype(float)
-        elif f.agg in ("sum", "mean", "max", "ratio_to_mean"):
-            qv = self.q[f.of].to_numpy(dtype=float)
-            if f.agg == "max":
-                v = K.window_max(self._values(side, f.of), lo, hi)
-                v = np.where(cur, np.fmax(v, qv), v)
-            else:
-                s = self._window_sum(side, f.of, lo, hi)
-                c = (hi - lo).astype(float)
-                s, c = s + np.where(cur, qv, 0.0), c + cur
-                with np.errstate(invalid="ignore", divide="ignore"):
-                    mean = np.where(c > 0, s / c, np.nan)
-                    if f.agg == "ratio_to_mean":
-                        v = np.where(mean > 0, qv / mean, np.nan)
-                    else:
-                        v = s if f.agg == "sum" else mean
-        elif f.agg == "zscore":
-            s1 = self._window_sum(side, f.of, lo, hi)
-            s2 = self._window_sum(side, f.of, lo, hi, squared=True)
-            c = (hi - lo).astype(float)
-            qv = self.q[f.of].to_numpy(dtype=float)
-            with np.errstate(invalid="ignore", divide="ignore"):
-                mean = s1 / c
-                var = np.maximum(s2 - s1 * mean, 0.0) / (c - 1)
-                std = np.sqrt(var)
-                v = np.where((c >= 2) & (std > 1e-9 * np.abs(mean) + 1e-12), (qv - mean) / std,
-                             np.nan)
-        elif f.agg == "nunique":
+            return K.agg_count(lo, hi, side.qcode, self._current(f))
+        if f.agg in _SUM_MODES:
+            prefix, vals = self._prefix(side, f.of)
+            return K.agg_sum(prefix, vals, lo, hi, side.qcode, self._current(f),
+                             self._query_values(f.of), _SUM_MODES[f.agg])
+        if f.agg == "max":
+            return K.agg_max(self._values(side, f.of), lo, hi, side.qcode, self._current(f),
+                             self._query_values(f.of))
+        if f.agg == "zscore":
+            return K.agg_zscore(*self._prefix(side, f.of), *self._prefix(side, f.of, squared=True),
+                                lo, hi, side.qcode, self._query_values(f.of))
+        if f.agg == "nunique":
             data_cats = self.codes(f.source, f.of)
-            current = np.where(cur, self.codes("queries", f.of), -1)
+            current = np.where(self._current(f) & (side.qcode >= 0),
+                               self.codes("queries", f.of), -1)
             n_cats = self._vocab[_DOMAIN_OF[(f.source, f.of)]]
-            v = K.window_nunique(data_cats[side.rows], lo, hi, current, n_cats)
-        elif f.agg == "since_last":
-            last = side.ets[np.maximum(hi - 1, 0)] if len(side.ets) else np.zeros(n, np.int64)
-            v = np.where(hi > side.s0, (self.qts - last) / _US_PER[f.unit], np.nan)
-        elif f.agg == "since_first":
-            first = side.ets[np.minimum(side.s0, max(len(side.ets) - 1, 0))] if len(side.ets) \
-                else np.zeros(n, np.int64)
-            v = np.where(hi > side.s0, (self.qts - first) / _US_PER[f.unit], 0.0)
-        elif f.agg == "first_use":
-            v = (hi == side.s0).astype(float)
-        elif f.agg in ("seen_before", "seen_flag"):
-            v = (hi > side.s0).astype(float)
-        else:
-            raise ValueError(f"feature {f.name}: unknown aggregation {f.agg!r}")
-        return np.where(has_entity, v, np.nan)
+            return K.window_nunique(data_cats[side.rows], lo, hi, current, n_cats, side.qcode,
+                                    numba.get_num_threads())
+        if f.agg in _POSITION_MODES:
+            unit = _US_PER[f.unit] if f.agg.startswith("since_") else 1.0
+            return K.agg_position(side.ets, side.s0, hi, side.qcode, self.qts,
+                                  _POSITION_MODES[f.agg], unit)
+        raise ValueError(f"feature {f.name}: unknown aggregation {f.agg!r}")
 
     def _value(self, f: Feature):
         q = self.q
         name = f.name
         if name == "amount":
             return q["amount"].to_numpy(dtype=float)
+        # Calendar fields from the UTC microseconds (1970-01-01 was a Thursday, day 3).
         if name == "hour_of_day":
-            return q["ts"].dt.hour.to_numpy(dtype=float)
+            return ((self.qts // 3_600_000_000) % 24).astype(float)
         if name == "day_of_week":
-            return q["ts"].dt.day_of_week.to_numpy(dtype=float)
+            return ((self.qts // 86_400_000_000 + 3) % 7).astype(float)
         if name == "is_night":
-            return (q["ts"].dt.hour < self.cfg.night_end_hour).to_numpy(dtype=float)
+            return ((self.qts // 3_600_000_000) % 24 < self.cfg.night_end_hour).astype(float)
         if name in ("channel", "tx_type"):
             # Factorise (fast on Arrow strings), then map the few distinct values onto the
             # fixed categories; unknown values become missing, as with astype(category).
@@ -442,19 +490,12 @@ class FeatureEngine:
         n = len(self.q)
         if side is None:
             return np.full(n, np.nan)
-        lo, hi = self.window(side, None)
-        has = hi > side.s0
-        idx = np.maximum(hi - 1, 0)
-        lat = side.frame["lat"].to_numpy(dtype=float)[side.rows] if len(side.rows) else np.zeros(1)
-        lon = side.frame["lon"].to_numpy(dtype=float)[side.rows] if len(side.rows) else np.zeros(1)
-        d = _haversine_km(lat[idx] if len(side.rows) else np.nan,
-                          lon[idx] if len(side.rows) else np.nan,
-                          self.q["lat"].to_numpy(dtype=float), self.q["lon"].to_numpy(dtype=float))
-        d = np.where(has, d, np.nan)
-        if f.agg == "last_distance":
-            return d
-        dt_h = np.where(has, (self.qts - side.ets[idx] if len(side.rows) else 0) / 3.6e9, np.nan)
-        return d / np.maximum(dt_h, 1 / 60)  # at least a minute apart
+        _, hi = self.window(side, None)
+        return K.last_location(side.rows, side.ets, side.s0, hi,
+                               side.frame["lat"].to_numpy(dtype=float),
+                               side.frame["lon"].to_numpy(dtype=float),
+                               self._query_values("lat"), self._query_values("lon"), self.qts,
+                               f.agg == "last_speed")
 
     def _merchant_fraud(self, f: Feature):
         labels = self.tables.get("labels")
@@ -478,15 +519,10 @@ class FeatureEngine:
                                                self.codes("queries", "merchant_id"), fraud)
         side = self._sides[key]
         lo, hi = self.window(side, f.window)
-        reports = (hi - lo).astype(float)
-        has = side.qcode >= 0
         if f.agg == "fraud_reports":
-            return np.where(has, reports, np.nan)
-        txs = self.side("transactions", "merchant")
-        tlo, thi = self.window(txs, f.window)
-        count = (thi - tlo).astype(float)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return np.where(has & (count > 0), reports / count, np.where(has, 0.0, np.nan))
+            return K.agg_count(lo, hi, side.qcode, np.zeros(n, dtype=bool))
+        tlo, thi = self.window(self.side("transactions", "merchant"), f.window)
+        return K.fraud_rate(lo, hi, tlo, thi, side.qcode)
 
     def _blacklist_side(self, entity: str) -> _Side | None:
         key = ("blacklist", entity, None)
@@ -526,13 +562,8 @@ class FeatureEngine:
         if side is None or not len(side.ets):
             hit = np.full(n, np.nan) if side is None else np.where(side.qcode >= 0, 0.0, np.nan)
             return hit, np.full(n, -1, np.int64), np.full(n, -1, np.int64)
-        idx = K.listing_bounds(side.ets, side.s0, side.s1, self.qts)
-        safe = np.maximum(idx, 0)
-        active = (idx >= 0) & (self.qts < side.until[safe])
-        hit = np.where(side.qcode >= 0, active.astype(float), np.nan)
-        listed = np.where(active, side.ets[safe], -1)
-        source = np.where(active, side.source[safe], -1)
-        return hit, listed, source
+        return K.listing_lookup(side.ets, side.s0, side.s1, self.qts, side.until, side.source,
+                                side.qcode)
 
     def _blacklist(self, f: Feature):
         if f.agg == "blacklist_hit":

@@ -64,33 +64,49 @@ def segments(ecode, qcode):
 
 
 @njit(cache=True, parallel=True)
-def window_bounds(ets, s0, s1, qts, window):
-    """Data rows of each query's window: [lo, hi) with qts - window < ets < qts.
+def window_ends(ets, s0, s1, qts):
+    """End of each query's windows: the first data row of its segment at or after qts.
 
-    ``window`` < 0 means unbounded (all earlier rows of the entity).
+    Every window of a query ends there, whatever its length, so this is searched once per
+    data side and shared.
     """
     n = len(qts)
-    lo = np.empty(n, np.int64)
     hi = np.empty(n, np.int64)
     for i in prange(n):
-        h = _lower(ets, s0[i], s1[i], qts[i])
-        hi[i] = h
-        if window < 0:
-            lo[i] = s0[i]
-        else:
-            lo[i] = _upper(ets, s0[i], h, qts[i] - window)
-    return lo, hi
+        hi[i] = _lower(ets, s0[i], s1[i], qts[i])
+    return hi
 
 
 @njit(cache=True, parallel=True)
-def listing_bounds(ets, s0, s1, qts):
-    """Index of the last data row with time <= qts in each query's segment, or -1."""
+def window_starts(ets, s0, hi, qts, window):
+    """Start of each query's window: the first row in [s0, hi) with ets > qts - window.
+
+    Searched backwards from the window's end by galloping (1, 2, 4, ... rows), then by
+    bisection inside the last step: O(log k) for a window holding k rows, so short windows
+    cost a step or two whatever the entity's history. ``window`` < 0 means unbounded.
+    """
     n = len(qts)
-    out = np.empty(n, np.int64)
+    lo = np.empty(n, np.int64)
     for i in prange(n):
-        h = _upper(ets, s0[i], s1[i], qts[i])
-        out[i] = h - 1 if h > s0[i] else -1
-    return out
+        a = s0[i]
+        if window < 0:
+            lo[i] = a
+            continue
+        edge = qts[i] - window
+        top = hi[i]  # invariant: rows in [top, hi) are inside the window
+        step = 1
+        while top > a and ets[top - 1] > edge:
+            b = top - step
+            if b < a:
+                b = a
+            if ets[b] > edge:
+                top = b
+                step <<= 1
+            else:
+                top = _upper(ets, b + 1, top, edge)
+                break
+        lo[i] = top
+    return lo
 
 
 @njit(cache=True)
@@ -108,50 +124,187 @@ def segment_prefix(ecode, values):
     return out
 
 
+# The aggregate kernels below each finish a feature in one pass over the queries: the
+# window aggregate, the query transaction itself when it counts (``cur``), and NaN for a
+# query without an entity (``qcode`` < 0). One pass and one output array per feature,
+# instead of a chain of numpy temporaries.
+
 @njit(cache=True, parallel=True)
-def window_sum(prefix, values, lo, hi):
-    """Sum of values[lo:hi] from segment prefix sums (0 for an empty window)."""
+def agg_count(lo, hi, qcode, cur):
+    """Rows in each window (+1 where ``cur``); NaN without an entity."""
     n = len(lo)
-    out = np.zeros(n, np.float64)
+    out = np.empty(n, np.float64)
     for i in prange(n):
+        if qcode[i] < 0:
+            out[i] = np.nan
+        else:
+            out[i] = hi[i] - lo[i] + (1 if cur[i] else 0)
+    return out
+
+
+SUM, MEAN, RATIO_TO_MEAN = 0, 1, 2
+
+
+@njit(cache=True, parallel=True)
+def agg_sum(prefix, values, lo, hi, qcode, cur, qv, mode):
+    """Sum (``SUM``), mean (``MEAN``, NaN for an empty window) or the query's value over
+    the mean (``RATIO_TO_MEAN``, NaN unless the mean is positive) of each window, from
+    per-entity prefix sums; the query's own value ``qv`` is added where ``cur``."""
+    n = len(lo)
+    out = np.empty(n, np.float64)
+    for i in prange(n):
+        if qcode[i] < 0:
+            out[i] = np.nan
+            continue
+        s = 0.0
         if hi[i] > lo[i]:
-            out[i] = prefix[hi[i] - 1] + values[hi[i] - 1] - prefix[lo[i]]
+            s = prefix[hi[i] - 1] + values[hi[i] - 1] - prefix[lo[i]]
+        c = hi[i] - lo[i]
+        if cur[i]:
+            s += qv[i]
+            c += 1
+        if mode == SUM:
+            out[i] = s
+        else:
+            mean = s / c if c > 0 else np.nan
+            if mode == MEAN:
+                out[i] = mean
+            else:
+                out[i] = qv[i] / mean if mean > 0 else np.nan
     return out
 
 
 @njit(cache=True, parallel=True)
-def window_max(values, lo, hi):
-    """Max of values[lo:hi] (NaN for an empty window)."""
+def agg_max(values, lo, hi, qcode, cur, qv):
+    """Max of each window, the query's own value included where ``cur`` (NaN if empty)."""
     n = len(lo)
-    out = np.full(n, np.nan)
+    out = np.empty(n, np.float64)
     for i in prange(n):
+        if qcode[i] < 0:
+            out[i] = np.nan
+            continue
         best = -np.inf
         for j in range(lo[i], hi[i]):
             if values[j] > best:
                 best = values[j]
-        if hi[i] > lo[i]:
-            out[i] = best
+        v = best if hi[i] > lo[i] else np.nan
+        if cur[i]:
+            v = qv[i] if np.isnan(v) else (v if np.isnan(qv[i]) else max(v, qv[i]))
+        out[i] = v
     return out
 
 
-@njit(cache=True)
-def window_nunique(cats, lo, hi, current, n_cats):
-    """Distinct non-negative categories in cats[lo:hi], plus ``current`` when >= 0."""
+@njit(cache=True, parallel=True)
+def agg_zscore(prefix, values, prefix2, values2, lo, hi, qcode, qv):
+    """(qv - mean) / std over each window (sample std; NaN below 2 rows or for a
+    constant window)."""
     n = len(lo)
-    out = np.zeros(n, np.float64)
-    mark = np.full(n_cats + 1, -1, np.int64)
-    for i in range(n):
-        k = 0
-        for j in range(lo[i], hi[i]):
-            c = cats[j]
+    out = np.empty(n, np.float64)
+    for i in prange(n):
+        c = hi[i] - lo[i]
+        out[i] = np.nan
+        if qcode[i] < 0 or c < 2:
+            continue
+        s1 = prefix[hi[i] - 1] + values[hi[i] - 1] - prefix[lo[i]]
+        s2 = prefix2[hi[i] - 1] + values2[hi[i] - 1] - prefix2[lo[i]]
+        mean = s1 / c
+        std = np.sqrt(max(s2 - s1 * mean, 0.0) / (c - 1))
+        if std > 1e-9 * abs(mean) + 1e-12:
+            out[i] = (qv[i] - mean) / std
+    return out
+
+
+SINCE_LAST, SINCE_FIRST, FIRST_USE, SEEN = 0, 1, 2, 3
+
+
+@njit(cache=True, parallel=True)
+def agg_position(ets, s0, hi, qcode, qts, mode, unit):
+    """Features of where the query falls in its entity's history: time since the last
+    (``SINCE_LAST``, NaN without one) or first (``SINCE_FIRST``, 0 without one) earlier
+    row, in ``unit`` microseconds; 1/0 for no earlier row (``FIRST_USE``) or some
+    (``SEEN``). NaN without an entity."""
+    n = len(hi)
+    out = np.empty(n, np.float64)
+    for i in prange(n):
+        if qcode[i] < 0:
+            out[i] = np.nan
+            continue
+        earlier = hi[i] > s0[i]
+        if mode == SINCE_LAST:
+            out[i] = (qts[i] - ets[hi[i] - 1]) / unit if earlier else np.nan
+        elif mode == SINCE_FIRST:
+            out[i] = (qts[i] - ets[s0[i]]) / unit if earlier else 0.0
+        elif mode == FIRST_USE:
+            out[i] = 0.0 if earlier else 1.0
+        else:
+            out[i] = 1.0 if earlier else 0.0
+    return out
+
+
+@njit(cache=True, parallel=True)
+def fraud_rate(lo, hi, tlo, thi, qcode):
+    """Reports in each window per transaction in the same window (0 without transactions,
+    NaN without an entity)."""
+    n = len(lo)
+    out = np.empty(n, np.float64)
+    for i in prange(n):
+        count = thi[i] - tlo[i]
+        if qcode[i] < 0:
+            out[i] = np.nan
+        elif count > 0:
+            out[i] = (hi[i] - lo[i]) / count
+        else:
+            out[i] = 0.0
+    return out
+
+
+@njit(cache=True, parallel=True)
+def listing_lookup(ets, s0, s1, qts, until, source, qcode):
+    """Each query's active listing: the last listing at or before qts whose running
+    delisting time is after qts. Returns hit (1/0, NaN without an entity), the listing
+    time (-1 if none) and its source code (-1 if none)."""
+    n = len(qts)
+    hit = np.empty(n, np.float64)
+    listed = np.full(n, -1, np.int64)
+    src = np.full(n, -1, np.int64)
+    for i in prange(n):
+        h = _upper(ets, s0[i], s1[i], qts[i])
+        active = h > s0[i] and qts[i] < until[h - 1]
+        if active:
+            listed[i] = ets[h - 1]
+            src[i] = source[h - 1]
+        if qcode[i] < 0:
+            hit[i] = np.nan
+        else:
+            hit[i] = 1.0 if active else 0.0
+    return hit, listed, src
+
+
+@njit(cache=True, parallel=True)
+def window_nunique(cats, lo, hi, current, n_cats, qcode, blocks):
+    """Distinct non-negative categories in cats[lo:hi], plus ``current`` when >= 0 (NaN
+    without an entity). The queries are split into ``blocks`` blocks (one per thread),
+    each with its own marks."""
+    n = len(lo)
+    out = np.empty(n, np.float64)
+    size = (n + blocks - 1) // blocks
+    for b in prange(blocks):
+        mark = np.full(n_cats + 1, -1, np.int64)
+        for i in range(b * size, min(n, (b + 1) * size)):
+            if qcode[i] < 0:
+                out[i] = np.nan
+                continue
+            k = 0
+            for j in range(lo[i], hi[i]):
+                c = cats[j]
+                if c >= 0 and mark[c] != i:
+                    mark[c] = i
+                    k += 1
+            c = current[i]
             if c >= 0 and mark[c] != i:
                 mark[c] = i
                 k += 1
-        c = current[i]
-        if c >= 0 and mark[c] != i:
-            mark[c] = i
-            k += 1
-        out[i] = k
+            out[i] = k
     return out
 
 
@@ -192,26 +345,65 @@ def counting_order(codes, n_codes):
 
 
 @njit(cache=True)
+def pair_codes(a, b, n_a, n_b):
+    """Dense codes of the pairs (a[i], b[i]) of dense codes (-1 where either is negative).
+
+    One stable counting sort groups the rows by ``a``; a pass over each group numbers its
+    distinct ``b`` values, remembering in ``mark[b]`` which group last saw them. O(n + n_a
+    + n_b), no hashing.
+    """
+    n = len(a)
+    by_a = counting_order(a, n_a)  # rows with a < 0 come last
+    mark = np.full(n_b, -1, np.int64)
+    code_of = np.empty(n_b, np.int64)
+    out = np.full(n, -1, np.int64)
+    code = 0
+    for k in range(n):
+        r = by_a[k]
+        x = a[r]
+        if x < 0:
+            break
+        y = b[r]
+        if y < 0:
+            continue
+        if mark[y] != x:
+            mark[y] = x
+            code_of[y] = code
+            code += 1
+        out[r] = code_of[y]
+    return out, code
+
+
+@njit(cache=True, parallel=True)
 def gather_side(base, ecode, ets, mask, use_mask):
     """Rows of ``base`` (an entity-time order) that have an entity and pass ``mask``:
-    their positions, entity codes and times, in one pass."""
+    their positions, entity codes and times.
+
+    The random reads run in parallel into full-length buffers; a sequential pass then
+    keeps the passing rows in order.
+    """
     m = len(base)
-    order = np.empty(m, np.int64)
     codes = np.empty(m, np.int64)
     times = np.empty(m, np.int64)
-    k = 0
-    for i in range(m):
+    for i in prange(m):
         r = base[i]
         c = ecode[r]
-        if c >= 0 and (not use_mask or mask[r]):
-            order[k] = r
-            codes[k] = c
-            times[k] = ets[r]
+        if c >= 0 and use_mask and not mask[r]:
+            c = -1
+        codes[i] = c
+        times[i] = ets[r]
+    order = np.empty(m, np.int64)
+    k = 0
+    for i in range(m):
+        if codes[i] >= 0:
+            order[k] = base[i]
+            codes[k] = codes[i]
+            times[k] = times[i]
             k += 1
     return order[:k], codes[:k], times[:k]
 
 
-@njit(cache=True)
+@njit(cache=True, parallel=True)
 def dense_segments(sorted_codes, qcode, n_codes):
     """Segments [s0, s1) of each query's entity when codes are dense integers < n_codes."""
     starts = np.zeros(n_codes + 1, np.int64)
@@ -220,14 +412,28 @@ def dense_segments(sorted_codes, qcode, n_codes):
     for k in range(n_codes):
         starts[k + 1] += starts[k]
     n = len(qcode)
-    s0 = np.zeros(n, np.int64)
-    s1 = np.zeros(n, np.int64)
-    for i in range(n):
+    s0 = np.empty(n, np.int64)
+    s1 = np.empty(n, np.int64)
+    for i in prange(n):
         c = qcode[i]
         if 0 <= c < n_codes:
             s0[i] = starts[c]
             s1[i] = starts[c + 1]
+        else:
+            s0[i] = 0
+            s1[i] = 0
     return s0, s1
+
+
+@njit(cache=True)
+def _haversine(lat1, lon1, lat2, lon2):
+    r = np.pi / 180.0
+    p1 = lat1 * r
+    p2 = lat2 * r
+    a = (np.sin((p2 - p1) / 2) ** 2
+         + np.cos(p1) * np.cos(p2) * np.sin((lon2 - lon1) * r / 2) ** 2)
+    a = min(max(a, 0.0), 1.0)
+    return 6371.0088 * 2 * np.arcsin(np.sqrt(a))
 
 
 @njit(cache=True, parallel=True)
@@ -235,12 +441,25 @@ def haversine_km(lat1, lon1, lat2, lon2):
     """Great-circle distance in km between paired points (NaN where any is missing)."""
     n = len(lat1)
     out = np.empty(n, np.float64)
-    r = np.pi / 180.0
     for i in prange(n):
-        p1 = lat1[i] * r
-        p2 = lat2[i] * r
-        a = (np.sin((p2 - p1) / 2) ** 2
-             + np.cos(p1) * np.cos(p2) * np.sin((lon2[i] - lon1[i]) * r / 2) ** 2)
-        a = min(max(a, 0.0), 1.0)
-        out[i] = 6371.0088 * 2 * np.arcsin(np.sqrt(a))
+        out[i] = _haversine(lat1[i], lon1[i], lat2[i], lon2[i])
+    return out
+
+
+@njit(cache=True, parallel=True)
+def last_location(rows, ets, s0, hi, lat, lon, qlat, qlon, qts, speed):
+    """Distance in km from each query to its entity's last earlier row (``rows`` index the
+    source's ``lat``/``lon``), or the implied speed in km/h when ``speed`` (at least a
+    minute apart). NaN without an earlier row."""
+    n = len(hi)
+    out = np.empty(n, np.float64)
+    for i in prange(n):
+        if hi[i] <= s0[i]:
+            out[i] = np.nan
+            continue
+        r = rows[hi[i] - 1]
+        d = _haversine(lat[r], lon[r], qlat[i], qlon[i])
+        if speed:
+            d = d / max((qts[i] - ets[hi[i] - 1]) / 3.6e9, 1 / 60)
+        out[i] = d
     return out

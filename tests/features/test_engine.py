@@ -149,6 +149,19 @@ def test_behaviour_counterparty_merchant_blacklist_by_hand(tiny):
     assert f.loc["t0", "blacklist_source"] != f.loc["t0", "blacklist_source"]  # missing
 
 
+def test_calendar_fields_match_pandas_including_before_1970(tiny):
+    times = pd.to_datetime(["1969-12-31 23:59:59", "1970-01-01 00:00:00", "2024-02-29 06:59:59",
+                            "2024-03-31 02:30:00", "2026-01-05 07:00:00"], utc=True)
+    tx = pd.concat([tiny["transactions"].iloc[[0]]] * len(times), ignore_index=True)
+    tx["ts"], tx["tx_id"] = times.astype("datetime64[us, UTC]"), [f"x{i}" for i in range(len(times))]
+    names = ("hour_of_day", "day_of_week", "is_night")
+    f = compute_features({"transactions": tx}, config=FeaturesConfig(night_end_hour=7),
+                         catalog=tuple(x for x in CATALOG if x.name in names))
+    assert f["hour_of_day"].tolist() == [23, 0, 6, 2, 7] == times.hour.tolist()
+    assert f["day_of_week"].tolist() == [2, 3, 3, 6, 0] == times.day_of_week.tolist()
+    assert f["is_night"].tolist() == [0, 1, 1, 1, 0]
+
+
 def test_queries_outside_the_history_match_rows(tiny):
     by_rows = compute_features(tiny, rows=[3, 4])
     by_frame = compute_features(tiny, queries=tiny["transactions"].iloc[[3, 4]])
