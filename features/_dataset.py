@@ -26,6 +26,7 @@ from fraudlab.data_contracts import (
 from ._catalog import CATALOG, Feature, catalog_version
 from ._config import FeaturesConfig
 from ._engine import compute_features
+from ._lookup import positions
 from ._sources import RawData, known_at
 
 LABEL = "is_fraud"
@@ -134,7 +135,7 @@ def build_dataset(raw: RawData | Mapping[str, pd.DataFrame], as_of, *, start=Non
         # The latest label known at as-of decides (a cleared review can follow a report).
         last = labels.sort_values("reported_at", kind="stable").drop_duplicates("tx_id", keep="last")
         last = last.set_index("tx_id")
-        pos = last.index.get_indexer(meta["tx_id"])
+        pos = positions(meta["tx_id"], last.index)
         found = pos >= 0
         take = np.maximum(pos, 0)
         # Taking from the columns' own arrays keeps their dtypes (no round trip through

@@ -21,6 +21,7 @@ from fraudlab.data_contracts import parse_duration
 from . import _kernels as K
 from ._catalog import CATALOG, Feature
 from ._config import FeaturesConfig
+from ._lookup import positions
 
 _US_PER = {"seconds": 1e6, "minutes": 60e6, "days": 86_400e6, "hours": 3_600e6}
 # Which columns of which table name an entity.
@@ -509,10 +510,11 @@ class FeatureEngine:
             # Probe the many transactions against the few fraud labels (a small hash table);
             # every fraud report counts, a repeated one too.
             uniq = pd.Index(fraud["tx_id"].unique())
-            matched = np.flatnonzero(tx["tx_id"].isin(uniq).to_numpy())
+            label_of = positions(tx["tx_id"], uniq)
+            matched = np.flatnonzero(label_of >= 0)
             where = np.full(len(uniq), -1, np.int64)
-            where[uniq.get_indexer(tx["tx_id"].iloc[matched])] = matched
-            pos = where[uniq.get_indexer(fraud["tx_id"])]
+            where[label_of[matched]] = matched
+            pos = where[positions(fraud["tx_id"], uniq)]
             fraud, pos = fraud[pos >= 0], pos[pos >= 0]
             ecode = self.codes("transactions", "merchant_id")[pos]
             self._sides[key] = self._make_side(ecode, _micros(fraud["reported_at"]),
