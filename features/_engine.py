@@ -54,7 +54,8 @@ _DOMAINS = {
     "account": (("transactions", "account_id"), ("transactions", "counterparty_id"),
                 ("events", "account_id"), ("accounts", "account_id")),
     "device": (("transactions", "device_id"), ("events", "device_id")),
-    "ip": (("transactions", "ip"), ("events", "ip")),
+    # No feature reads the events' ip (hashing it was a third of all identifier hashing).
+    "ip": (("transactions", "ip"),),
     "merchant": (("transactions", "merchant_id"),),
     "channel": (("transactions", "channel"),),
 }
@@ -283,11 +284,10 @@ class FeatureEngine:
             return (f["lat"].notna() & f["lon"].notna()).to_numpy()
         raise ValueError(f"unknown row filter {where!r}")
 
-    def _make_side(self, ecode, ets, qcode, frame, mask=None, base=None) -> _Side:
+    def _make_side(self, ecode, ets, qcode, frame, base=None) -> _Side:
         if base is None:
             base = _entity_time_order(ecode, ets)
-        order, sorted_codes, sorted_ts = K.gather_side(
-            base, ecode, ets, mask if mask is not None else np.zeros(1, bool), mask is not None)
+        order, sorted_codes, sorted_ts = K.gather_side(base, ecode, ets)
         top = max(int(sorted_codes.max()) if len(order) else 0,
                   int(qcode.max()) if len(qcode) else 0)
         if top < 4 * (len(order) + len(qcode)) + 1024:
@@ -304,15 +304,23 @@ class FeatureEngine:
             if frame is None:
                 self._sides[key] = None
                 return None
-            # Filtered variants reuse the (entity, time) order of the unfiltered rows.
-            okey = ("_order", source, entity)
+            okey = ("_order", source, entity)  # entity codes, and the order of all rows
             if okey not in self._cache:
-                ecode = self._key(source, entity)
-                self._cache[okey] = (ecode, _entity_time_order(ecode, self._times(source)))
-            ecode, base = self._cache[okey]
-            self._sides[key] = self._make_side(ecode, self._times(source),
-                                               self._key("queries", entity), frame,
-                                               self._mask(source, where), base)
+                self._cache[okey] = [self._key(source, entity), None]
+            entry = self._cache[okey]
+            ecode, ets = entry[0], self._times(source)
+            mask = self._mask(source, where)
+            if mask is None:
+                if entry[1] is None:
+                    entry[1] = _entity_time_order(ecode, ets)
+                rows = entry[1]
+            else:
+                # Filter first, then order only the rows kept: a filter that keeps few rows
+                # (one event type) costs little, with no random reads over the rest.
+                keep = np.flatnonzero(mask & (ecode >= 0))
+                rows = keep[_entity_time_order(ecode[keep], ets[keep])]
+            self._sides[key] = self._make_side(ecode, ets, self._key("queries", entity), frame,
+                                               base=rows)
         return self._sides[key]
 
     def _times(self, source: str) -> np.ndarray:

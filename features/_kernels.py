@@ -375,22 +375,19 @@ def pair_codes(a, b, n_a, n_b):
 
 
 @njit(cache=True, parallel=True)
-def gather_side(base, ecode, ets, mask, use_mask):
-    """Rows of ``base`` (an entity-time order) that have an entity and pass ``mask``:
-    their positions, entity codes and times.
+def gather_side(base, ecode, ets):
+    """Rows of ``base`` (an entity-time order) that have an entity: their positions,
+    entity codes and times.
 
     The random reads run in parallel into full-length buffers; a sequential pass then
-    keeps the passing rows in order.
+    keeps the rows with an entity, in order.
     """
     m = len(base)
     codes = np.empty(m, np.int64)
     times = np.empty(m, np.int64)
     for i in prange(m):
         r = base[i]
-        c = ecode[r]
-        if c >= 0 and use_mask and not mask[r]:
-            c = -1
-        codes[i] = c
+        codes[i] = ecode[r]
         times[i] = ets[r]
     order = np.empty(m, np.int64)
     k = 0
