@@ -83,8 +83,8 @@ def _codes(series: list[pd.Series]) -> tuple[list[np.ndarray], int]:
 def _entity_time_order(ecode: np.ndarray, ets: np.ndarray) -> np.ndarray:
     """Row order by (entity, time).
 
-    Rows already in time order only need a stable sort by entity: a counting sort when the
-    codes are dense (single identifiers), a merge sort otherwise (pairs).
+    Rows already in time order only need a stable sort by entity: a counting sort, or a
+    merge sort when there are few rows for the size of the vocabulary (a rare event type).
     """
     if len(ets) < 2 or bool(np.all(ets[1:] >= ets[:-1])):
         top = int(ecode.max()) if len(ecode) else 0
