@@ -10,15 +10,15 @@ def positions(values: pd.Series, keys: pd.Series | pd.Index) -> np.ndarray:
     """Position of each of ``values`` among the unique ``keys`` (-1 where absent or null).
 
     Arrow-backed strings are matched by Arrow's hash lookup, which probes a million ids
-    in about a hundredth of the time of ``Index.get_indexer`` on the same strings; other
-    dtypes go through pandas.
+    in about a ninth of the time of ``Index.get_indexer`` on the same strings (0.014 s
+    against 0.12 s); other dtypes go through pandas.
     """
     import pyarrow as pa
     import pyarrow.compute as pc
 
     keys = pd.Index(keys)
     if isinstance(values.dtype, pd.StringDtype) and values.dtype.storage == "pyarrow":
-        v = pa.array(values)  # zero-copy: the Arrow array under the Series
+        v = pa.array(values)  # the Arrow strings under the Series, not converted
         try:
             k = pa.array(keys.to_numpy(dtype=object), type=v.type, from_pandas=True)
         except (pa.ArrowInvalid, pa.ArrowTypeError):  # keys that are not strings
