@@ -297,12 +297,7 @@ def validate_table(table: RawTable, config: ContractsConfig | None = None, *,
                                       r.column, "table", False, len(frame), [], msg))
             continue
         if r.level == "table":
-            observed = _jsonable(res.result.get("observed_value"))
-            results.append(RuleResult(table.name, table.origin, r.rule,
-                                      r.expectation.expectation_type, r.column, "table",
-                                      bool(res.success), 0 if res.success else len(frame),
-                                      [observed], "" if res.success else
-                                      f"fails '{r.rule}' (observed {observed})"))
+            results.append(_table_level_result(table, r, res))
             continue
         count = int(res.result.get("unexpected_count") or 0)
         examples = [_jsonable(v) for v in res.result.get("partial_unexpected_list", [])[:5]]
@@ -316,6 +311,15 @@ def validate_table(table: RawTable, config: ContractsConfig | None = None, *,
         for i in rows:
             bad.setdefault(i, []).append((r.rule, r.reason))
     return results, bad
+
+
+def _table_level_result(table: RawTable, rule: Rule, res) -> RuleResult:
+    """The result of a rule on the whole table (a rate, a mean), with its observed value."""
+    observed = _jsonable(res.result.get("observed_value"))
+    ok = bool(res.success)
+    return RuleResult(table.name, table.origin, rule.rule, rule.expectation.expectation_type,
+                      rule.column, "table", ok, 0 if ok else len(table.frame), [observed],
+                      "" if ok else f"fails '{rule.rule}' (observed {observed})")
 
 
 def _with_transaction_refs(labels: pd.DataFrame, tx: pd.DataFrame) -> pd.DataFrame:
@@ -487,10 +491,11 @@ def _fraud_rate_results(ctx, table: RawTable, label: str, mature: str,
                                                 max_value=band[1]), label, level="table")
     [(_, res)] = _run_suite(ctx, table.name + "_rate", pd.DataFrame({"mature_fraud_rate": [rate]}),
                             [rule])
-    ok = bool(res.success) and not res.exception_info.get("raised_exception", False)
-    return [RuleResult(table.name, table.origin, rule.rule, rule.expectation.expectation_type,
-                       label, "table", ok, 0 if ok else len(frame), [_jsonable(rate)],
-                       "" if ok else f"fails '{rule.rule}' (observed {rate:g})")]
+    if res.exception_info.get("raised_exception", False):
+        msg = res.exception_info.get("exception_message", "expectation raised")
+        return [RuleResult(table.name, table.origin, rule.rule, rule.expectation.expectation_type,
+                           label, "table", False, len(frame), [], msg)]
+    return [_table_level_result(table, rule, res)]
 
 
 def _feature_profile_results(ctx, table: RawTable, schema: TableSchema,

@@ -124,6 +124,14 @@ def segment_prefix(ecode, values):
     return out
 
 
+@njit(cache=True, inline="always")
+def _window_sum(prefix, values, lo, hi):
+    """Sum of values[lo:hi] within one entity, from its exclusive prefix sums (0 if empty)."""
+    if hi <= lo:
+        return 0.0
+    return prefix[hi - 1] + values[hi - 1] - prefix[lo]
+
+
 # The aggregate kernels below each finish a feature in one pass over the queries: the
 # window aggregate, the query transaction itself when it counts (``cur``), and NaN for a
 # query without an entity (``qcode`` < 0). One pass and one output array per feature,
@@ -156,9 +164,7 @@ def agg_sum(prefix, values, lo, hi, qcode, cur, qv, mode):
         if qcode[i] < 0:
             out[i] = np.nan
             continue
-        s = 0.0
-        if hi[i] > lo[i]:
-            s = prefix[hi[i] - 1] + values[hi[i] - 1] - prefix[lo[i]]
+        s = _window_sum(prefix, values, lo[i], hi[i])
         c = hi[i] - lo[i]
         if cur[i]:
             s += qv[i]
@@ -205,8 +211,8 @@ def agg_zscore(prefix, values, prefix2, values2, lo, hi, qcode, qv):
         out[i] = np.nan
         if qcode[i] < 0 or c < 2:
             continue
-        s1 = prefix[hi[i] - 1] + values[hi[i] - 1] - prefix[lo[i]]
-        s2 = prefix2[hi[i] - 1] + values2[hi[i] - 1] - prefix2[lo[i]]
+        s1 = _window_sum(prefix, values, lo[i], hi[i])
+        s2 = _window_sum(prefix2, values2, lo[i], hi[i])
         mean = s1 / c
         std = np.sqrt(max(s2 - s1 * mean, 0.0) / (c - 1))
         if std > 1e-9 * abs(mean) + 1e-12:
