@@ -27,6 +27,7 @@ from ._catalog import CATALOG, Feature, catalog_version
 from ._config import FeaturesConfig
 from ._engine import compute_features
 from ._lookup import positions
+from ._memory import reuse_freed_memory
 from ._sources import RawData, known_at
 
 LABEL = "is_fraud"
@@ -78,6 +79,7 @@ def available_features(tables: Mapping[str, pd.DataFrame | None],
     return tuple(f for f in catalog if f.source in present)
 
 
+@reuse_freed_memory()  # the whole build reuses its freed columns (see _memory.py)
 def build_dataset(raw: RawData | Mapping[str, pd.DataFrame], as_of, *, start=None, end=None,
                   config: FeaturesConfig | None = None,
                   catalog: tuple[Feature, ...] | None = None,

@@ -22,6 +22,7 @@ from . import _kernels as K
 from ._catalog import CATALOG, Feature
 from ._config import FeaturesConfig
 from ._lookup import positions
+from ._memory import reuse_freed_memory
 
 _US_PER = {"seconds": 1e6, "minutes": 60e6, "days": 86_400e6, "hours": 3_600e6}
 # Which columns of which table name an entity.
@@ -636,5 +637,6 @@ def compute_features(tables: Mapping[str, pd.DataFrame], *,
     DataFrame
         One row per transaction scored (in the order given), one column per feature.
     """
-    engine = FeatureEngine(queries, tables, config or FeaturesConfig(), rows=rows)
-    return engine.compute(catalog)
+    with reuse_freed_memory():
+        engine = FeatureEngine(queries, tables, config or FeaturesConfig(), rows=rows)
+        return engine.compute(catalog)

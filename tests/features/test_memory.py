@@ -1,0 +1,45 @@
+import platform
+import resource
+
+import numpy as np
+import pytest
+
+from fraudlab.features._memory import reuse_freed_memory
+
+pytestmark = pytest.mark.skipif(
+    platform.system() != "Linux" or platform.libc_ver()[0] != "glibc",
+    reason="the heap settings exist only in glibc")
+
+N = 6_000_000  # 48 MB: above glibc's largest automatic mmap threshold (32 MiB)
+
+
+def _faults_of_a_second_column() -> int:
+    """Page faults taken by filling a new column right after an equal one was freed."""
+    first = np.empty(N)
+    first.fill(1.0)
+    del first
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    second = np.empty(N)
+    second.fill(2.0)
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+
+
+@pytest.fixture
+def small_pages():
+    """4 KiB pages only, so a fault count measures how much memory was new."""
+    from numpy._core.multiarray import _set_madvise_hugepage
+
+    was = _set_madvise_hugepage(False)
+    yield
+    _set_madvise_hugepage(was)
+
+
+def test_a_freed_column_is_reused_inside_and_returned_after(small_pages):
+    outside = _faults_of_a_second_column()
+    with reuse_freed_memory(), reuse_freed_memory():  # nested, as build_dataset does
+        inside = _faults_of_a_second_column()
+    after = _faults_of_a_second_column()
+    pages = N * 8 // 4096
+    assert outside > pages // 2  # a fresh mapping, faulted in page by page
+    assert inside < pages // 20  # the freed column's pages, reused
+    assert after > pages // 2  # glibc's own threshold is back
