@@ -8,13 +8,14 @@ import time
 import numpy as np
 
 
-def reference_seconds(repeat: int = 3) -> float:
-    """Seconds for a fixed numpy workload (argsort of 5M floats), best of ``repeat``.
+def reference_seconds(repeat: int = 3, size: int = 5_000_000) -> float:
+    """Seconds for a fixed numpy workload (stable argsort of ``size`` floats, 5M by
+    default), best of ``repeat``.
 
     Timed in the same run as the benchmark, so ``benchmark / reference`` is comparable
     across shared, noisy machines where absolute times drift.
     """
-    x = np.random.default_rng(0).random(5_000_000)
+    x = np.random.default_rng(0).random(size)
     best = float("inf")
     for _ in range(repeat):
         t = time.perf_counter()

@@ -111,8 +111,7 @@ class _Side:
     ecode: np.ndarray
     ets: np.ndarray
     qcode: np.ndarray
-    s0: np.ndarray
-    s1: np.ndarray
+    starts: np.ndarray  # starts[c]:starts[c + 1] is the segment of entity code c
     frame: pd.DataFrame | None = None
     bounds: dict = field(default_factory=dict)  # window bounds, sorted values, prefix sums
     until: np.ndarray | None = None  # blacklist: running max of delisting time
@@ -291,12 +290,15 @@ class FeatureEngine:
         order, sorted_codes, sorted_ts = K.gather_side(base, ecode, ets)
         top = max(int(sorted_codes.max()) if len(order) else 0,
                   int(qcode.max()) if len(qcode) else 0)
-        if top < 4 * (len(order) + len(qcode)) + 1024:
-            # Dense codes: each entity's segment from a histogram, no search needed.
-            s0, s1 = K.dense_segments(sorted_codes, qcode, top + 1)
-        else:
-            s0, s1 = K.segments(sorted_codes, qcode)
-        return _Side(order, sorted_codes, sorted_ts, qcode, s0, s1, frame=frame)
+        if top >= 4 * (len(order) + len(qcode)) + 1024:
+            # Few rows and queries for a large vocabulary (a rare event type, a handful
+            # of queries): number only the codes present, so the segment table stays small.
+            present = np.unique(np.concatenate([sorted_codes, qcode[qcode >= 0]]))
+            sorted_codes = np.searchsorted(present, sorted_codes)
+            qcode = np.where(qcode >= 0, np.searchsorted(present, qcode), -1)
+            top = len(present) - 1
+        starts = K.segment_starts(sorted_codes, top + 1)
+        return _Side(order, sorted_codes, sorted_ts, qcode, starts, frame=frame)
 
     def side(self, source: str, entity: str, where: str | None = None) -> _Side | None:
         key = (source, entity, where)
@@ -334,9 +336,9 @@ class FeatureEngine:
         """[lo, hi) of each query's window among the side's sorted rows (shared per length)."""
         if window not in side.bounds:
             if "end" not in side.bounds:
-                side.bounds["end"] = K.window_ends(side.ets, side.s0, side.s1, self.qts)
+                side.bounds["end"] = K.window_ends(side.ets, side.starts, side.qcode, self.qts)
             hi = side.bounds["end"]
-            side.bounds[window] = (K.window_starts(side.ets, side.s0, hi, self.qts,
+            side.bounds[window] = (K.window_starts(side.ets, side.starts, side.qcode, hi, self.qts,
                                                    _window_us(window)), hi)
         return side.bounds[window]
 
@@ -432,7 +434,7 @@ class FeatureEngine:
                                     numba.get_num_threads())
         if f.agg in _POSITION_MODES:
             unit = _US_PER[f.unit] if f.agg.startswith("since_") else 1.0
-            return K.agg_position(side.ets, side.s0, hi, side.qcode, self.qts,
+            return K.agg_position(side.ets, side.starts, hi, side.qcode, self.qts,
                                   _POSITION_MODES[f.agg], unit)
         raise ValueError(f"feature {f.name}: unknown aggregation {f.agg!r}")
 
@@ -501,7 +503,7 @@ class FeatureEngine:
         if side is None:
             return np.full(n, np.nan)
         _, hi = self.window(side, None)
-        return K.last_location(side.rows, side.ets, side.s0, hi,
+        return K.last_location(side.rows, side.ets, side.starts, hi, side.qcode,
                                side.frame["lat"].to_numpy(dtype=float),
                                side.frame["lon"].to_numpy(dtype=float),
                                self._query_values("lat"), self._query_values("lon"), self.qts,
@@ -573,7 +575,7 @@ class FeatureEngine:
         if side is None or not len(side.ets):
             hit = np.full(n, np.nan) if side is None else np.where(side.qcode >= 0, 0.0, np.nan)
             return hit, np.full(n, -1, np.int64), np.full(n, -1, np.int64)
-        return K.listing_lookup(side.ets, side.s0, side.s1, self.qts, side.until, side.source,
+        return K.listing_lookup(side.ets, side.starts, self.qts, side.until, side.source,
                                 side.qcode)
 
     def _blacklist(self, f: Feature):

@@ -1,8 +1,9 @@
 """Compiled per-entity window kernels.
 
 Data rows ("events": past transactions, behaviour events, labels, listings) are sorted by
-(entity code, time). For every query (a transaction: entity code, time), a binary search
-finds its entity's segment and the window inside it; aggregates come from per-segment
+(entity code, time), and ``starts[c]:starts[c + 1]`` is the segment of entity code ``c``
+(codes are dense). For every query (a transaction: entity code, time), a binary search
+finds the window inside its entity's segment; aggregates come from per-segment
 prefix sums (sums within one entity only, so float sums do not drift over a whole column)
 or from a short loop over the window (max, distinct count).
 
@@ -44,27 +45,29 @@ def _upper(a, lo, hi, x):
     return lo
 
 
-@njit(cache=True, parallel=True)
-def segments(ecode, qcode):
-    """[start, end) of each query's entity among the sorted data codes (-1 code: empty)."""
-    n = len(qcode)
-    s0 = np.empty(n, np.int64)
-    s1 = np.empty(n, np.int64)
-    m = len(ecode)
-    for i in prange(n):
-        c = qcode[i]
-        if c < 0:
-            s0[i] = 0
-            s1[i] = 0
-        else:
-            a = _lower(ecode, 0, m, c)
-            s0[i] = a
-            s1[i] = _upper(ecode, a, m, c)
-    return s0, s1
+@njit(cache=True)
+def segment_starts(sorted_codes, n_codes):
+    """Where each dense code's segment starts among the sorted codes (``n_codes + 1``
+    entries): one small table, read for every query instead of two per-query arrays."""
+    starts = np.zeros(n_codes + 1, np.int64)
+    for c in sorted_codes:
+        starts[c + 1] += 1
+    for k in range(n_codes):
+        starts[k + 1] += starts[k]
+    return starts
+
+
+@njit(cache=True, inline="always")
+def _segment(starts, qcode, i):
+    """[start, end) of query i's entity (empty without an entity)."""
+    c = qcode[i]
+    if c < 0:
+        return 0, 0
+    return starts[c], starts[c + 1]
 
 
 @njit(cache=True, parallel=True)
-def window_ends(ets, s0, s1, qts):
+def window_ends(ets, starts, qcode, qts):
     """End of each query's windows: the first data row of its segment at or after qts.
 
     Every window of a query ends there, whatever its length, so this is searched once per
@@ -73,13 +76,15 @@ def window_ends(ets, s0, s1, qts):
     n = len(qts)
     hi = np.empty(n, np.int64)
     for i in prange(n):
-        hi[i] = _lower(ets, s0[i], s1[i], qts[i])
+        a, e = _segment(starts, qcode, i)
+        hi[i] = _lower(ets, a, e, qts[i])
     return hi
 
 
 @njit(cache=True, parallel=True)
-def window_starts(ets, s0, hi, qts, window):
-    """Start of each query's window: the first row in [s0, hi) with ets > qts - window.
+def window_starts(ets, starts, qcode, hi, qts, window):
+    """Start of each query's window: the first row in [segment start, hi) with
+    ets > qts - window.
 
     Searched backwards from the window's end by galloping (1, 2, 4, ... rows), then by
     bisection inside the last step: O(log k) for a window holding k rows, so short windows
@@ -88,7 +93,7 @@ def window_starts(ets, s0, hi, qts, window):
     n = len(qts)
     lo = np.empty(n, np.int64)
     for i in prange(n):
-        a = s0[i]
+        a = _segment(starts, qcode, i)[0]
         if window < 0:
             lo[i] = a
             continue
@@ -224,7 +229,7 @@ SINCE_LAST, SINCE_FIRST, FIRST_USE, SEEN = 0, 1, 2, 3
 
 
 @njit(cache=True, parallel=True)
-def agg_position(ets, s0, hi, qcode, qts, mode, unit):
+def agg_position(ets, starts, hi, qcode, qts, mode, unit):
     """Features of where the query falls in its entity's history: time since the last
     (``SINCE_LAST``, NaN without one) or first (``SINCE_FIRST``, 0 without one) earlier
     row, in ``unit`` microseconds; 1/0 for no earlier row (``FIRST_USE``) or some
@@ -235,11 +240,12 @@ def agg_position(ets, s0, hi, qcode, qts, mode, unit):
         if qcode[i] < 0:
             out[i] = np.nan
             continue
-        earlier = hi[i] > s0[i]
+        a = starts[qcode[i]]
+        earlier = hi[i] > a
         if mode == SINCE_LAST:
             out[i] = (qts[i] - ets[hi[i] - 1]) / unit if earlier else np.nan
         elif mode == SINCE_FIRST:
-            out[i] = (qts[i] - ets[s0[i]]) / unit if earlier else 0.0
+            out[i] = (qts[i] - ets[a]) / unit if earlier else 0.0
         elif mode == FIRST_USE:
             out[i] = 0.0 if earlier else 1.0
         else:
@@ -265,7 +271,7 @@ def fraud_rate(lo, hi, tlo, thi, qcode):
 
 
 @njit(cache=True, parallel=True)
-def listing_lookup(ets, s0, s1, qts, until, source, qcode):
+def listing_lookup(ets, starts, qts, until, source, qcode):
     """Each query's active listing: the last listing at or before qts whose running
     delisting time is after qts. Returns hit (1/0, NaN without an entity), the listing
     time (-1 if none) and its source code (-1 if none)."""
@@ -274,8 +280,9 @@ def listing_lookup(ets, s0, s1, qts, until, source, qcode):
     listed = np.full(n, -1, np.int64)
     src = np.full(n, -1, np.int64)
     for i in prange(n):
-        h = _upper(ets, s0[i], s1[i], qts[i])
-        active = h > s0[i] and qts[i] < until[h - 1]
+        a, e = _segment(starts, qcode, i)
+        h = _upper(ets, a, e, qts[i])
+        active = h > a and qts[i] < until[h - 1]
         if active:
             listed[i] = ets[h - 1]
             src[i] = source[h - 1]
@@ -406,28 +413,6 @@ def gather_side(base, ecode, ets):
     return order[:k], codes[:k], times[:k]
 
 
-@njit(cache=True, parallel=True)
-def dense_segments(sorted_codes, qcode, n_codes):
-    """Segments [s0, s1) of each query's entity when codes are dense integers < n_codes."""
-    starts = np.zeros(n_codes + 1, np.int64)
-    for c in sorted_codes:
-        starts[c + 1] += 1
-    for k in range(n_codes):
-        starts[k + 1] += starts[k]
-    n = len(qcode)
-    s0 = np.empty(n, np.int64)
-    s1 = np.empty(n, np.int64)
-    for i in prange(n):
-        c = qcode[i]
-        if 0 <= c < n_codes:
-            s0[i] = starts[c]
-            s1[i] = starts[c + 1]
-        else:
-            s0[i] = 0
-            s1[i] = 0
-    return s0, s1
-
-
 @njit(cache=True)
 def _haversine(lat1, lon1, lat2, lon2):
     r = np.pi / 180.0
@@ -450,14 +435,14 @@ def haversine_km(lat1, lon1, lat2, lon2):
 
 
 @njit(cache=True, parallel=True)
-def last_location(rows, ets, s0, hi, lat, lon, qlat, qlon, qts, speed):
+def last_location(rows, ets, starts, hi, qcode, lat, lon, qlat, qlon, qts, speed):
     """Distance in km from each query to its entity's last earlier row (``rows`` index the
     source's ``lat``/``lon``), or the implied speed in km/h when ``speed`` (at least a
     minute apart). NaN without an earlier row."""
     n = len(hi)
     out = np.empty(n, np.float64)
     for i in prange(n):
-        if hi[i] <= s0[i]:
+        if hi[i] <= _segment(starts, qcode, i)[0]:
             out[i] = np.nan
             continue
         r = rows[hi[i] - 1]

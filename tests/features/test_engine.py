@@ -322,6 +322,24 @@ def test_engine_equals_the_naive_reference(seed):
                                    rtol=1e-9, atol=1e-9, equal_nan=True, err_msg=name)
 
 
+def test_few_rows_in_a_large_vocabulary_match_the_naive_reference():
+    """Few transactions scored against a vocabulary far larger than the data: the engine
+    numbers only the codes present instead of a segment table for every code."""
+    tables = _world_with_ties(3)
+    accounts = tables["accounts"]
+    extra = accounts.iloc[[0] * 40_000].reset_index(drop=True)
+    extra["account_id"] = [f"Z{i:06d}" for i in range(len(extra))]
+    padded = {**tables, "accounts": pd.concat([accounts, extra], ignore_index=True)}
+    n = len(tables["transactions"])
+    assert 4 * (n + n) + 1024 < len(extra)  # the sparse case, for every account side
+    rows = np.arange(n - 6, n)
+    fast = compute_features(padded, rows=rows)
+    slow = reference_features(tables, FeaturesConfig()).iloc[rows]
+    for name in slow.columns:
+        np.testing.assert_allclose(fast[name].to_numpy(dtype=float), slow[name].to_numpy(dtype=float),
+                                   rtol=1e-9, atol=1e-9, equal_nan=True, err_msg=name)
+
+
 # --------------------------------------------------------------------------- leakage
 
 
