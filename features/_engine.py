@@ -35,8 +35,11 @@ _ENTITY_COLUMNS = {
     "events": {"account": ("account_id",), "device": ("device_id",)},
 }
 _SUM_MODES = {"sum": K.SUM, "mean": K.MEAN, "ratio_to_mean": K.RATIO_TO_MEAN}
-_POSITION_MODES = {"since_last": K.SINCE_LAST, "since_first": K.SINCE_FIRST,
-                   "first_use": K.FIRST_USE, "seen_before": K.SEEN, "seen_flag": K.SEEN}
+# Features of an entity's history before the transaction, from one time-ordered pass.
+_HISTORY_MODES = {"since_last": K.SINCE_LAST, "since_first": K.SINCE_FIRST,
+                  "first_use": K.FIRST_USE, "seen_before": K.SEEN, "seen_flag": K.SEEN,
+                  "last_distance": K.DISTANCE, "last_speed": K.SPEED}
+_NONE = np.empty(0)  # no values: an argument a kernel does not read in this mode
 _BLACKLIST_TYPES = {"account": ("account",), "device": ("device",), "ip": ("ip",),
                     "counterparty": ("counterparty", "account"), "merchant": ("merchant",)}
 
@@ -406,8 +409,8 @@ class FeatureEngine:
             return self._blacklist(f)
         if f.source == "labels":
             return self._merchant_fraud(f)
-        if f.agg in ("last_distance", "last_speed"):
-            return self._last_location(f)
+        if f.agg in _HISTORY_MODES:
+            return self._history(f)
         side = self.side(f.source, f.entity, f.where)
         n = len(self.q)
         if side is None:
@@ -432,10 +435,6 @@ class FeatureEngine:
             n_cats = self._vocab[_DOMAIN_OF[(f.source, f.of)]]
             return K.window_nunique(data_cats[side.rows], lo, hi, current, n_cats, side.qcode,
                                     numba.get_num_threads())
-        if f.agg in _POSITION_MODES:
-            unit = _US_PER[f.unit] if f.agg.startswith("since_") else 1.0
-            return K.agg_position(side.ets, side.starts, hi, side.qcode, self.qts,
-                                  _POSITION_MODES[f.agg], unit)
         raise ValueError(f"feature {f.name}: unknown aggregation {f.agg!r}")
 
     def _value(self, f: Feature):
@@ -496,18 +495,53 @@ class FeatureEngine:
             raise ValueError(f"feature {f.name} needs {name} declared before it in the catalog")
         return self._values_out[name]
 
-    def _last_location(self, f: Feature):
-        where = "located" if f.where is None else f.where
-        side = self.side(f.source, f.entity, where)
+    def _history(self, f: Feature):
+        """Time since the entity's last or first earlier row, whether it has one, or the
+        distance and speed from the last one's location (see ``K.sweep_history``)."""
+        key = _history_key(f)
         n = len(self.q)
-        if side is None:
+        if key not in self._sides:
+            self._sides[key] = self._sweep_history(*key[:3], located=key[3] == "located")
+        state = self._sides[key]
+        if state is None:
             return np.full(n, np.nan)
-        _, hi = self.window(side, None)
-        return K.last_location(side.rows, side.ets, side.starts, hi, side.qcode,
-                               side.frame["lat"].to_numpy(dtype=float),
-                               side.frame["lon"].to_numpy(dtype=float),
-                               self._query_values("lat"), self._query_values("lon"), self.qts,
-                               f.agg == "last_speed")
+        unit = _US_PER[f.unit] if f.agg.startswith("since_") else 1.0
+        located = f.agg in ("last_distance", "last_speed")
+        return K.history_feature(*state, self._key("queries", f.entity), self.qts,
+                                 self._query_values("lat") if located else _NONE,
+                                 self._query_values("lon") if located else _NONE,
+                                 _HISTORY_MODES[f.agg], unit)
+
+    def _sweep_history(self, source: str, entity: str, where: str | None, located: bool):
+        frame = self.tables.get(source)
+        if frame is None:
+            return None
+        ecode, ets = self._key(source, entity), self._times(source)
+        mask = self._mask(source, where)
+        rows = np.flatnonzero(ecode >= 0 if mask is None else mask & (ecode >= 0))
+        dts = ets[rows]
+        if len(dts) > 1 and not bool(np.all(dts[1:] >= dts[:-1])):
+            rows = rows[np.argsort(dts, kind="stable")]  # ties keep their row order
+            dts = ets[rows]
+        qcode = self._key("queries", entity)
+        n_codes = 1 + max(int(ecode.max()) if len(ecode) else -1,
+                          int(qcode.max()) if len(qcode) else -1)
+        if located:
+            lat = frame["lat"].to_numpy(dtype=float)[rows]
+            lon = frame["lon"].to_numpy(dtype=float)[rows]
+        else:
+            lat = lon = _NONE
+        return K.sweep_history(ecode[rows], dts, lat, lon, self._time_order(), qcode, self.qts,
+                               n_codes, located)
+
+    def _time_order(self) -> np.ndarray:
+        """The queries in time order (ties in their given order)."""
+        if "_time_order" not in self._cache:
+            q = self.qts
+            self._cache["_time_order"] = (
+                np.arange(len(q)) if len(q) < 2 or bool(np.all(q[1:] >= q[:-1]))
+                else np.argsort(q, kind="stable"))
+        return self._cache["_time_order"]
 
     def _merchant_fraud(self, f: Feature):
         labels = self.tables.get("labels")
@@ -606,9 +640,18 @@ def _sides_of(f: Feature) -> list[tuple]:
         return []
     if f.source == "labels":
         return [("labels", "merchant", None), ("transactions", "merchant", None)]
-    if f.agg in ("last_distance", "last_speed"):
-        return [(f.source, f.entity, f.where or "located")]
+    if f.agg in _HISTORY_MODES:
+        return [_history_key(f)]
     return [(f.source, f.entity, f.where)]
+
+
+def _history_key(f: Feature) -> tuple:
+    """The history pass a feature reads: its rows, and whether it needs their locations
+    (a location feature without a row filter reads the rows that have one)."""
+    if f.agg in ("last_distance", "last_speed"):
+        where = f.where or "located"
+        return (f.source, f.entity, where, "located")
+    return (f.source, f.entity, f.where, "times")
 
 
 def compute_features(tables: Mapping[str, pd.DataFrame], *,

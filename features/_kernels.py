@@ -225,32 +225,7 @@ def agg_zscore(prefix, values, prefix2, values2, lo, hi, qcode, qv):
     return out
 
 
-SINCE_LAST, SINCE_FIRST, FIRST_USE, SEEN = 0, 1, 2, 3
-
-
-@njit(cache=True, parallel=True)
-def agg_position(ets, starts, hi, qcode, qts, mode, unit):
-    """Features of where the query falls in its entity's history: time since the last
-    (``SINCE_LAST``, NaN without one) or first (``SINCE_FIRST``, 0 without one) earlier
-    row, in ``unit`` microseconds; 1/0 for no earlier row (``FIRST_USE``) or some
-    (``SEEN``). NaN without an entity."""
-    n = len(hi)
-    out = np.empty(n, np.float64)
-    for i in prange(n):
-        if qcode[i] < 0:
-            out[i] = np.nan
-            continue
-        a = starts[qcode[i]]
-        earlier = hi[i] > a
-        if mode == SINCE_LAST:
-            out[i] = (qts[i] - ets[hi[i] - 1]) / unit if earlier else np.nan
-        elif mode == SINCE_FIRST:
-            out[i] = (qts[i] - ets[a]) / unit if earlier else 0.0
-        elif mode == FIRST_USE:
-            out[i] = 0.0 if earlier else 1.0
-        else:
-            out[i] = 1.0 if earlier else 0.0
-    return out
+SINCE_LAST, SINCE_FIRST, FIRST_USE, SEEN, DISTANCE, SPEED = 0, 1, 2, 3, 4, 5
 
 
 @njit(cache=True, parallel=True)
@@ -434,20 +409,86 @@ def haversine_km(lat1, lon1, lat2, lon2):
     return out
 
 
+NEVER = np.iinfo(np.int64).min
+
+
+@njit(cache=True)
+def sweep_history(dcode, dts, dlat, dlon, order, qcode, qts, n_codes, located):
+    """Each query's entity history before it, from one pass in time order.
+
+    Data rows (``dcode``, ``dts``; codes >= 0, in time order) are merged with the queries
+    visited in ``order`` (time order). Before each query, the rows strictly earlier than
+    it update a per-entity state: first and last time seen, and, when ``located``, the
+    location of the last row (``dlat``/``dlon``; a later row tied in time wins, as in
+    the sorted sides). The state is one small table per entity, so the pass reads the data
+    and queries in order and touches nothing else at random: its cost grows with the rows,
+    not with how far apart an entity's rows are.
+
+    Returns, by query: first and last earlier time (``NEVER`` if none, or without an
+    entity) and the last location (NaN unless ``located``).
+    """
+    n = len(order)
+    first = np.full(n_codes, NEVER, np.int64)
+    last = np.full(n_codes, NEVER, np.int64)
+    lat = np.full(n_codes if located else 0, np.nan)
+    lon = np.full(n_codes if located else 0, np.nan)
+    q_first = np.full(len(qcode), NEVER, np.int64)
+    q_last = np.full(len(qcode), NEVER, np.int64)
+    q_lat = np.full(len(qcode) if located else 0, np.nan)
+    q_lon = np.full(len(qcode) if located else 0, np.nan)
+    j = 0
+    m = len(dts)
+    for k in range(n):
+        i = order[k]
+        t = qts[i]
+        while j < m and dts[j] < t:
+            c = dcode[j]
+            if first[c] == NEVER:
+                first[c] = dts[j]
+            last[c] = dts[j]
+            if located:
+                lat[c] = dlat[j]
+                lon[c] = dlon[j]
+            j += 1
+        c = qcode[i]
+        if 0 <= c < n_codes:
+            q_first[i] = first[c]
+            q_last[i] = last[c]
+            if located:
+                q_lat[i] = lat[c]
+                q_lon[i] = lon[c]
+    return q_first, q_last, q_lat, q_lon
+
+
 @njit(cache=True, parallel=True)
-def last_location(rows, ets, starts, hi, qcode, lat, lon, qlat, qlon, qts, speed):
-    """Distance in km from each query to its entity's last earlier row (``rows`` index the
-    source's ``lat``/``lon``), or the implied speed in km/h when ``speed`` (at least a
-    minute apart). NaN without an earlier row."""
-    n = len(hi)
+def history_feature(q_first, q_last, q_lat, q_lon, qcode, qts, qlat, qlon, mode, unit):
+    """A feature of where each query falls in its entity's history, from
+    :func:`sweep_history` (NaN without an entity): time since the last (``SINCE_LAST``,
+    NaN without one) or first (``SINCE_FIRST``, 0 without one) earlier row, in ``unit``
+    microseconds; 1/0 for no earlier row (``FIRST_USE``) or some (``SEEN``); the distance
+    in km from the last earlier row's location (``DISTANCE``) or the implied speed in km/h
+    (``SPEED``, at least a minute apart), NaN without an earlier row."""
+    n = len(qcode)
     out = np.empty(n, np.float64)
     for i in prange(n):
-        if hi[i] <= _segment(starts, qcode, i)[0]:
+        if qcode[i] < 0:
             out[i] = np.nan
             continue
-        r = rows[hi[i] - 1]
-        d = _haversine(lat[r], lon[r], qlat[i], qlon[i])
-        if speed:
-            d = d / max((qts[i] - ets[hi[i] - 1]) / 3.6e9, 1 / 60)
-        out[i] = d
+        earlier = q_first[i] != NEVER
+        if mode == SINCE_LAST:
+            out[i] = (qts[i] - q_last[i]) / unit if earlier else np.nan
+        elif mode == SINCE_FIRST:
+            out[i] = (qts[i] - q_first[i]) / unit if earlier else 0.0
+        elif mode == FIRST_USE:
+            out[i] = 0.0 if earlier else 1.0
+        elif mode == SEEN:
+            out[i] = 1.0 if earlier else 0.0
+        elif not earlier:
+            out[i] = np.nan
+        else:
+            d = _haversine(q_lat[i], q_lon[i], qlat[i], qlon[i])
+            if mode == SPEED:
+                d = d / max((qts[i] - q_last[i]) / 3.6e9, 1 / 60)
+            out[i] = d
     return out
+
