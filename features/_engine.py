@@ -2,8 +2,11 @@
 
 For each (source table, entity, row filter) the data rows are sorted once by (entity, time);
 every feature on that key reuses the sorted arrays, and every window length is searched
-once and shared by the features that use it. Aggregates come from the compiled kernels in
-``_kernels.py``. Nothing here loops over rows in Python.
+once and shared by the features that use it. Features of an entity's history before the
+transaction (time since its last or first row, first use, distance from its last location)
+need no window: they come from one pass over the rows and queries in time order that keeps
+a small state per entity. Aggregates come from the compiled kernels in ``_kernels.py``.
+Nothing here loops over rows in Python.
 """
 
 from __future__ import annotations
