@@ -43,6 +43,7 @@ _HISTORY_MODES = {"since_last": K.SINCE_LAST, "since_first": K.SINCE_FIRST,
                   "first_use": K.FIRST_USE, "seen_before": K.SEEN, "seen_flag": K.SEEN,
                   "last_distance": K.DISTANCE, "last_speed": K.SPEED}
 _NONE = np.empty(0)  # no values: an argument a kernel does not read in this mode
+_COUNT_ALL = np.int64(2**62)  # a window longer than any history: nothing ever leaves it
 _BLACKLIST_TYPES = {"account": ("account",), "device": ("device",), "ip": ("ip",),
                     "counterparty": ("counterparty", "account"), "merchant": ("merchant",)}
 
@@ -388,6 +389,23 @@ class FeatureEngine:
         for i, f in enumerate(catalog):
             for key in _sides_of(f):
                 last_use[key] = i
+        # Sides whose features are all window counts (and the merchant fraud rate's
+        # transaction counts) are counted in one time-ordered pass (K.window_counts), for
+        # every window length they need; the other sides are sorted and searched.
+        aggs, windows = {}, {}
+        for f in catalog:
+            if f.source == "labels":  # fraud reports, and transactions at the merchant
+                for key in (("labels", "merchant", None), ("transactions", "merchant", None)):
+                    aggs.setdefault(key, set()).add("count")
+                    windows.setdefault(key, set()).add(f.window)
+            elif f.source != "blacklist" and f.agg != "value":
+                key = (f.source, f.entity, f.where)
+                aggs.setdefault(key, set()).add(f.agg)
+                windows.setdefault(key, set()).add(f.window)
+        self._count_windows = {k: sorted(w, key=str) for k, w in windows.items()
+                               if aggs[k] == {"count"}
+                               or k in (("labels", "merchant", None),
+                                        ("transactions", "merchant", None))}
         self._prefetch_codes(catalog)
         columns = {}
         for i, f in enumerate(catalog):
@@ -414,6 +432,12 @@ class FeatureEngine:
             return self._merchant_fraud(f)
         if f.agg in _HISTORY_MODES:
             return self._history(f)
+        if f.agg == "count" and (f.source, f.entity, f.where) in self._count_windows:
+            count = self._window_count(f.source, f.entity, f.where, f.window)
+            if count is None:
+                return np.full(len(self.q), np.nan)
+            qcode = self._key("queries", f.entity)
+            return np.where(qcode < 0, np.nan, count + self._current(f))
         side = self.side(f.source, f.entity, f.where)
         n = len(self.q)
         if side is None:
@@ -519,23 +543,44 @@ class FeatureEngine:
         frame = self.tables.get(source)
         if frame is None:
             return None
-        ecode, ets = self._key(source, entity), self._times(source)
-        mask = self._mask(source, where)
-        rows = np.flatnonzero(ecode >= 0 if mask is None else mask & (ecode >= 0))
-        dts = ets[rows]
-        if len(dts) > 1 and not bool(np.all(dts[1:] >= dts[:-1])):
-            rows = rows[np.argsort(dts, kind="stable")]  # ties keep their row order
-            dts = ets[rows]
+        rows, dcode, dts = self._time_rows(source, entity, where)
         qcode = self._key("queries", entity)
-        n_codes = 1 + max(int(ecode.max()) if len(ecode) else -1,
-                          int(qcode.max()) if len(qcode) else -1)
         if located:
             lat = frame["lat"].to_numpy(dtype=float)[rows]
             lon = frame["lon"].to_numpy(dtype=float)[rows]
         else:
             lat = lon = _NONE
-        return K.sweep_history(ecode[rows], dts, lat, lon, self._time_order(), qcode, self.qts,
-                               n_codes, located)
+        return K.sweep_history(dcode, dts, lat, lon, self._time_order(), qcode, self.qts,
+                               _n_codes(dcode, qcode), located)
+
+    def _time_rows(self, source: str, entity: str, where: str | None):
+        """The rows of a source that pass a filter and have an entity, in time order (ties
+        in row order): their positions, entity codes and times."""
+        ecode, ets = self._key(source, entity), self._times(source)
+        mask = self._mask(source, where)
+        rows = np.flatnonzero(ecode >= 0 if mask is None else mask & (ecode >= 0))
+        return _in_time_order(rows, ecode[rows], ets[rows])
+
+    def _window_count(self, source: str, entity: str, where: str | None, window: str | None):
+        """Rows of each query's entity in a window, for a side that only counts; the counts
+        of every window length of the side come from one pass, kept until its last use."""
+        key = (source, entity, where, "counts")
+        if key not in self._sides:
+            self._sides[key] = None
+            if self.tables.get(source) is not None:
+                windows = self._count_windows[(source, entity, where)]
+                if source == "labels":
+                    dcode, dts = self._fraud_reports()
+                else:
+                    _, dcode, dts = self._time_rows(source, entity, where)
+                qcode = self._key("queries", entity)
+                lengths = np.array([_COUNT_ALL if w is None else _window_us(w) for w in windows],
+                                   dtype=np.int64)
+                counts = K.window_counts(dcode, dts, self._time_order(), qcode, self.qts, lengths,
+                                         _n_codes(dcode, qcode))
+                self._sides[key] = dict(zip(windows, counts, strict=True))
+        counts = self._sides[key]
+        return None if counts is None else counts[window]
 
     def _time_order(self) -> np.ndarray:
         """The queries in time order (ties in their given order)."""
@@ -547,32 +592,37 @@ class FeatureEngine:
         return self._cache["_time_order"]
 
     def _merchant_fraud(self, f: Feature):
-        labels = self.tables.get("labels")
+        """Fraud reports at the query's merchant in a window, and their rate per
+        transaction there in the same window (0 without transactions)."""
         n = len(self.q)
-        tx = self.tables["transactions"]
-        if labels is None:
+        if self.tables.get("labels") is None:
             return np.full(n, np.nan)
-        key = ("labels", "merchant", None)
-        if key not in self._sides:
-            fraud = labels.loc[labels["is_fraud"].astype(bool), ["tx_id", "reported_at"]]
-            # Probe the many transactions against the few fraud labels (a small hash table);
-            # every fraud report counts, a repeated one too.
-            uniq = pd.Index(fraud["tx_id"].unique())
-            label_of = positions(tx["tx_id"], uniq)
-            matched = np.flatnonzero(label_of >= 0)
-            where = np.full(len(uniq), -1, np.int64)
-            where[label_of[matched]] = matched
-            pos = where[positions(fraud["tx_id"], uniq)]
-            fraud, pos = fraud[pos >= 0], pos[pos >= 0]
-            ecode = self.codes("transactions", "merchant_id")[pos]
-            self._sides[key] = self._make_side(ecode, _micros(fraud["reported_at"]),
-                                               self.codes("queries", "merchant_id"), fraud)
-        side = self._sides[key]
-        lo, hi = self.window(side, f.window)
+        reports = self._window_count("labels", "merchant", None, f.window)
+        qcode = self._key("queries", "merchant")
         if f.agg == "fraud_reports":
-            return K.agg_count(lo, hi, side.qcode, np.zeros(n, dtype=bool))
-        tlo, thi = self.window(self.side("transactions", "merchant"), f.window)
-        return K.fraud_rate(lo, hi, tlo, thi, side.qcode)
+            return np.where(qcode < 0, np.nan, reports)
+        tx = self._window_count("transactions", "merchant", None, f.window)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            rate = np.where(tx > 0, reports / tx, 0.0)
+        return np.where(qcode < 0, np.nan, rate)
+
+    def _fraud_reports(self) -> tuple[np.ndarray, np.ndarray]:
+        """The merchant code and report time of every fraud report, in time order."""
+        labels, tx = self.tables["labels"], self.tables["transactions"]
+        fraud = labels.loc[labels["is_fraud"].astype(bool), ["tx_id", "reported_at"]]
+        # Probe the many transactions against the few fraud labels (a small hash table);
+        # every fraud report counts, a repeated one too.
+        uniq = pd.Index(fraud["tx_id"].unique())
+        label_of = positions(tx["tx_id"], uniq)
+        matched = np.flatnonzero(label_of >= 0)
+        where = np.full(len(uniq), -1, np.int64)
+        where[label_of[matched]] = matched
+        pos = where[positions(fraud["tx_id"], uniq)]
+        fraud, pos = fraud[pos >= 0], pos[pos >= 0]
+        ecode = self.codes("transactions", "merchant_id")[pos]
+        keep = np.flatnonzero(ecode >= 0)
+        _, dcode, dts = _in_time_order(keep, ecode[keep], _micros(fraud["reported_at"])[keep])
+        return dcode, dts
 
     def _blacklist_side(self, entity: str) -> _Side | None:
         key = ("blacklist", entity, None)
@@ -642,10 +692,24 @@ def _sides_of(f: Feature) -> list[tuple]:
     if f.agg == "value" or f.source == "blacklist":
         return []
     if f.source == "labels":
-        return [("labels", "merchant", None), ("transactions", "merchant", None)]
+        return [("labels", "merchant", None, "counts"),
+                ("transactions", "merchant", None, "counts")]
     if f.agg in _HISTORY_MODES:
         return [_history_key(f)]
-    return [(f.source, f.entity, f.where)]
+    return [(f.source, f.entity, f.where), (f.source, f.entity, f.where, "counts")]
+
+
+def _in_time_order(rows, codes, times):
+    """Rows with their codes and times, put in time order if they are not (stable)."""
+    if len(times) > 1 and not bool(np.all(times[1:] >= times[:-1])):
+        order = np.argsort(times, kind="stable")
+        rows, codes, times = rows[order], codes[order], times[order]
+    return rows, codes, times
+
+
+def _n_codes(dcode: np.ndarray, qcode: np.ndarray) -> int:
+    """Size of a table indexed by the codes of data rows and queries."""
+    return 1 + max(int(dcode.max()) if len(dcode) else -1, int(qcode.max()) if len(qcode) else -1)
 
 
 def _history_key(f: Feature) -> tuple:

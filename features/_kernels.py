@@ -229,23 +229,6 @@ SINCE_LAST, SINCE_FIRST, FIRST_USE, SEEN, DISTANCE, SPEED = 0, 1, 2, 3, 4, 5
 
 
 @njit(cache=True, parallel=True)
-def fraud_rate(lo, hi, tlo, thi, qcode):
-    """Reports in each window per transaction in the same window (0 without transactions,
-    NaN without an entity)."""
-    n = len(lo)
-    out = np.empty(n, np.float64)
-    for i in prange(n):
-        count = thi[i] - tlo[i]
-        if qcode[i] < 0:
-            out[i] = np.nan
-        elif count > 0:
-            out[i] = (hi[i] - lo[i]) / count
-        else:
-            out[i] = 0.0
-    return out
-
-
-@njit(cache=True, parallel=True)
 def listing_lookup(ets, starts, qts, until, source, qcode):
     """Each query's active listing: the last listing at or before qts whose running
     delisting time is after qts. Returns hit (1/0, NaN without an entity), the listing
@@ -492,3 +475,42 @@ def history_feature(q_first, q_last, q_lat, q_lon, qcode, qts, qlat, qlon, mode,
             out[i] = d
     return out
 
+
+
+@njit(cache=True)
+def window_counts(dcode, dts, order, qcode, qts, windows, n_codes):
+    """Rows of the query's entity in each window (``t - w < time < t``), from one pass in
+    time order: data rows (codes >= 0, in time order) enter a per-entity counter once
+    they are earlier than the query, and leave each window's counter once they are at or
+    before its start. ``windows`` are lengths in microseconds (> 0); queries are visited in
+    ``order`` (time order). The counters (entities x windows) are the only state, so the
+    pass reads its inputs in order and stays in the cache whatever the number of rows.
+
+    Returns the counts, one row per window (0 without an entity).
+    """
+    n_w = len(windows)
+    count = np.zeros((n_codes, n_w), np.int64)
+    out = np.zeros((n_w, len(qcode)), np.int64)
+    leave = np.zeros(n_w, np.int64)
+    j = 0
+    m = len(dts)
+    for k in range(len(order)):
+        i = order[k]
+        t = qts[i]
+        while j < m and dts[j] < t:
+            c = dcode[j]
+            for w in range(n_w):
+                count[c, w] += 1
+            j += 1
+        for w in range(n_w):
+            edge = t - windows[w]
+            x = leave[w]
+            while x < j and dts[x] <= edge:
+                count[dcode[x], w] -= 1
+                x += 1
+            leave[w] = x
+        c = qcode[i]
+        if 0 <= c < n_codes:
+            for w in range(n_w):
+                out[w, i] = count[c, w]
+    return out
