@@ -88,13 +88,18 @@ def _codes(series: list[pd.Series]) -> tuple[list[np.ndarray], int]:
     return out, len(uniques)
 
 
+def _time_sorted(times: np.ndarray) -> bool:
+    """Whether times never decrease (then a stable sort by entity keeps them in order)."""
+    return len(times) < 2 or bool(np.all(times[1:] >= times[:-1]))
+
+
 def _entity_time_order(ecode: np.ndarray, ets: np.ndarray) -> np.ndarray:
     """Row order by (entity, time).
 
     Rows already in time order only need a stable sort by entity: a counting sort, or a
     merge sort when there are few rows for the size of the vocabulary (a rare event type).
     """
-    if len(ets) < 2 or bool(np.all(ets[1:] >= ets[:-1])):
+    if _time_sorted(ets):
         top = int(ecode.max()) if len(ecode) else 0
         if top < 4 * len(ecode) + 1024:
             return K.counting_order(ecode, top + 1)
@@ -526,14 +531,13 @@ class FeatureEngine:
         """Time since the entity's last or first earlier row, whether it has one, or the
         distance and speed from the last one's location (see ``K.sweep_history``)."""
         key = _history_key(f)
-        n = len(self.q)
+        located = key[3] == "located"
         if key not in self._sides:
-            self._sides[key] = self._sweep_history(*key[:3], located=key[3] == "located")
+            self._sides[key] = self._sweep_history(*key[:3], located=located)
         state = self._sides[key]
         if state is None:
-            return np.full(n, np.nan)
+            return np.full(len(self.q), np.nan)
         unit = _US_PER[f.unit] if f.agg.startswith("since_") else 1.0
-        located = f.agg in ("last_distance", "last_speed")
         return K.history_feature(*state, self._key("queries", f.entity), self.qts,
                                  self._query_values("lat") if located else _NONE,
                                  self._query_values("lon") if located else _NONE,
@@ -586,9 +590,8 @@ class FeatureEngine:
         """The queries in time order (ties in their given order)."""
         if "_time_order" not in self._cache:
             q = self.qts
-            self._cache["_time_order"] = (
-                np.arange(len(q)) if len(q) < 2 or bool(np.all(q[1:] >= q[:-1]))
-                else np.argsort(q, kind="stable"))
+            self._cache["_time_order"] = (np.arange(len(q)) if _time_sorted(q)
+                                          else np.argsort(q, kind="stable"))
         return self._cache["_time_order"]
 
     def _merchant_fraud(self, f: Feature):
@@ -701,7 +704,7 @@ def _sides_of(f: Feature) -> list[tuple]:
 
 def _in_time_order(rows, codes, times):
     """Rows with their codes and times, put in time order if they are not (stable)."""
-    if len(times) > 1 and not bool(np.all(times[1:] >= times[:-1])):
+    if not _time_sorted(times):
         order = np.argsort(times, kind="stable")
         rows, codes, times = rows[order], codes[order], times[order]
     return rows, codes, times
