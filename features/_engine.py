@@ -24,6 +24,7 @@ from fraudlab.data_contracts import parse_duration
 from . import _kernels as K
 from ._catalog import CATALOG, Feature
 from ._config import FeaturesConfig
+from ._factorize import factorize_strings
 from ._lookup import positions
 from ._memory import reuse_freed_memory
 
@@ -77,15 +78,12 @@ _DOMAIN_LISTINGS = {"account": ("account", "counterparty"), "device": ("device",
 
 def _codes(series: list[pd.Series]) -> tuple[list[np.ndarray], int]:
     """Integer codes (-1 for null) of several columns over one shared vocabulary."""
-    lengths = [len(x) for x in series]
-    both = pd.concat([x.reset_index(drop=True) for x in series], ignore_index=True)
-    codes, uniques = pd.factorize(both, use_na_sentinel=True)
-    codes = codes.astype(np.int64)
+    codes, n_codes = factorize_strings(series)
     out, start = [], 0
-    for n in lengths:
-        out.append(codes[start:start + n])
-        start += n
-    return out, len(uniques)
+    for x in series:
+        out.append(codes[start:start + len(x)])
+        start += len(x)
+    return out, n_codes
 
 
 def _time_sorted(times: np.ndarray) -> bool:
