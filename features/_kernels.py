@@ -115,6 +115,65 @@ def window_starts(ets, starts, qcode, hi, qts, window):
 
 
 @njit(cache=True)
+def own_window_ends(ets, ecode):
+    """For every sorted row, the end of its own windows: the first row of its segment at
+    its time (rows tied with it are not before it). One ordered pass."""
+    m = len(ets)
+    hi = np.empty(m, np.int64)
+    for k in range(m):
+        if k > 0 and ecode[k] == ecode[k - 1] and ets[k] == ets[k - 1]:
+            hi[k] = hi[k - 1]
+        else:
+            hi[k] = k
+    return hi
+
+
+@njit(cache=True)
+def own_window_starts(ets, ecode, hi, window):
+    """For every sorted row, the start of its own window: the first row of its segment
+    with ets > (its time - window), found by a pointer that only moves forward (``window``
+    < 0: the segment start)."""
+    m = len(ets)
+    lo = np.empty(m, np.int64)
+    a = 0  # start of the current segment
+    p = 0
+    for k in range(m):
+        if k == 0 or ecode[k] != ecode[k - 1]:
+            a = k
+            p = k
+        if window >= 0:
+            edge = ets[k] - window
+            while p < hi[k] and ets[p] <= edge:
+                p += 1
+            lo[k] = p
+        else:
+            lo[k] = a
+    return lo
+
+
+@njit(cache=True, parallel=True)
+def own_positions(sorted_rows, rows, n_rows):
+    """Where each of ``rows`` (positions in the source) lies among the side's sorted rows,
+    -1 for a row the side does not hold."""
+    pos = np.full(n_rows, -1, np.int64)
+    for k in prange(len(sorted_rows)):
+        pos[sorted_rows[k]] = k
+    out = np.empty(len(rows), np.int64)
+    for i in prange(len(rows)):
+        out[i] = pos[rows[i]]
+    return out
+
+
+@njit(cache=True, parallel=True)
+def take_or_nan(values, where):
+    """values[where], NaN where ``where`` < 0."""
+    out = np.empty(len(where), np.float64)
+    for i in prange(len(where)):
+        out[i] = values[where[i]] if where[i] >= 0 else np.nan
+    return out
+
+
+@njit(cache=True)
 def segment_prefix(ecode, values):
     """Exclusive prefix sums that restart at every entity: out[k] = sum(values[start:k])."""
     m = len(values)
