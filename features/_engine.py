@@ -440,8 +440,7 @@ class FeatureEngine:
             count = self._window_count(f.source, f.entity, f.where, f.window)
             if count is None:
                 return np.full(len(self.q), np.nan)
-            qcode = self._key("queries", f.entity)
-            return np.where(qcode < 0, np.nan, count + self._current(f))
+            return K.count_feature(count, self._key("queries", f.entity), self._current(f))
         side = self.side(f.source, f.entity, f.where)
         n = len(self.q)
         if side is None:
@@ -651,11 +650,9 @@ class FeatureEngine:
         reports = self._window_count("labels", "merchant", None, f.window)
         qcode = self._key("queries", "merchant")
         if f.agg == "fraud_reports":
-            return np.where(qcode < 0, np.nan, reports)
-        tx = self._window_count("transactions", "merchant", None, f.window)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            rate = np.where(tx > 0, reports / tx, 0.0)
-        return np.where(qcode < 0, np.nan, rate)
+            return K.count_feature(reports, qcode, np.zeros(n, dtype=bool))
+        return K.rate_feature(reports, self._window_count("transactions", "merchant", None,
+                                                          f.window), qcode)
 
     def _fraud_reports(self) -> tuple[np.ndarray, np.ndarray]:
         """The merchant code and report time of every fraud report, in time order."""
@@ -700,32 +697,39 @@ class FeatureEngine:
         self._sides[key] = side
         return side
 
-    def _blacklist_entity(self, entity: str):
-        """For one entity: hit (0/1/NaN), listing time of the active listing, its source."""
-        key = ("_blacklist_result", entity)
+    def _blacklist_hit(self, entity: str) -> np.ndarray:
+        """Whether the query's entity is listed (1/0/NaN), once per entity; the newest
+        active listing over the entities looked up so far is kept as it goes (see
+        ``_newest_listing``)."""
+        key = ("_blacklist_hit", entity)
         if key not in self._cache:
-            self._cache[key] = self._blacklist_lookup(entity)
+            n = len(self.q)
+            if "_newest_listing" not in self._cache:
+                self._cache["_newest_listing"] = (np.full(n, -1, np.int64),
+                                                  np.full(n, -1, np.int64),
+                                                  np.full(n, len(_BLACKLIST_TYPES), np.int64))
+            side = self._blacklist_side(entity)
+            if side is None or not len(side.ets):
+                hit = np.full(n, np.nan) if side is None else np.where(side.qcode >= 0, 0.0, np.nan)
+            else:
+                hit = K.listing_lookup(side.ets, side.starts, self.qts, side.until, side.source,
+                                       side.qcode, list(_BLACKLIST_TYPES).index(entity),
+                                       *self._cache["_newest_listing"])
+            self._cache[key] = hit
         return self._cache[key]
 
-    def _blacklist_lookup(self, entity: str):
-        n = len(self.q)
-        side = self._blacklist_side(entity)
-        if side is None or not len(side.ets):
-            hit = np.full(n, np.nan) if side is None else np.where(side.qcode >= 0, 0.0, np.nan)
-            return hit, np.full(n, -1, np.int64), np.full(n, -1, np.int64)
-        return K.listing_lookup(side.ets, side.starts, self.qts, side.until, side.source,
-                                side.qcode)
+    def _newest_listing(self) -> tuple[np.ndarray, np.ndarray]:
+        """Listing time and source code of the newest active listing of any of the query's
+        entities (-1 if none; between equal times, the entity first in ``_BLACKLIST_TYPES``)."""
+        for entity in _BLACKLIST_TYPES:
+            self._blacklist_hit(entity)
+        listed, source, _ = self._cache["_newest_listing"]
+        return listed, source
 
     def _blacklist(self, f: Feature):
         if f.agg == "blacklist_hit":
-            return self._blacklist_entity(f.entity)[0]
-        listed = np.full(len(self.q), -1, np.int64)
-        source = np.full(len(self.q), -1, np.int64)
-        for entity in _BLACKLIST_TYPES:
-            _, when, src = self._blacklist_entity(entity)
-            newer = when > listed
-            listed = np.where(newer, when, listed)
-            source = np.where(newer, src, source)
+            return self._blacklist_hit(f.entity)
+        listed, source = self._newest_listing()
         if f.agg == "blacklist_days":
             return np.where(listed >= 0, (self.qts - listed) / _US_PER["days"], np.nan)
         names = list(getattr(self, "_bl_sources", []))

@@ -165,6 +165,29 @@ def own_positions(sorted_rows, rows, n_rows):
 
 
 @njit(cache=True, parallel=True)
+def count_feature(count, qcode, cur):
+    """A window count as a feature: ``count`` (+1 where ``cur``), NaN without an entity."""
+    n = len(qcode)
+    out = np.empty(n, np.float64)
+    for i in prange(n):
+        out[i] = np.nan if qcode[i] < 0 else count[i] + (1 if cur[i] else 0)
+    return out
+
+
+@njit(cache=True, parallel=True)
+def rate_feature(num, den, qcode):
+    """num / den (0 where den is 0), NaN without an entity."""
+    n = len(qcode)
+    out = np.empty(n, np.float64)
+    for i in prange(n):
+        if qcode[i] < 0:
+            out[i] = np.nan
+        else:
+            out[i] = num[i] / den[i] if den[i] > 0 else 0.0
+    return out
+
+
+@njit(cache=True, parallel=True)
 def take_or_nan(values, where):
     """values[where], NaN where ``where`` < 0."""
     out = np.empty(len(where), np.float64)
@@ -288,26 +311,28 @@ SINCE_LAST, SINCE_FIRST, FIRST_USE, SEEN, DISTANCE, SPEED = 0, 1, 2, 3, 4, 5
 
 
 @njit(cache=True, parallel=True)
-def listing_lookup(ets, starts, qts, until, source, qcode):
+def listing_lookup(ets, starts, qts, until, source, qcode, rank, listed, src, by):
     """Each query's active listing: the last listing at or before qts whose running
-    delisting time is after qts. Returns hit (1/0, NaN without an entity), the listing
-    time (-1 if none) and its source code (-1 if none)."""
+    delisting time is after qts. Returns the hit (1/0, NaN without an entity); the
+    listing time and source code go into ``listed`` and ``src`` where this listing is
+    newer than the one there (listed by ``by``), or as new but of an earlier ``rank``."""
     n = len(qts)
     hit = np.empty(n, np.float64)
-    listed = np.full(n, -1, np.int64)
-    src = np.full(n, -1, np.int64)
     for i in prange(n):
         a, e = _segment(starts, qcode, i)
         h = _upper(ets, a, e, qts[i])
         active = h > a and qts[i] < until[h - 1]
         if active:
-            listed[i] = ets[h - 1]
-            src[i] = source[h - 1]
+            t = ets[h - 1]
+            if t > listed[i] or (t == listed[i] and rank < by[i]):
+                listed[i] = t
+                src[i] = source[h - 1]
+                by[i] = rank
         if qcode[i] < 0:
             hit[i] = np.nan
         else:
             hit[i] = 1.0 if active else 0.0
-    return hit, listed, src
+    return hit
 
 
 @njit(cache=True, parallel=True)

@@ -149,6 +149,30 @@ def test_behaviour_counterparty_merchant_blacklist_by_hand(tiny):
     assert f.loc["t0", "blacklist_source"] != f.loc["t0", "blacklist_source"]  # missing
 
 
+@pytest.mark.parametrize("merchant_listed", ["5min", "6min"])
+def test_the_newest_listing_names_the_source_whatever_the_catalog_order(tiny, merchant_listed):
+    """t3 pays merchant M1 on device D1, both listed: the newer listing gives the source;
+    listed at the same time, the device's (entity order: account, device, ip,
+    counterparty, merchant), however the catalog orders the hit features."""
+    bl = tiny["blacklist"]
+    extra = pd.DataFrame({"entity_type": ["merchant"], "entity_value": ["M1"],
+                          "listed_at": [T + pd.Timedelta(merchant_listed)],
+                          "delisted_at": pd.Series([pd.NaT], dtype=bl["delisted_at"].dtype),
+                          "source": ["regulator"], "reason": ["z"]}).astype(bl.dtypes.to_dict())
+    tables = {**tiny, "blacklist": pd.concat([bl, extra], ignore_index=True)}
+    expected = "bank" if merchant_listed == "5min" else "regulator"
+    by_name = {f.name: f for f in CATALOG}
+    for names in (("blacklist_device_hit", "blacklist_merchant_hit", "blacklist_source"),
+                  ("blacklist_merchant_hit", "blacklist_device_hit", "blacklist_source"),
+                  ("blacklist_days_since_listing", "blacklist_source")):
+        f = _by_id(tables, catalog=tuple(by_name[n] for n in names))
+        assert f.loc["t3", "blacklist_source"] == expected, names
+    f = _by_id(tables)
+    assert f.loc["t3", "blacklist_merchant_hit"] == 1 and f.loc["t3", "blacklist_device_hit"] == 1
+    assert f.loc["t3", "blacklist_days_since_listing"] == pytest.approx(
+        (pd.Timedelta("15min") - pd.Timedelta(merchant_listed)) / pd.Timedelta("1D"))
+
+
 def test_calendar_fields_match_pandas_including_before_1970(tiny):
     times = pd.to_datetime(["1969-12-31 23:59:59", "1970-01-01 00:00:00", "2024-02-29 06:59:59",
                             "2024-03-31 02:30:00", "2026-01-05 07:00:00"], utc=True)
