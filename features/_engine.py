@@ -44,6 +44,8 @@ _SUM_MODES = {"sum": K.SUM, "mean": K.MEAN, "ratio_to_mean": K.RATIO_TO_MEAN}
 _HISTORY_MODES = {"since_last": K.SINCE_LAST, "since_first": K.SINCE_FIRST,
                   "first_use": K.FIRST_USE, "seen_before": K.SEEN, "seen_flag": K.SEEN,
                   "last_distance": K.DISTANCE, "last_speed": K.SPEED}
+# History features that need only the first earlier row.
+_FIRST_MODES = ("since_first", "first_use", "seen_before", "seen_flag")
 _NONE = np.empty(0)  # no values: an argument a kernel does not read in this mode
 _COUNT_ALL = np.int64(2**62)  # a window longer than any history: nothing ever leaves it
 _BLACKLIST_TYPES = {"account": ("account",), "device": ("device",), "ip": ("ip",),
@@ -454,7 +456,7 @@ class FeatureEngine:
             qcode, cur = side.ecode, np.full(len(side.ecode), f.include_current)
             qv = partial(self._values, side)
         value = self._aggregate(f, side, lo, hi, qcode, cur, qv)
-        return value if own is None else K.take_or_nan(value, own)
+        return value if own is None else K.take_or(value, own, np.nan)
 
     def _aggregate(self, f: Feature, side: _Side, lo, hi, qcode, cur, qv) -> np.ndarray:
         """A window aggregate for each of ``qcode`` (queries, or the side's own rows),
@@ -497,8 +499,7 @@ class FeatureEngine:
         queries take their row's result. Searching for each query's window instead reads
         the side at random, which costs most once the side is larger than the cache.
         """
-        if (self.rows is None or f.source != "transactions" or f.where is not None
-                or 4 * len(self.rows) < len(self.tables["transactions"])):
+        if not self._owns(f):
             return None
         if "own" not in side.bounds:
             side.bounds["own"] = K.own_positions(side.rows, self.rows,
@@ -577,6 +578,8 @@ class FeatureEngine:
     def _history(self, f: Feature):
         """Time since the entity's last or first earlier row, whether it has one, or the
         distance and speed from the last one's location (see ``K.sweep_history``)."""
+        if f.agg in _FIRST_MODES and "+" in f.entity and self._owns(f):
+            return self._own_pair_history(f)
         key = _history_key(f)
         located = key[3] == "located"
         if key not in self._sides:
@@ -589,6 +592,61 @@ class FeatureEngine:
                                  self._query_values("lat") if located else _NONE,
                                  self._query_values("lon") if located else _NONE,
                                  _HISTORY_MODES[f.agg], unit)
+
+    def _owns(self, f: Feature) -> bool:
+        """Whether the queries are rows of the feature's own table, unfiltered, and at
+        least a quarter of it: then every row's feature is computed in one ordered pass
+        and the queries take their row's (see ``_own_positions``)."""
+        return (self.rows is not None and f.source == "transactions" and f.where is None
+                and 4 * len(self.rows) >= len(self.tables["transactions"]))
+
+    def _own_pair_history(self, f: Feature):
+        """First use, seen before and time since first use of a pair (the account and its
+        channel, device or region) from the account's rows in time order: for each row,
+        when its account first had a row with the same second part, strictly before it.
+        No pair codes are needed, and the table of the second part's first times is read
+        by one account at a time."""
+        key = (f.source, f.entity, f.where, "own")
+        if key not in self._sides:
+            rows, acode, ats, own = self._own_account_order()
+            second = _ENTITY_COLUMNS["transactions"][f.entity][1]
+            codes, n_codes = self._dense_codes(second)
+            first = K.own_pair_first(acode, ats, codes[rows], n_codes)
+            q_first = K.take_or(first, own, K.NEVER)
+            qcode = np.where((own >= 0) & (codes[self.rows] >= 0), 0, -1)
+            self._sides[key] = (q_first, qcode)
+        q_first, qcode = self._sides[key]
+        unit = _US_PER[f.unit] if f.agg.startswith("since_") else 1.0
+        return K.history_feature(q_first, q_first, _NONE, _NONE, qcode, self.qts, _NONE, _NONE,
+                                 _HISTORY_MODES[f.agg], unit)
+
+    def _own_account_order(self):
+        """The transactions with an account in (account, time) order: their positions,
+        account codes and times, and where each query lies among them."""
+        key = ("transactions", "account", None, "order")
+        if key not in self._sides:
+            okey = ("_order", "transactions", "account")
+            if okey not in self._cache:
+                self._cache[okey] = [self._key("transactions", "account"), None]
+            entry = self._cache[okey]
+            ets = self._times("transactions")
+            if entry[1] is None:
+                entry[1] = _entity_time_order(entry[0], ets)
+            rows, acode, ats = K.gather_side(entry[1], entry[0], ets)
+            own = K.own_positions(rows, self.rows, len(ets))
+            self._sides[key] = (rows, acode, ats, own)
+        return self._sides[key]
+
+    def _dense_codes(self, column: str) -> tuple[np.ndarray, int]:
+        """Dense codes of a transactions column (regions numbered as they appear)."""
+        codes = self.codes("transactions", column)
+        if column != "_region":
+            return codes, self._vocab[_DOMAIN_OF[("transactions", column)]]
+        located = codes >= 0
+        cells, uniques = pd.factorize(codes[located])
+        dense = np.full(len(codes), -1, np.int64)
+        dense[located] = cells
+        return dense, len(uniques)
 
     def _sweep_history(self, source: str, entity: str, where: str | None, located: bool):
         frame = self.tables.get(source)
@@ -750,7 +808,8 @@ def _sides_of(f: Feature) -> list[tuple]:
         return [("labels", "merchant", None, "counts"),
                 ("transactions", "merchant", None, "counts")]
     if f.agg in _HISTORY_MODES:
-        return [_history_key(f)]
+        own = [(f.source, f.entity, f.where, "own"), ("transactions", "account", None, "order")]
+        return [_history_key(f)] + (own if "+" in f.entity else [])
     return [(f.source, f.entity, f.where), (f.source, f.entity, f.where, "counts")]
 
 

@@ -187,15 +187,6 @@ def rate_feature(num, den, qcode):
     return out
 
 
-@njit(cache=True, parallel=True)
-def take_or_nan(values, where):
-    """values[where], NaN where ``where`` < 0."""
-    out = np.empty(len(where), np.float64)
-    for i in prange(len(where)):
-        out[i] = values[where[i]] if where[i] >= 0 else np.nan
-    return out
-
-
 @njit(cache=True)
 def segment_prefix(ecode, values):
     """Exclusive prefix sums that restart at every entity: out[k] = sum(values[start:k])."""
@@ -525,6 +516,43 @@ def sweep_history(dcode, dts, dlat, dlon, order, qcode, qts, n_codes, located):
                 q_lat[i] = lat[c]
                 q_lon[i] = lon[c]
     return q_first, q_last, q_lat, q_lon
+
+
+@njit(cache=True)
+def own_pair_first(ecode, ets, second, n_second):
+    """For every row sorted by (entity, time): the first time its entity had a row with
+    the same ``second`` code strictly before it (``NEVER`` if none, or if ``second`` < 0).
+
+    Per second code, the table keeps in which entity's rows it was last seen (that
+    segment's start) and its first time there, so it is never cleared between entities.
+    """
+    m = len(ets)
+    out = np.empty(m, np.int64)
+    seen_in = np.full(n_second, -1, np.int64)
+    first = np.empty(n_second, np.int64)
+    start = 0
+    for k in range(m):
+        if k > 0 and ecode[k] != ecode[k - 1]:
+            start = k
+        c = second[k]
+        if c < 0:
+            out[k] = NEVER
+        elif seen_in[c] != start:
+            seen_in[c] = start
+            first[c] = ets[k]
+            out[k] = NEVER
+        else:  # seen earlier in this segment: before this row unless tied with it
+            out[k] = first[c] if first[c] < ets[k] else NEVER
+    return out
+
+
+@njit(cache=True, parallel=True)
+def take_or(values, where, default):
+    """values[where], ``default`` where ``where`` < 0."""
+    out = np.empty(len(where), values.dtype)
+    for i in prange(len(where)):
+        out[i] = values[where[i]] if where[i] >= 0 else default
+    return out
 
 
 @njit(cache=True, parallel=True)
