@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import tempfile
@@ -29,17 +28,13 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from _common import reference_seconds
+from _common import peak_rss_mb, reference_seconds
 
 WINDOWS = ("10min", "1h", "24h", "7d", "30d")
 SUBSET = ([f"{k}_{w}" for w in WINDOWS for k in ("tx_count", "amount_sum", "amount_mean", "amount_max")]
           + ["small_tx_count_10min", "small_tx_count_1h", "seconds_since_prev_tx"]
           + [f"{e}_count_{w}" for e in ("login_failed", "password_reset", "otp_failed") for w in ("1h", "24h")]
           + ["blacklist_device_hit", "blacklist_ip_hit"])
-
-
-def _peak_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def pandas_features(tables: dict, small: float) -> pd.DataFrame:
@@ -90,7 +85,7 @@ def worker(kind: str, folder: str) -> None:
     raw = load_raw(folder)
     tables = {k: t.frame for k, t in raw.tables.items()}
     tables["transactions"] = tables["transactions"].sort_values("ts", kind="stable").reset_index(drop=True)
-    base = _peak_mb()
+    base = peak_rss_mb()
     if kind != "pandas":  # compile (or load the cache of) the kernels outside the timing
         compute_features({k: (v.head(2000) if k == "transactions" else v) for k, v in tables.items()})
     contract = 0.0
@@ -130,7 +125,7 @@ def worker(kind: str, folder: str) -> None:
               "first_run_seconds": sum(first) if kind == "engine" else None,
               "rows": n_rows if f is None else len(f),
               "features": len(CATALOG) if f is None else f.shape[1],
-              "peak_mb": _peak_mb(), "load_peak_mb": base}
+              "peak_mb": peak_rss_mb(), "load_peak_mb": base}
     if kind in ("pandas", "subset"):
         path = Path(folder) / f"_{kind}.parquet"
         f.reset_index(drop=True).to_parquet(path)
