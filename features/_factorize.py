@@ -74,11 +74,11 @@ def _hash_chunk(offsets, data, valid, off, n, out, null, start, keep):
 def _number(h, null):
     """Codes of the distinct hashes in order of first appearance (-1 where null), and the
     row where each code first appears. Open addressing over a power-of-two table kept at
-    most half full."""
+    most half full; a slot holds the hash and its code + 1 (0: empty) side by side, so a
+    probe reads one cache line."""
     n = len(h)
     size = 1 << 12
-    keys = np.zeros(size, np.uint64)
-    slot = np.full(size, -1, np.int64)
+    table = np.zeros((size, 2), np.uint64)
     codes = np.empty(n, np.int64)
     first = np.empty(1024, np.int64)
     u = 0
@@ -89,33 +89,32 @@ def _number(h, null):
         x = h[i]
         mask = size - 1
         s = np.int64(x & np.uint64(mask))
-        while slot[s] >= 0 and keys[s] != x:
+        while table[s, 1] != 0 and table[s, 0] != x:
             s = (s + 1) & mask
-        if slot[s] >= 0:
-            codes[i] = slot[s]
+        if table[s, 1] != 0:
+            codes[i] = np.int64(table[s, 1]) - 1
             continue
         if 2 * (u + 1) > size:  # grow, then find the new key's slot again
             size *= 2
             mask = size - 1
-            new_keys = np.zeros(size, np.uint64)
-            new_slot = np.full(size, -1, np.int64)
-            for t in range(len(keys)):
-                if slot[t] >= 0:
-                    q = np.int64(keys[t] & np.uint64(mask))
-                    while new_slot[q] >= 0:
+            grown = np.zeros((size, 2), np.uint64)
+            for t in range(len(table)):
+                if table[t, 1] != 0:
+                    q = np.int64(table[t, 0] & np.uint64(mask))
+                    while grown[q, 1] != 0:
                         q = (q + 1) & mask
-                    new_keys[q] = keys[t]
-                    new_slot[q] = slot[t]
-            keys, slot = new_keys, new_slot
+                    grown[q, 0] = table[t, 0]
+                    grown[q, 1] = table[t, 1]
+            table = grown
             s = np.int64(x & np.uint64(mask))
-            while slot[s] >= 0:
+            while table[s, 1] != 0:
                 s = (s + 1) & mask
-        keys[s] = x
-        slot[s] = u
+        table[s, 0] = x
+        table[s, 1] = np.uint64(u + 1)
         if u == len(first):
-            grown = np.empty(2 * u, np.int64)
-            grown[:u] = first
-            first = grown
+            more = np.empty(2 * u, np.int64)
+            more[:u] = first
+            first = more
         first[u] = i
         codes[i] = u
         u += 1
