@@ -74,7 +74,7 @@ def _hash_chunk(offsets, data, valid, off, n, out, null, start, keep):
 def _number(h, null):
     """Codes of the distinct hashes in order of first appearance (-1 where null), and the
     row where each code first appears. Open addressing over a power-of-two table kept at
-    most half full; a slot holds the hash and its code + 1 (0: empty) side by side, so a
+    most 70 % full; a slot holds the hash and its code + 1 (0: empty) side by side, so a
     probe reads one cache line."""
     n = len(h)
     size = 1 << 12
@@ -94,7 +94,7 @@ def _number(h, null):
         if table[s, 1] != 0:
             codes[i] = np.int64(table[s, 1]) - 1
             continue
-        if 2 * (u + 1) > size:  # grow, then find the new key's slot again
+        if 10 * (u + 1) > 7 * size:  # grow at 70 % full, then find the new key's slot again
             size *= 2
             mask = size - 1
             grown = np.zeros((size, 2), np.uint64)
