@@ -13,7 +13,7 @@ subset too, and the ratio compares the two. The baseline treats transactions tie
 same second differently (pandas rolling counts tied rows by position); otherwise the
 definitions coincide, which the script checks on the rows without ties.
 
-    python benchmarks/bench_features.py [--transactions 1000000] [--scale 1 5]
+    python benchmarks/bench_features.py [--transactions 1000000] [--scale 1 5] [--repeat 2]
 """
 
 from __future__ import annotations
@@ -142,53 +142,73 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--transactions", type=int, default=1_000_000)
     parser.add_argument("--scale", type=int, nargs="*", default=[1])
+    parser.add_argument("--repeat", type=int, default=2,
+                        help="fresh processes per size for the growth figure")
     parser.add_argument("--worker", nargs=2)
     args = parser.parse_args()
     if args.worker:
         worker(*args.worker)
         return
-    from fraudlab.features import SimulationConfig, simulate_world, write_tables
-
     print(f"machine reference (numpy stable argsort of 5M floats): {reference_seconds():.2f} s")
 
-    results = {}
+    with tempfile.TemporaryDirectory() as root:
+        _measure(args, root)
+
+
+def _measure(args, root: str) -> None:
+    from fraudlab.features import SimulationConfig, simulate_world, write_tables
+
+    results, folders = {}, {}
     for scale in args.scale:
         n = args.transactions * scale
-        with tempfile.TemporaryDirectory() as folder:
-            w = simulate_world(SimulationConfig(accounts=int(n / (0.45 * 60 * 0.87)), days=60, seed=3))
-            write_tables(w.tables(), folder)
-            rows = len(w.transactions)
-            del w
-            full = run("engine", folder)
-            total = full["seconds"] + full["contract_seconds"]
-            line = (f"{rows:,} transactions (best of 3): labeled dataset with the full catalog "
-                    f"({full['features']} features) in {full['seconds']:.1f} s = "
-                    f"{rows / full['seconds']:,.0f} tx/s; with its contract {total:.1f} s = "
-                    f"{rows / total:,.0f} tx/s (target 250,000); peak memory "
-                    f"{full['peak_mb']:,.0f} MB ({full['load_peak_mb']:,.0f} MB after loading; "
-                    f"target < 3,000)")
-            print(line)
-            print(f"  first run of the process (build + contract): {full['first_run_seconds']:.1f} s = "
-                  f"{rows / full['first_run_seconds']:,.0f} tx/s")
-            if scale == args.scale[0]:
-                sub = run("subset", folder)
-                pd_res = run("pandas", folder)
-                a = pd.read_parquet(Path(folder) / "_subset.parquet")
-                b = pd.read_parquet(Path(folder) / "_pandas.parquet")
-                tx = pd.read_parquet(Path(folder) / "transactions.parquet").sort_values("ts", kind="stable")
-                tied = tx.duplicated(["account_id", "ts"], keep=False).to_numpy()
-                same = {c: bool(np.allclose(a.loc[~tied, c], b.loc[~tied, c], equal_nan=True, rtol=1e-6))
-                        for c in SUBSET}
-                print(f"  same {len(SUBSET)} features (best of 3): engine {sub['seconds']:.2f} s, pandas "
-                      f"{pd_res['seconds']:.2f} s -> engine is {pd_res['seconds'] / sub['seconds']:.1f}x "
-                      f"faster (target >= 10x); values agree on untied rows: "
-                      f"{sum(same.values())}/{len(same)}"
-                      + ("" if all(same.values()) else f" (differ: {[c for c, v in same.items() if not v]})"))
-            results[scale] = (rows, full)
+        folder = folders[scale] = str(Path(root) / f"x{scale}")
+        w = simulate_world(SimulationConfig(accounts=int(n / (0.45 * 60 * 0.87)), days=60, seed=3))
+        write_tables(w.tables(), folder)
+        rows = len(w.transactions)
+        del w
+        full = run("engine", folder)
+        total = full["seconds"] + full["contract_seconds"]
+        line = (f"{rows:,} transactions (best of 3): labeled dataset with the full catalog "
+                f"({full['features']} features) in {full['seconds']:.1f} s = "
+                f"{rows / full['seconds']:,.0f} tx/s; with its contract {total:.1f} s = "
+                f"{rows / total:,.0f} tx/s (target 250,000); peak memory "
+                f"{full['peak_mb']:,.0f} MB ({full['load_peak_mb']:,.0f} MB after loading; "
+                f"target < 3,000)")
+        print(line)
+        print(f"  first run of the process (build + contract): {full['first_run_seconds']:.1f} s = "
+              f"{rows / full['first_run_seconds']:,.0f} tx/s")
+        if scale == args.scale[0]:
+            sub = run("subset", folder)
+            pd_res = run("pandas", folder)
+            a = pd.read_parquet(Path(folder) / "_subset.parquet")
+            b = pd.read_parquet(Path(folder) / "_pandas.parquet")
+            tx = pd.read_parquet(Path(folder) / "transactions.parquet").sort_values("ts", kind="stable")
+            tied = tx.duplicated(["account_id", "ts"], keep=False).to_numpy()
+            same = {c: bool(np.allclose(a.loc[~tied, c], b.loc[~tied, c], equal_nan=True, rtol=1e-6))
+                    for c in SUBSET}
+            print(f"  same {len(SUBSET)} features (best of 3): engine {sub['seconds']:.2f} s, pandas "
+                  f"{pd_res['seconds']:.2f} s -> engine is {pd_res['seconds'] / sub['seconds']:.1f}x "
+                  f"faster (target >= 10x); values agree on untied rows: "
+                  f"{sum(same.values())}/{len(same)}"
+                  + ("" if all(same.values()) else f" (differ: {[c for c, v in same.items() if not v]})"))
+        results[scale] = (rows, full)
     if len(results) > 1:
         (n1, r1), (n2, r2) = results[min(results)], results[max(results)]
         k = n2 / n1
-        print(f"growth x{k:.1f} rows: time x{r2['seconds'] / r1['seconds']:.2f} "
+        growth = f"x{r2['seconds'] / r1['seconds']:.2f}"
+        if args.repeat > 1:
+            # The machine's speed drifts over minutes: time both sizes again, alternating,
+            # each in a fresh process as above, and compare the best of each size.
+            best = {s: [results[s][1]["seconds"]] for s in (min(results), max(results))}
+            for _ in range(args.repeat - 1):
+                for s in best:
+                    best[s].append(run("engine", folders[s])["seconds"])
+            growth = (f"x{min(best[max(best)]) / min(best[min(best)]):.2f} between the best of "
+                      f"{args.repeat} fresh processes per size, alternating "
+                      f"({', '.join(f'{t:.2f}' for t in best[min(best)])} s and "
+                      f"{', '.join(f'{t:.2f}' for t in best[max(best)])} s), "
+                      f"{growth} in the first pair")
+        print(f"growth x{k:.1f} rows: time {growth} "
               f"(n log n would be x{k * np.log(n2) / np.log(n1):.2f}), "
               f"memory x{r2['peak_mb'] / r1['peak_mb']:.2f}")
         # What this machine's memory does to an n log n routine between the same sizes:
