@@ -26,7 +26,7 @@ from fraudlab.data_contracts import (
 from ._catalog import CATALOG, Feature, catalog_version
 from ._config import FeaturesConfig
 from ._engine import compute_features
-from ._lookup import positions
+from ._lookup import positions, take_rows
 from ._memory import reuse_freed_memory
 from ._sources import RawData, known_at
 
@@ -130,9 +130,9 @@ def build_dataset(raw: RawData | Mapping[str, pd.DataFrame], as_of, *, start=Non
     rows = np.flatnonzero(((tx["ts"] >= lo) & (tx["ts"] < hi)).to_numpy())
     features = compute_features(tables, rows=rows, config=config, catalog=catalog)
 
-    target = tx.iloc[rows].reset_index(drop=True)
     labels = tables.get("labels")
-    meta = target[["tx_id", "ts", "account_id", "counterparty_id", "merchant_id"]].copy()
+    meta = take_rows(tx[["tx_id", "ts", "account_id", "counterparty_id", "merchant_id"]],
+                     rows).reset_index(drop=True)
     if labels is not None and len(labels):
         # The latest label known at as-of decides (a cleared review can follow a report).
         last = labels.sort_values("reported_at", kind="stable").drop_duplicates("tx_id", keep="last")

@@ -7,6 +7,13 @@ transaction (time since its last or first row, first use, distance from its last
 need no window: they come from one pass over the rows and queries in time order that keeps
 a small state per entity. Aggregates come from the compiled kernels in ``_kernels.py``.
 Nothing here loops over rows in Python.
+
+When the queries are most of the transactions themselves (a dataset build), the windows of
+a transactions side are not searched for per query: every row's own window comes from one
+forward pass over the side, the aggregates are computed in the side's order, and each query
+takes its row's value (``_own_positions``); the same holds for an account's first use of a
+channel, device or region (``_own_pair_history``). Both read the side in order instead of
+at random, which matters most once a side no longer fits the cache (5M rows).
 """
 
 from __future__ import annotations
@@ -26,7 +33,7 @@ from . import _kernels as K
 from ._catalog import CATALOG, Feature
 from ._config import FeaturesConfig
 from ._factorize import factorize_strings
-from ._lookup import positions
+from ._lookup import positions, take_rows
 from ._memory import reuse_freed_memory
 
 _US_PER = {"seconds": 1e6, "minutes": 60e6, "days": 86_400e6, "hours": 3_600e6}
@@ -153,7 +160,7 @@ class FeatureEngine:
         self.rows = None if queries is not None else (
             np.arange(len(self.tables["transactions"])) if rows is None else np.asarray(rows))
         if queries is None:
-            queries = self.tables["transactions"].iloc[self.rows]
+            queries = take_rows(self.tables["transactions"], self.rows)
         self.q = queries.reset_index(drop=True)
         self.qts = _micros(self.q["ts"])
         self._sides: dict[tuple, _Side] = {}
@@ -578,7 +585,7 @@ class FeatureEngine:
     def _history(self, f: Feature):
         """Time since the entity's last or first earlier row, whether it has one, or the
         distance and speed from the last one's location (see ``K.sweep_history``)."""
-        if f.agg in _FIRST_MODES and "+" in f.entity and self._owns(f):
+        if f.agg in _FIRST_MODES and f.entity.startswith("account+") and self._owns(f):
             return self._own_pair_history(f)
         key = _history_key(f)
         located = key[3] == "located"
@@ -809,7 +816,7 @@ def _sides_of(f: Feature) -> list[tuple]:
                 ("transactions", "merchant", None, "counts")]
     if f.agg in _HISTORY_MODES:
         own = [(f.source, f.entity, f.where, "own"), ("transactions", "account", None, "order")]
-        return [_history_key(f)] + (own if "+" in f.entity else [])
+        return [_history_key(f)] + (own if f.entity.startswith("account+") else [])
     return [(f.source, f.entity, f.where), (f.source, f.entity, f.where, "counts")]
 
 

@@ -486,10 +486,10 @@ def sweep_history(dcode, dts, dlat, dlon, order, qcode, qts, n_codes, located):
     entity) and the last location (NaN unless ``located``).
     """
     n = len(order)
-    first = np.full(n_codes, NEVER, np.int64)
-    last = np.full(n_codes, NEVER, np.int64)
-    lat = np.full(n_codes if located else 0, np.nan)
-    lon = np.full(n_codes if located else 0, np.nan)
+    # Per entity, its first and last time side by side, and its last location: an update
+    # or a lookup touches one cache line of each table, not one per array.
+    seen = np.full((n_codes, 2), NEVER, np.int64)
+    where = np.full((n_codes if located else 0, 2), np.nan)
     q_first = np.full(len(qcode), NEVER, np.int64)
     q_last = np.full(len(qcode), NEVER, np.int64)
     q_lat = np.full(len(qcode) if located else 0, np.nan)
@@ -501,20 +501,20 @@ def sweep_history(dcode, dts, dlat, dlon, order, qcode, qts, n_codes, located):
         t = qts[i]
         while j < m and dts[j] < t:
             c = dcode[j]
-            if first[c] == NEVER:
-                first[c] = dts[j]
-            last[c] = dts[j]
+            if seen[c, 0] == NEVER:
+                seen[c, 0] = dts[j]
+            seen[c, 1] = dts[j]
             if located:
-                lat[c] = dlat[j]
-                lon[c] = dlon[j]
+                where[c, 0] = dlat[j]
+                where[c, 1] = dlon[j]
             j += 1
         c = qcode[i]
         if 0 <= c < n_codes:
-            q_first[i] = first[c]
-            q_last[i] = last[c]
+            q_first[i] = seen[c, 0]
+            q_last[i] = seen[c, 1]
             if located:
-                q_lat[i] = lat[c]
-                q_lon[i] = lon[c]
+                q_lat[i] = where[c, 0]
+                q_lon[i] = where[c, 1]
     return q_first, q_last, q_lat, q_lon
 
 

@@ -1,4 +1,4 @@
-"""Identifier lookups shared by the engine and the dataset."""
+"""Row and identifier lookups shared by the engine and the dataset."""
 
 from __future__ import annotations
 
@@ -26,3 +26,15 @@ def positions(values: pd.Series, keys: pd.Series | pd.Index) -> np.ndarray:
         out = pc.index_in(v, value_set=k, skip_nulls=True)
         return out.fill_null(-1).to_numpy().astype(np.int64)
     return keys.get_indexer(values).astype(np.int64)
+
+
+def take_rows(frame: pd.DataFrame, rows: np.ndarray) -> pd.DataFrame:
+    """``frame.iloc[rows]``, as a slice (no copy) when the rows are one ascending run.
+
+    A dataset build scores a time interval of time-sorted transactions, so its rows are
+    a run: slicing avoids copying every column, strings included (0.3 s at 5M rows).
+    """
+    rows = np.asarray(rows)
+    if len(rows) and rows[-1] - rows[0] == len(rows) - 1 and bool(np.all(np.diff(rows) == 1)):
+        return frame.iloc[int(rows[0]):int(rows[-1]) + 1]
+    return frame.iloc[rows]
