@@ -214,8 +214,9 @@ class FeatureEngine:
     def _prefetch_codes(self, catalog: tuple[Feature, ...]) -> None:
         """Factorise the vocabularies the catalog reads, two at a time.
 
-        Hashing the identifier strings is the largest single cost of a build, and Arrow
-        releases the GIL while it hashes, so two threads use both cores.
+        Hashing the identifier strings is the largest single cost of a build, and the
+        hashing kernels (``_factorize.py``; Arrow too, on the fallback) release the GIL, so
+        two threads use both cores.
         """
         columns = set()
         for f in catalog:
