@@ -471,10 +471,11 @@ NEVER = np.iinfo(np.int64).min
 
 
 @njit(cache=True)
-def sweep_history(dcode, dts, dlat, dlon, order, qcode, qts, n_codes, located):
+def sweep_history(dcode, dts, keep, dlat, dlon, order, qcode, qts, n_codes, located):
     """Each query's entity history before it, from one pass in time order.
 
-    Data rows (``dcode``, ``dts``; codes >= 0, in time order) are merged with the queries
+    Data rows (``dcode``, ``dts``, in time order; only those with a code >= 0 and, unless
+    ``keep`` is empty, ``keep`` true count) are merged with the queries
     visited in ``order`` (time order). Before each query, the rows strictly earlier than
     it update a per-entity state: first and last time seen, and, when ``located``, the
     location of the last row (``dlat``/``dlon``; a later row tied in time wins, as in
@@ -496,17 +497,19 @@ def sweep_history(dcode, dts, dlat, dlon, order, qcode, qts, n_codes, located):
     q_lon = np.full(len(qcode) if located else 0, np.nan)
     j = 0
     m = len(dts)
+    every = len(keep) == 0
     for k in range(n):
         i = order[k]
         t = qts[i]
         while j < m and dts[j] < t:
             c = dcode[j]
-            if seen[c, 0] == NEVER:
-                seen[c, 0] = dts[j]
-            seen[c, 1] = dts[j]
-            if located:
-                where[c, 0] = dlat[j]
-                where[c, 1] = dlon[j]
+            if c >= 0 and (every or keep[j]):
+                if seen[c, 0] == NEVER:
+                    seen[c, 0] = dts[j]
+                seen[c, 1] = dts[j]
+                if located:
+                    where[c, 0] = dlat[j]
+                    where[c, 1] = dlon[j]
             j += 1
         c = qcode[i]
         if 0 <= c < n_codes:
@@ -590,9 +593,10 @@ def history_feature(q_first, q_last, q_lat, q_lon, qcode, qts, qlat, qlon, mode,
 
 
 @njit(cache=True)
-def window_counts(dcode, dts, order, qcode, qts, windows, n_codes):
+def window_counts(dcode, dts, keep, order, qcode, qts, windows, n_codes):
     """Rows of the query's entity in each window (``t - w < time < t``), from one pass in
-    time order: data rows (codes >= 0, in time order) enter a per-entity counter once
+    time order: data rows (in time order; only those with a code >= 0 and, unless ``keep``
+    is empty, ``keep`` true count) enter a per-entity counter once
     they are earlier than the query, and leave each window's counter once they are at or
     before its start. ``windows`` are lengths in microseconds (> 0); queries are visited in
     ``order`` (time order). The counters (entities x windows) are the only state, so the
@@ -606,19 +610,23 @@ def window_counts(dcode, dts, order, qcode, qts, windows, n_codes):
     leave = np.zeros(n_w, np.int64)
     j = 0
     m = len(dts)
+    every = len(keep) == 0
     for k in range(len(order)):
         i = order[k]
         t = qts[i]
         while j < m and dts[j] < t:
             c = dcode[j]
-            for w in range(n_w):
-                count[c, w] += 1
+            if c >= 0 and (every or keep[j]):
+                for w in range(n_w):
+                    count[c, w] += 1
             j += 1
         for w in range(n_w):
             edge = t - windows[w]
             x = leave[w]
             while x < j and dts[x] <= edge:
-                count[dcode[x], w] -= 1
+                c = dcode[x]
+                if c >= 0 and (every or keep[x]):
+                    count[c, w] -= 1
                 x += 1
             leave[w] = x
         c = qcode[i]
