@@ -464,12 +464,14 @@ class FeatureEngine:
             lo, hi = self._own_window(side, f.window)
             qcode, cur = side.ecode, np.full(len(side.ecode), f.include_current)
             qv = partial(self._values, side)
-        value = self._aggregate(f, side, lo, hi, qcode, cur, qv)
+        value = self._aggregate(f, side, lo, hi, qcode, cur, qv, own=own is not None)
         return value if own is None else K.take_or(value, own, np.nan)
 
-    def _aggregate(self, f: Feature, side: _Side, lo, hi, qcode, cur, qv) -> np.ndarray:
-        """A window aggregate for each of ``qcode`` (queries, or the side's own rows),
-        whose window is [lo, hi) among the side's rows; ``qv`` gives their own values."""
+    def _aggregate(self, f: Feature, side: _Side, lo, hi, qcode, cur, qv, *,
+                   own: bool) -> np.ndarray:
+        """A window aggregate for each of ``qcode`` (the queries, or with ``own`` the side's
+        own rows), whose window is [lo, hi) among the side's rows; ``qv`` gives their own
+        values."""
         if f.agg == "count":
             return K.agg_count(lo, hi, qcode, cur)
         if f.agg in _SUM_MODES:
@@ -482,7 +484,7 @@ class FeatureEngine:
                                 lo, hi, qcode, qv(f.of))
         if f.agg == "nunique":
             data_cats = self._sorted_codes(side, f.source, f.of)
-            if qcode is side.ecode:  # the side's own rows: their own category
+            if own:  # the side's own rows: their own category
                 current = np.where(cur, data_cats, -1)
             else:
                 current = np.where(cur & (qcode >= 0), self.codes("queries", f.of), -1)
