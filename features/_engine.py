@@ -102,18 +102,29 @@ def _time_sorted(times: np.ndarray) -> bool:
     return len(times) < 2 or bool(np.all(times[1:] >= times[:-1]))
 
 
-def _entity_time_order(ecode: np.ndarray, ets: np.ndarray) -> np.ndarray:
+def _entity_time_order(ecode: np.ndarray, ets: np.ndarray,
+                        time_sorted: bool | None = None) -> np.ndarray:
     """Row order by (entity, time).
 
-    Rows already in time order only need a stable sort by entity: a counting sort, or a
-    merge sort when there are few rows for the size of the vocabulary (a rare event type).
+    Rows already in time order (``time_sorted``; checked when None) only need a stable
+    sort by entity: a counting sort, or a merge sort when there are few rows for the size
+    of the vocabulary (a rare event type).
     """
-    if _time_sorted(ets):
+    if _time_sorted(ets) if time_sorted is None else time_sorted:
         top = int(ecode.max()) if len(ecode) else 0
         if top < 4 * len(ecode) + 1024:
             return K.counting_order(ecode, top + 1)
         return np.argsort(ecode, kind="stable")
     return np.lexsort((ets, ecode))
+
+
+def _dense_cells(codes: np.ndarray) -> tuple[np.ndarray, int]:
+    """Region cell codes (arithmetic, -1 without a location) numbered 0.. as they appear."""
+    located = codes >= 0
+    cells, uniques = pd.factorize(codes[located])
+    dense = np.full(len(codes), -1, np.int64)
+    dense[located] = cells
+    return dense, len(uniques)
 
 
 def _haversine_km(lat1, lon1, lat2, lon2) -> np.ndarray:
@@ -269,11 +280,7 @@ class FeatureEngine:
             for c in cols:
                 part = np.concatenate([self.codes(m, c) for m in members])
                 if c == "_region":  # arithmetic cell codes: make them dense first
-                    located = part >= 0
-                    cells, uniques = pd.factorize(part[located])
-                    part = np.full(len(part), -1, np.int64)
-                    part[located] = cells
-                    n_part = len(uniques)
+                    part, n_part = _dense_cells(part)
                 else:
                     n_part = self._vocab[_DOMAIN_OF[("transactions", c)]]
                 code, size = (part, n_part) if code is None else K.pair_codes(code, part, size,
@@ -329,24 +336,35 @@ class FeatureEngine:
             if frame is None:
                 self._sides[key] = None
                 return None
-            okey = ("_order", source, entity)  # entity codes, and the order of all rows
-            if okey not in self._cache:
-                self._cache[okey] = [self._key(source, entity), None]
-            entry = self._cache[okey]
-            ecode, ets = entry[0], self._times(source)
+            ecode, ets = self._key(source, entity), self._times(source)
             mask = self._mask(source, where)
             if mask is None:
-                if entry[1] is None:
-                    entry[1] = _entity_time_order(ecode, ets)
-                rows = entry[1]
+                rows = self._entity_order(source, entity)
             else:
                 # Filter first, then order only the rows kept: a filter that keeps few rows
                 # (one event type) costs little, with no random reads over the rest.
                 keep = np.flatnonzero(mask & (ecode >= 0))
-                rows = keep[_entity_time_order(ecode[keep], ets[keep])]
+                rows = keep[_entity_time_order(ecode[keep], ets[keep],
+                                               self._source_time_sorted(source))]
             self._sides[key] = self._make_side(ecode, ets, self._key("queries", entity), frame,
                                                base=rows)
         return self._sides[key]
+
+    def _entity_order(self, source: str, entity: str) -> np.ndarray:
+        """The order of all of a source's rows by (entity, time), once per source and
+        entity (kept until the last feature that reads the entity's rows)."""
+        key = ("_order", source, entity)
+        if key not in self._cache:
+            self._cache[key] = _entity_time_order(self._key(source, entity), self._times(source),
+                                                  self._source_time_sorted(source))
+        return self._cache[key]
+
+    def _source_time_sorted(self, source: str) -> bool:
+        """Whether a source's rows are in time order, checked once per source."""
+        key = ("_time_sorted", source)
+        if key not in self._cache:
+            self._cache[key] = _time_sorted(self._times(source))
+        return self._cache[key]
 
     def _times(self, source: str) -> np.ndarray:
         key = ("_times", source)
@@ -636,14 +654,9 @@ class FeatureEngine:
         account codes and times, and where each query lies among them."""
         key = ("transactions", "account", None, "order")
         if key not in self._sides:
-            okey = ("_order", "transactions", "account")
-            if okey not in self._cache:
-                self._cache[okey] = [self._key("transactions", "account"), None]
-            entry = self._cache[okey]
             ets = self._times("transactions")
-            if entry[1] is None:
-                entry[1] = _entity_time_order(entry[0], ets)
-            rows, acode, ats = K.gather_side(entry[1], entry[0], ets)
+            rows, acode, ats = K.gather_side(self._entity_order("transactions", "account"),
+                                             self._key("transactions", "account"), ets)
             own = K.own_positions(rows, self.rows, len(ets))
             self._sides[key] = (rows, acode, ats, own)
         return self._sides[key]
@@ -653,11 +666,7 @@ class FeatureEngine:
         codes = self.codes("transactions", column)
         if column != "_region":
             return codes, self._vocab[_DOMAIN_OF[("transactions", column)]]
-        located = codes >= 0
-        cells, uniques = pd.factorize(codes[located])
-        dense = np.full(len(codes), -1, np.int64)
-        dense[located] = cells
-        return dense, len(uniques)
+        return _dense_cells(codes)
 
     def _sweep_history(self, source: str, entity: str, where: str | None, located: bool):
         frame = self.tables.get(source)
@@ -688,10 +697,8 @@ class FeatureEngine:
         """
         ecode, ets = self._key(source, entity), self._times(source)
         mask = self._mask(source, where)
-        key = ("_time_sorted", source)
-        if key not in self._cache:
-            self._cache[key] = _time_sorted(ets)
-        if self._cache[key] and (mask is None or 2 * np.count_nonzero(mask) >= len(mask)):
+        if (self._source_time_sorted(source)
+                and (mask is None or 2 * np.count_nonzero(mask) >= len(mask))):
             return ecode, ets, _ALL if mask is None else mask, None
         rows = np.flatnonzero(ecode >= 0 if mask is None else mask & (ecode >= 0))
         rows, dcode, dts = _in_time_order(rows, ecode[rows], ets[rows])
