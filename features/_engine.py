@@ -34,7 +34,7 @@ from ._catalog import CATALOG, Feature
 from ._config import FeaturesConfig
 from ._factorize import factorize_strings
 from ._lookup import positions, take_rows
-from ._memory import reuse_freed_memory
+from ._memory import OutputRows, reuse_freed_memory
 
 _US_PER = {"seconds": 1e6, "minutes": 60e6, "days": 86_400e6, "hours": 3_600e6}
 # Which columns of which table name an entity.
@@ -180,6 +180,7 @@ class FeatureEngine:
         # Per-run caches: entity orders, event-type codes, blacklist lookups.
         self._cache: dict[tuple, tuple] = {}
         self._values_out: dict[str, np.ndarray] = {}  # numeric features computed so far
+        self._row: np.ndarray | None = None  # where the float feature being computed goes
         self._vocab: dict[str, int] = {}
 
     # -- identifiers -------------------------------------------------------------------
@@ -441,20 +442,32 @@ class FeatureEngine:
                                         ("transactions", "merchant", None))}
         self._prefetch_codes(catalog)
         columns = {}
-        for i, f in enumerate(catalog):
-            value = self._feature(f)
-            if f.kind == "float":
-                value = np.asarray(value, dtype=np.float64)
-                self._values_out[f.name] = value
-            elif not isinstance(value, pd.Categorical):
-                value = pd.Categorical(value, categories=list(f.categories))
-            columns[f.name] = value
-            for key in [k for k, last in last_use.items() if last == i]:
-                self._sides.pop(key, None)
-                if all(last <= i for k, last in last_use.items() if k[:2] == key[:2]):
-                    self._cache.pop(("_order", *key[:2]), None)
-        # One block per column, taken as is: no 2-D copy of every feature.
+        # Every float feature gets a row of one block, faulted in ahead of use; the last
+        # kernel of a feature writes into it (see ``_out``), anything else is copied in.
+        with OutputRows(sum(f.kind == "float" for f in catalog), len(self.q)) as block:
+            for i, f in enumerate(catalog):
+                self._row = row = block.take() if f.kind == "float" else None
+                value = self._feature(f)
+                self._row = None
+                if row is not None:
+                    if value is not row:
+                        np.copyto(row, value)
+                    value = self._values_out[f.name] = row
+                elif not isinstance(value, pd.Categorical):
+                    value = pd.Categorical(value, categories=list(f.categories))
+                columns[f.name] = value
+                for key in [k for k, last in last_use.items() if last == i]:
+                    self._sides.pop(key, None)
+                    if all(last <= i for k, last in last_use.items() if k[:2] == key[:2]):
+                        self._cache.pop(("_order", *key[:2]), None)
+        # One pandas block per column, each a view of its row: no copy of the features.
         return pd.DataFrame(columns, copy=False)
+
+    def _out(self) -> np.ndarray:
+        """Where a kernel writes the value of the float feature being computed: its row of
+        the output block (handed out once), else a new array."""
+        row, self._row = self._row, None
+        return np.empty(len(self.q)) if row is None else row
 
     def _feature(self, f: Feature):
         if f.agg == "value":
@@ -469,7 +482,8 @@ class FeatureEngine:
             count = self._window_count(f.source, f.entity, f.where, f.window)
             if count is None:
                 return np.full(len(self.q), np.nan)
-            return K.count_feature(count, self._key("queries", f.entity), self._current(f))
+            return K.count_feature(count, self._key("queries", f.entity), self._current(f),
+                                   self._out())
         side = self.side(f.source, f.entity, f.where)
         n = len(self.q)
         if side is None:
@@ -483,7 +497,7 @@ class FeatureEngine:
             qcode, cur = side.ecode, np.full(len(side.ecode), f.include_current)
             qv = partial(self._values, side)
         value = self._aggregate(f, side, lo, hi, qcode, cur, qv, own=own is not None)
-        return value if own is None else K.take_or(value, own, np.nan)
+        return value if own is None else K.take_or(value, own, np.nan, self._out())
 
     def _aggregate(self, f: Feature, side: _Side, lo, hi, qcode, cur, qv, *,
                    own: bool) -> np.ndarray:
@@ -620,7 +634,7 @@ class FeatureEngine:
         return K.history_feature(*state, self._key("queries", f.entity), self.qts,
                                  self._query_values("lat") if located else _NONE,
                                  self._query_values("lon") if located else _NONE,
-                                 _HISTORY_MODES[f.agg], unit)
+                                 _HISTORY_MODES[f.agg], unit, self._out())
 
     def _owns(self, f: Feature) -> bool:
         """Whether the queries are rows of the feature's own table, unfiltered, and at
@@ -641,13 +655,13 @@ class FeatureEngine:
             second = _ENTITY_COLUMNS["transactions"][f.entity][1]
             codes, n_codes = self._dense_codes(second)
             first = K.own_pair_first(acode, ats, codes[rows], n_codes)
-            q_first = K.take_or(first, own, K.NEVER)
+            q_first = K.take_or(first, own, K.NEVER, np.empty(len(own), np.int64))
             qcode = np.where((own >= 0) & (codes[self.rows] >= 0), 0, -1)
             self._sides[key] = (q_first, qcode)
         q_first, qcode = self._sides[key]
         unit = _US_PER[f.unit] if f.agg.startswith("since_") else 1.0
         return K.history_feature(q_first, q_first, _NONE, _NONE, qcode, self.qts, _NONE, _NONE,
-                                 _HISTORY_MODES[f.agg], unit)
+                                 _HISTORY_MODES[f.agg], unit, self._out())
 
     def _own_account_order(self):
         """The transactions with an account in (account, time) order: their positions,
@@ -743,9 +757,9 @@ class FeatureEngine:
         reports = self._window_count("labels", "merchant", None, f.window)
         qcode = self._key("queries", "merchant")
         if f.agg == "fraud_reports":
-            return K.count_feature(reports, qcode, np.zeros(n, dtype=bool))
+            return K.count_feature(reports, qcode, np.zeros(n, dtype=bool), self._out())
         return K.rate_feature(reports, self._window_count("transactions", "merchant", None,
-                                                          f.window), qcode)
+                                                          f.window), qcode, self._out())
 
     def _fraud_reports(self) -> tuple[np.ndarray, np.ndarray]:
         """The merchant code and report time of every fraud report, in time order."""

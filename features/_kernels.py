@@ -165,20 +165,19 @@ def own_positions(sorted_rows, rows, n_rows):
 
 
 @njit(cache=True, parallel=True)
-def count_feature(count, qcode, cur):
-    """A window count as a feature: ``count`` (+1 where ``cur``), NaN without an entity."""
+def count_feature(count, qcode, cur, out):
+    """A window count as a feature: ``count`` (+1 where ``cur``), NaN without an entity;
+    written into ``out`` (float64, one per query), which is returned."""
     n = len(qcode)
-    out = np.empty(n, np.float64)
     for i in prange(n):
         out[i] = np.nan if qcode[i] < 0 else count[i] + (1 if cur[i] else 0)
     return out
 
 
 @njit(cache=True, parallel=True)
-def rate_feature(num, den, qcode):
-    """num / den (0 where den is 0), NaN without an entity."""
+def rate_feature(num, den, qcode, out):
+    """num / den (0 where den is 0), NaN without an entity; written into ``out``."""
     n = len(qcode)
-    out = np.empty(n, np.float64)
     for i in prange(n):
         if qcode[i] < 0:
             out[i] = np.nan
@@ -550,24 +549,24 @@ def own_pair_first(ecode, ets, second, n_second):
 
 
 @njit(cache=True, parallel=True)
-def take_or(values, where, default):
-    """values[where], ``default`` where ``where`` < 0."""
-    out = np.empty(len(where), values.dtype)
+def take_or(values, where, default, out):
+    """values[where], ``default`` where ``where`` < 0; written into ``out`` (as long as
+    ``where``), which is returned."""
     for i in prange(len(where)):
         out[i] = values[where[i]] if where[i] >= 0 else default
     return out
 
 
 @njit(cache=True, parallel=True)
-def history_feature(q_first, q_last, q_lat, q_lon, qcode, qts, qlat, qlon, mode, unit):
+def history_feature(q_first, q_last, q_lat, q_lon, qcode, qts, qlat, qlon, mode, unit, out):
     """A feature of where each query falls in its entity's history, from
     :func:`sweep_history` (NaN without an entity): time since the last (``SINCE_LAST``,
     NaN without one) or first (``SINCE_FIRST``, 0 without one) earlier row, in ``unit``
     microseconds; 1/0 for no earlier row (``FIRST_USE``) or some (``SEEN``); the distance
     in km from the last earlier row's location (``DISTANCE``) or the implied speed in km/h
-    (``SPEED``, at least a minute apart), NaN without an earlier row."""
+    (``SPEED``, at least a minute apart), NaN without an earlier row. Written into
+    ``out`` (float64, one per query), which is returned."""
     n = len(qcode)
-    out = np.empty(n, np.float64)
     for i in prange(n):
         if qcode[i] < 0:
             out[i] = np.nan

@@ -448,3 +448,27 @@ def test_known_at_drops_what_was_not_known(leak_world):
     assert (seen["transactions"]["ts"] < cut).all()
     assert (seen["labels"]["reported_at"] <= cut).all()
     assert not (seen["blacklist"]["delisted_at"] > cut).any()
+
+
+def test_features_are_the_same_whether_the_output_is_faulted_in_ahead_or_not(monkeypatch):
+    """A build large enough for its output block (73 float columns, 16 MB and more) to be
+    faulted in on a background thread gives the features of a build without the thread."""
+    from fraudlab.features import _engine, _memory
+
+    tables = simulate_world(SimulationConfig(accounts=1_400, days=60, seed=2)).tables()
+    blocks = []
+
+    class Recorded(_memory.OutputRows):
+        def __init__(self, *args):
+            super().__init__(*args)
+            blocks.append(self)
+
+    monkeypatch.setattr(_engine, "OutputRows", Recorded)
+    ahead = compute_features(tables)
+    threaded = blocks[-1]._thread is not None
+    monkeypatch.setattr(_memory, "_MIN_BYTES", 1 << 60)  # no block is large enough: no thread
+    plain = compute_features(tables)
+    assert blocks[-1]._thread is None
+    if _memory._glibc() is not None:
+        assert threaded, f"{blocks[0].array.nbytes} bytes: too small for the thread"
+    pd.testing.assert_frame_equal(ahead, plain)
