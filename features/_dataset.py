@@ -138,15 +138,14 @@ def build_dataset(raw: RawData | Mapping[str, pd.DataFrame], as_of, *, start=Non
         last = labels.sort_values("reported_at", kind="stable").drop_duplicates("tx_id", keep="last")
         last = last.set_index("tx_id")
         pos = positions(meta["tx_id"], last.index)
-        found = pos >= 0
-        take = np.maximum(pos, 0)
         # Taking from the columns' own arrays keeps their dtypes (no round trip through
-        # Python objects, which cost a second per million rows).
+        # Python objects, which cost a second per million rows); position -1 (no label)
+        # takes a missing value, in the same pass.
         for out, col in (("label_reported_at", "reported_at"), ("label_source", "source"),
                          ("fraud_type", "fraud_type")):
-            v = pd.Series(last[col].array.take(take))
-            meta[out] = (v if out == "label_reported_at" else v.astype("str")).where(found)
-        is_fraud = found & last["is_fraud"].to_numpy(dtype=bool)[take]
+            v = pd.Series(last[col].array.take(pos, allow_fill=True))
+            meta[out] = v if out == "label_reported_at" else v.astype("str")
+        is_fraud = (pos >= 0) & last["is_fraud"].to_numpy(dtype=bool)[np.maximum(pos, 0)]
     else:
         meta["label_reported_at"] = pd.Series(pd.NaT, index=meta.index, dtype="datetime64[us, UTC]")
         meta["label_source"] = pd.Series(None, index=meta.index, dtype="str")
