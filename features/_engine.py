@@ -911,6 +911,8 @@ def compute_features(tables: Mapping[str, pd.DataFrame], *,
     -------
     DataFrame
         One row per transaction scored (in the order given), one column per feature.
+        The float columns are views of one 2-D array (no copy was made to assemble the
+        frame), so its memory is released when the last of them is.
     """
     with reuse_freed_memory():
         engine = FeatureEngine(queries, tables, config or FeaturesConfig(), rows=rows)
