@@ -469,6 +469,13 @@ def haversine_km(lat1, lon1, lat2, lon2):
 NEVER = np.iinfo(np.int64).min
 
 
+@njit(cache=True, inline="always")
+def _used(dcode, keep, j):
+    """Whether data row ``j`` of a time-ordered pass counts: it has an entity and, unless
+    ``keep`` is empty (no row filter), ``keep`` says so."""
+    return dcode[j] >= 0 and (len(keep) == 0 or keep[j])
+
+
 @njit(cache=True)
 def sweep_history(dcode, dts, keep, dlat, dlon, order, qcode, qts, n_codes, located):
     """Each query's entity history before it, from one pass in time order.
@@ -496,13 +503,12 @@ def sweep_history(dcode, dts, keep, dlat, dlon, order, qcode, qts, n_codes, loca
     q_lon = np.full(len(qcode) if located else 0, np.nan)
     j = 0
     m = len(dts)
-    every = len(keep) == 0
     for k in range(n):
         i = order[k]
         t = qts[i]
         while j < m and dts[j] < t:
             c = dcode[j]
-            if c >= 0 and (every or keep[j]):
+            if _used(dcode, keep, j):
                 if seen[c, 0] == NEVER:
                     seen[c, 0] = dts[j]
                 seen[c, 1] = dts[j]
@@ -609,13 +615,12 @@ def window_counts(dcode, dts, keep, order, qcode, qts, windows, n_codes):
     leave = np.zeros(n_w, np.int64)
     j = 0
     m = len(dts)
-    every = len(keep) == 0
     for k in range(len(order)):
         i = order[k]
         t = qts[i]
         while j < m and dts[j] < t:
-            c = dcode[j]
-            if c >= 0 and (every or keep[j]):
+            if _used(dcode, keep, j):
+                c = dcode[j]
                 for w in range(n_w):
                     count[c, w] += 1
             j += 1
@@ -623,9 +628,8 @@ def window_counts(dcode, dts, keep, order, qcode, qts, windows, n_codes):
             edge = t - windows[w]
             x = leave[w]
             while x < j and dts[x] <= edge:
-                c = dcode[x]
-                if c >= 0 and (every or keep[x]):
-                    count[c, w] -= 1
+                if _used(dcode, keep, x):
+                    count[dcode[x], w] -= 1
                 x += 1
             leave[w] = x
         c = qcode[i]
