@@ -21,12 +21,13 @@ from ._schema import (
     TableSchema,
 )
 from ._suites import Rule
-from ._time import parse_duration, to_utc
+from ._time import known_mask, parse_duration, to_utc
 from ._validate import (
     ContractReport,
     ParseFailure,
     RawTable,
     RuleResult,
+    json_safe,
     validate_dataset,
     validate_raw,
     validate_table,
@@ -54,6 +55,8 @@ __all__ = [
     "Rule",
     "RuleResult",
     "TableSchema",
+    "json_safe",
+    "known_mask",
     "parse_duration",
     "to_utc",
     "validate_dataset",

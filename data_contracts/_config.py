@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -29,6 +30,14 @@ class ContractsConfig(BaseModel):
     label_sources: list[str] = Field(list(LABEL_SOURCES), description="Allowed labels.source values.")
     blacklist_sources: list[str] = Field(
         list(BLACKLIST_SOURCES), description="Allowed blacklist.source values."
+    )
+    after_as_of: Literal["ignore", "quarantine"] = Field(
+        "ignore",
+        description="Rows dated after the as-of time of a build, training or refresh "
+        "(transactions and events at or after it, labels reported, listings made or accounts "
+        "opened after it): 'ignore' validates them like every row, then leaves them out of "
+        "that period and logs how many (replaying history); 'quarantine' fails the contract "
+        "on them, for data that claims to be current. `contracts check` always quarantines.",
     )
     report_dir: str = Field(
         "reports/contracts",

@@ -79,9 +79,13 @@ def table_rules(schema: TableSchema, config: ContractsConfig) -> list[Rule]:
     return rules
 
 
-def row_rules(schema: TableSchema, config: ContractsConfig, as_of: pd.Timestamp, *,
+def row_rules(schema: TableSchema, config: ContractsConfig, as_of: pd.Timestamp | None, *,
               labels_have_refs: bool = False) -> list[Rule]:
-    """Rules that single out rows: keys, uniqueness, enumerations, ranges, time bounds."""
+    """Rules that single out rows: keys, uniqueness, enumerations, ranges, time bounds.
+
+    Without ``as_of``, time columns have no upper bound (rows after an as-of time are then
+    the caller's to count and leave out).
+    """
     import great_expectations.expectations as gxe
 
     earliest = pd.Timestamp(config.earliest, tz="UTC")

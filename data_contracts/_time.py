@@ -44,3 +44,47 @@ def to_utc(value) -> pd.Timestamp:
     """A timestamp in UTC; one without a time zone is taken to be UTC already."""
     t = pd.Timestamp(value)
     return t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")
+
+
+def known_mask(table: str, frame: pd.DataFrame, as_of):
+    """Which rows of a raw table were known at ``as_of``: the one definition of the cut.
+
+    Transactions and events happened strictly before it, labels were reported by then,
+    blacklist listings were made and accounts opened by then. Rows whose time is missing
+    are not known (the contracts report them).
+
+    Parameters
+    ----------
+    table : str
+        Canonical table name.
+    frame : DataFrame
+    as_of : timestamp
+
+    Returns
+    -------
+    ndarray of bool
+    """
+    import numpy as np
+
+    as_of = to_utc(as_of)
+    column, strict = _CUT.get(table, (None, False))
+    if column is None or column not in frame.columns:
+        return np.ones(len(frame), dtype=bool)
+    t = frame[column]
+    if not pd.api.types.is_datetime64_any_dtype(t.dtype):
+        return np.ones(len(frame), dtype=bool)  # wrongly typed: the contracts refuse it
+    keep = (t < as_of) if strict else (t <= as_of)
+    return keep.fillna(False).to_numpy(dtype=bool)
+
+
+# Per table, the column that dates a row and whether it must lie strictly before the cut.
+_CUT = {"transactions": ("ts", True), "events": ("ts", True), "labels": ("reported_at", False),
+        "blacklist": ("listed_at", False), "accounts": ("created_at", False)}
+
+
+def later_mask(table: str, frame: pd.DataFrame, as_of):
+    """Rows of a raw table that have their time and lie after the cut of :func:`known_mask`."""
+    column = _CUT.get(table, (None, False))[0]
+    if column not in frame.columns:
+        return known_mask(table, frame, as_of) & False
+    return ~known_mask(table, frame, as_of) & frame[column].notna().to_numpy()

@@ -21,7 +21,7 @@ import pandas as pd
 from ._config import ContractsConfig
 from ._schema import SCHEMAS, TableSchema
 from ._suites import ACCEPTED, Rule, kind_of, row_rules, table_rules
-from ._time import to_utc
+from ._time import later_mask, to_utc
 
 
 @dataclass(frozen=True)
@@ -97,12 +97,17 @@ class ContractReport:
         in the source), ``key``, ``rules``, ``reasons`` and ``record`` (the row as JSON).
     as_of : Timestamp
         The time after which no timestamp may lie.
+    tables : dict of str to int
+        Rows per table validated.
+    later_rows : dict of str to int
+        Rows per table dated after ``as_of`` and left out (``after_as_of="ignore"``).
     """
 
     results: list[RuleResult]
     quarantine: pd.DataFrame
     as_of: pd.Timestamp
     tables: dict[str, int] = field(default_factory=dict)
+    later_rows: dict[str, int] = field(default_factory=dict)
 
     @property
     def success(self) -> bool:
@@ -126,6 +131,7 @@ class ContractReport:
             "success": self.success,
             "as_of": self.as_of.isoformat(),
             "tables": self.tables,
+            "later_rows": self.later_rows,
             "quarantined_rows": {t: int((self.quarantine["table"] == t).sum())
                                  for t in self.tables},
             "results": [asdict(r) for r in self.results],
@@ -202,16 +208,28 @@ def _run_suite(ctx, name: str, frame: pd.DataFrame, rules: list[Rule], validator
     return list(zip(rules, results, strict=True))
 
 
-def _jsonable(v):
+def json_safe(v):
+    """A JSON-safe form of a value from a frame, a GX result or a report.
+
+    Missing values (NaN, NaT, ``pd.NA``, infinities) become None, timestamps ISO strings,
+    numpy scalars Python ones; containers are converted throughout; anything else is
+    written as its ``str``. Pass the result to ``json.dumps(..., allow_nan=False)``.
+    """
     if isinstance(v, (pd.Timestamp, dt.datetime, np.datetime64)):
-        return pd.Timestamp(v).isoformat()
+        return None if pd.isna(v) else pd.Timestamp(v).isoformat()
     if isinstance(v, np.generic):
-        return v.item()
+        v = v.item()
     if isinstance(v, (list, tuple)):
-        return [_jsonable(x) for x in v]
-    if isinstance(v, float) and np.isnan(v):
+        return [json_safe(x) for x in v]
+    if isinstance(v, dict):
+        return {str(k): json_safe(x) for k, x in v.items()}
+    if isinstance(v, float) and not np.isfinite(v):
         return None
-    return v
+    if v is None or isinstance(v, (str, int, float, bool)):
+        return v
+    if pd.api.types.is_scalar(v) and pd.isna(v):  # pd.NA, NaT
+        return None
+    return str(v)
 
 
 def validate_table(table: RawTable, config: ContractsConfig | None = None, *,
@@ -219,6 +237,7 @@ def validate_table(table: RawTable, config: ContractsConfig | None = None, *,
                    transactions: pd.DataFrame | None = None,
                    schema: TableSchema | None = None,
                    extra_rules: tuple[Rule, ...] = (),
+                   after_as_of: str = "quarantine",
                    _ctx=None) -> tuple[list[RuleResult], dict[int, list[tuple[str, str]]]]:
     """Validate one raw table against its contract.
 
@@ -236,6 +255,9 @@ def validate_table(table: RawTable, config: ContractsConfig | None = None, *,
         The schema to check against; default the canonical schema of ``table.name``.
     extra_rules : tuple of Rule
         Further table-wide rules, run with the row-level suite.
+    after_as_of : {"quarantine", "ignore"}
+        Whether a row dated after ``as_of`` fails (data that claims to be current) or is
+        validated like any other and left to the caller (replaying history).
 
     Returns
     -------
@@ -277,7 +299,7 @@ def validate_table(table: RawTable, config: ContractsConfig | None = None, *,
     for pf in table.parse_failures:
         rows = np.flatnonzero(pf.mask)
         rule = f"{pf.column} is a valid {pf.kind}"
-        examples = [_jsonable(v) for v in pf.examples[:5]]
+        examples = [json_safe(v) for v in pf.examples[:5]]
         results.append(RuleResult(table.name, table.origin, rule, "parse", pf.column, "row",
                                   False, len(rows), examples))
         for i in rows:
@@ -287,7 +309,8 @@ def validate_table(table: RawTable, config: ContractsConfig | None = None, *,
     check = frame
     if table.name == "labels" and transactions is not None:
         check = _with_transaction_refs(frame, transactions)
-    rules = row_rules(schema, config, as_of, labels_have_refs=check is not frame)
+    rules = row_rules(schema, config, as_of if after_as_of == "quarantine" else None,
+                      labels_have_refs=check is not frame)
     for r, res in _run_suite(ctx, table.name + "_rows", check, rules + list(extra_rules),
                              on_frame if check is frame else None):
         raised = res.exception_info.get("raised_exception", False)
@@ -300,12 +323,15 @@ def validate_table(table: RawTable, config: ContractsConfig | None = None, *,
             results.append(_table_level_result(table, r, res))
             continue
         count = int(res.result.get("unexpected_count") or 0)
-        examples = [_jsonable(v) for v in res.result.get("partial_unexpected_list", [])[:5]]
+        examples = [json_safe(v) for v in res.result.get("partial_unexpected_list", [])[:5]]
         rows = [int(i) for i in res.result.get("unexpected_index_list") or []]
         if r.expectation.expectation_type == "expect_column_values_to_not_be_null":
             # A value that did not parse is already reported as such, not again as missing.
             rows = [i for i in rows if i not in unparsed.get(r.column, ())]
             count = len(rows)
+        if (getattr(r.expectation, "column", None) or "").startswith("_") and r.column in frame.columns:
+            # A rule on a derived column (a reference check): show the rows' own values.
+            examples = [json_safe(v) for v in frame[r.column].to_numpy()[rows[:5]]]
         results.append(RuleResult(table.name, table.origin, r.rule, r.expectation.expectation_type,
                                   r.column, "row", count == 0, count, examples))
         for i in rows:
@@ -315,7 +341,7 @@ def validate_table(table: RawTable, config: ContractsConfig | None = None, *,
 
 def _table_level_result(table: RawTable, rule: Rule, res) -> RuleResult:
     """The result of a rule on the whole table (a rate, a mean), with its observed value."""
-    observed = _jsonable(res.result.get("observed_value"))
+    observed = json_safe(res.result.get("observed_value"))
     ok = bool(res.success)
     return RuleResult(table.name, table.origin, rule.rule, rule.expectation.expectation_type,
                       rule.column, "table", ok, 0 if ok else len(table.frame), [observed],
@@ -328,13 +354,14 @@ def _with_transaction_refs(labels: pd.DataFrame, tx: pd.DataFrame) -> pd.DataFra
         return labels
     ts = tx.drop_duplicates("tx_id").set_index("tx_id")["ts"]
     out = labels.copy()
-    out["_tx_ts"] = labels["tx_id"].map(ts).to_numpy()
-    out["_tx_known"] = out["_tx_ts"].notna()
+    out["_tx_ts"] = ts.reindex(labels["tx_id"]).to_numpy()  # stays a timestamp, even empty
+    # Known by its id: a transaction whose time is missing is reported as such, in its table.
+    out["_tx_known"] = labels["tx_id"].isin(tx["tx_id"]).to_numpy()
     return out
 
 
 def validate_raw(tables: Mapping[str, RawTable], config: ContractsConfig | None = None, *,
-                 as_of=None) -> ContractReport:
+                 as_of=None, after_as_of: str = "quarantine") -> ContractReport:
     """Validate every raw table against its contract.
 
     Parameters
@@ -346,6 +373,13 @@ def validate_raw(tables: Mapping[str, RawTable], config: ContractsConfig | None 
         Bounds and enumerations.
     as_of : timestamp, optional
         No timestamp may lie after it; defaults to now.
+    after_as_of : {"quarantine", "ignore"}
+        ``"quarantine"``: a row dated after ``as_of`` fails its table's contract.
+        ``"ignore"`` (replaying history): every row is validated, without that bound, and
+        the rows after ``as_of`` (see :func:`known_mask`; rows without their time are
+        reported by the not-null rules instead) are counted in
+        ``report.later_rows`` and in a passing result per table, for the caller to leave
+        out.
 
     Returns
     -------
@@ -353,11 +387,14 @@ def validate_raw(tables: Mapping[str, RawTable], config: ContractsConfig | None 
         Every rule's result and the quarantine of failing rows. ``report.success`` is
         False when any rule failed.
     """
+    if after_as_of not in ("quarantine", "ignore"):
+        raise ValueError(f"after_as_of must be 'quarantine' or 'ignore', not {after_as_of!r}")
     config = config or ContractsConfig()
     as_of = to_utc(as_of) if as_of is not None else pd.Timestamp.now(tz="UTC").floor("s")
     ctx = _gx_context()
     results: list[RuleResult] = []
     quarantine: list[pd.DataFrame] = []
+    later: dict[str, int] = {}
     tx = tables.get("transactions")
     for name in SCHEMAS:
         if name not in tables:
@@ -365,13 +402,22 @@ def validate_raw(tables: Mapping[str, RawTable], config: ContractsConfig | None 
         table = tables[name]
         res, bad = validate_table(table, config, as_of=as_of,
                                   transactions=tx.frame if tx is not None and name == "labels"
-                                  else None, _ctx=ctx)
+                                  else None, after_as_of=after_as_of, _ctx=ctx)
         results.extend(res)
+        if after_as_of == "ignore" and all(r.success for r in res if r.level == "table"):
+            later[name] = n = int(later_mask(name, table.frame, as_of).sum())
+            results.append(RuleResult(
+                name, table.origin, "rows after the as-of time are left out", "known_at",
+                None, "table", True, n, [],
+                f"{n:,} row(s) dated after the as-of time {as_of.isoformat()} are not used "
+                "(contracts.after_as_of = ignore)"))
         if bad:
             quarantine.append(_quarantine_frame(table, bad))
     q = (pd.concat(quarantine, ignore_index=True) if quarantine
          else _empty_quarantine())
-    return ContractReport(results, q, as_of, {n: len(t.frame) for n, t in tables.items()})
+    return ContractReport(results, q, as_of, {n: len(t.frame) for n, t in tables.items()},
+                          later)
+
 
 
 _Q_COLUMNS = {"table": "str", "origin": "str", "row": "int64", "key": "str", "rules": "str",
@@ -407,7 +453,8 @@ def write_report(report: ContractReport, out_dir: str | Path) -> dict[str, Path]
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     report_path = out / "contracts.json"
-    report_path.write_text(json.dumps(report.to_dict(), indent=2, default=_jsonable) + "\n")
+    report_path.write_text(json.dumps(json_safe(report.to_dict()), indent=2, allow_nan=False)
+                           + "\n")
     q_path = out / "quarantine.parquet"
     report.quarantine.to_parquet(q_path, index=False)
     return {"report": report_path, "quarantine": q_path}

@@ -21,7 +21,15 @@ from ._dataset import (
 from ._engine import compute_features
 from ._public import HANDBOOK_SOURCES, handbook_transactions
 from ._simulator import FRAUD_TYPES, SimulatedWorld, simulate_world
-from ._sources import RawData, SourceError, known_at, load_raw, normalise_table, write_tables
+from ._sources import (
+    RawData,
+    SourceError,
+    expand_env,
+    known_at,
+    load_raw,
+    normalise_table,
+    write_tables,
+)
 
 __all__ = [
     "CATALOG",
@@ -45,6 +53,7 @@ __all__ = [
     "catalog_version",
     "compute_features",
     "dataset_schema",
+    "expand_env",
     "feature_names",
     "handbook_transactions",
     "known_at",

@@ -99,8 +99,45 @@ class SourcesConfig(BaseModel):
     naive_timezone: str = Field(
         "UTC", description="Time zone of timestamps that carry none; all are converted to UTC."
     )
+    date_format: str | None = Field(
+        None,
+        description="strftime format of text timestamps (CSV), e.g. '%d/%m/%Y %H:%M'. "
+        "Without it, text timestamps must be ISO 8601 (or spelled out, like 'Mar 5 2026'); "
+        "numeric day/month dates such as 05/03/2026 are refused as ambiguous.",
+    )
+    csv_separator: str | None = Field(
+        None,
+        description="Field separator of CSV files; default: read from the header line "
+        "(',', ';', tab or '|').",
+    )
 
     _check = field_validator("default_label_delay")(_check_duration)
+
+    @field_validator("naive_timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        import zoneinfo
+
+        try:
+            zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"sources.naive_timezone: unknown time zone {value!r} "
+                             "(an IANA name such as 'UTC' or 'Asia/Shanghai')") from None
+        return value
+
+    @field_validator("tables", "column_map", "fill_missing")
+    @classmethod
+    def _known_tables(cls, value: dict, info) -> dict:
+        import difflib
+
+        names = list(TableName.__args__)
+        for key in value:
+            if key not in names:
+                close = difflib.get_close_matches(key, names, n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise ValueError(f"sources.{info.field_name}: unknown table {key!r}{hint}; "
+                                 f"the tables are {names}")
+        return value
 
 
 class FeaturesConfig(BaseModel):

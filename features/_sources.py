@@ -19,7 +19,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from fraudlab.data_contracts import SCHEMAS, ParseFailure, RawTable, parse_duration, to_utc
+from fraudlab.data_contracts import (
+    SCHEMAS,
+    ParseFailure,
+    RawTable,
+    known_mask,
+    parse_duration,
+    to_utc,
+)
 
 from ._config import SourcesConfig
 
@@ -49,12 +56,31 @@ class RawData:
     def __contains__(self, name: str) -> bool:
         return name in self.tables
 
+    def known_at(self, as_of) -> RawData:
+        """The tables as known at ``as_of`` (see :func:`load_raw`), origins kept."""
+        return _known_at(self, to_utc(as_of))
 
-def _expand_env(value: str) -> str:
+
+def expand_env(value: str, setting: str) -> str:
+    """``value`` with every ``${VAR}`` replaced by that environment variable.
+
+    Credentials stay in the environment, never in a configuration file.
+
+    Parameters
+    ----------
+    value : str
+    setting : str
+        The setting that holds it, for the message (e.g. ``"sources.sql_url"``).
+
+    Raises
+    ------
+    ValueError
+        When a variable is not set (its value is never printed).
+    """
     def sub(m: re.Match) -> str:
         name = m.group(1)
         if name not in os.environ:
-            raise SourceError("config", f"environment variable {name} is not set")
+            raise ValueError(f"{setting} refers to ${{{name}}}, which is not set")
         return os.environ[name]
 
     return re.sub(r"\$\{(\w+)\}", sub, value)
@@ -73,46 +99,82 @@ def _find_file(raw_dir: Path, name: str, config: SourcesConfig) -> Path | None:
     return None
 
 
-def _read_file(path: Path) -> pd.DataFrame:
+def _read_file(path: Path, config: SourcesConfig) -> pd.DataFrame:
+    if path.is_dir():
+        raise SourceError(str(path), "is a directory, not a file")
     if path.stat().st_size == 0:
         raise SourceError(str(path), "the file is empty (0 bytes)")
     try:
         if path.suffix == ".csv":
             # Read text as text; typing happens in normalise_table, which records what fails.
-            return pd.read_csv(path, dtype=str, keep_default_na=True)
+            return pd.read_csv(path, dtype=str, keep_default_na=True,
+                               sep=config.csv_separator or _sniff_separator(path))
         return pd.read_parquet(path)
-    except (OSError, ValueError, pd.errors.ParserError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise SourceError(str(path), f"cannot be read as {path.suffix[1:]}: {first}") from exc
+    except Exception as exc:  # a reader failure of any kind is the file's, named here
+        import pyarrow as pa
+
+        if not isinstance(exc, OSError | ValueError | pd.errors.ParserError | pa.ArrowException):
+            raise
+        first = _first_line(exc)
+        hint = " (the file is damaged or truncated)" if path.suffix == ".parquet" else ""
+        raise SourceError(str(path), f"cannot be read as {path.suffix[1:]}{hint}: {first}") from exc
+
+
+def _sniff_separator(path: Path) -> str:
+    """The field separator of a CSV file, read from its header line."""
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        header = fh.readline()
+    counts = {sep: header.count(sep) for sep in (",", ";", "\t", "|")}
+    best = max(counts, key=counts.get)
+    return best if counts[best] else ","
 
 
 def _read_sql(name: str, config: SourcesConfig) -> tuple[pd.DataFrame, str] | None:
     table = config.tables.get(name, name)
-    url = _expand_env(config.sql_url or "")
+    try:
+        url = expand_env(config.sql_url or "", "sources.sql_url")
+    except ValueError as exc:
+        raise SourceError("config", str(exc)) from None
     if not url:
         raise SourceError("config", f"format {config.format!r} needs sources.sql_url")
     if config.format == "duckdb":
         import duckdb
 
-        with duckdb.connect(url, read_only=True) as con:
-            names = {r[0] for r in con.execute("select table_name from information_schema.tables").fetchall()}
-            if table not in names:
-                return None
-            frame = con.sql(f'select * from "{table}"').to_arrow_table().to_pandas()
-            return frame, f"{url}:{table}"
+        try:
+            with duckdb.connect(url, read_only=True) as con:
+                names = {r[0] for r in con.execute(
+                    "select table_name from information_schema.tables").fetchall()}
+                if table not in names:
+                    return None
+                frame = con.sql(f'select * from "{table}"').to_arrow_table().to_pandas()
+        except duckdb.Error as exc:
+            raise SourceError(url, f"cannot read the DuckDB database: {_first_line(exc)}") from exc
+        return frame, f"{url}:{table}"
     import sqlalchemy as sa
 
-    engine = sa.create_engine(url)
+    # Never print credentials: name the source with the URL's password hidden.
+    try:
+        safe = sa.engine.make_url(url).render_as_string(hide_password=True)
+        engine = sa.create_engine(url)
+    except (sa.exc.ArgumentError, ImportError) as exc:
+        raise SourceError("config", f"sources.sql_url is not a usable SQLAlchemy URL: "
+                                    f"{_first_line(exc)}") from exc
     try:
         if not sa.inspect(engine).has_table(table):
             return None
         with engine.connect() as con:
             frame = pd.read_sql_table(table, con)
+    except sa.exc.SQLAlchemyError as exc:
+        raise SourceError(safe, f"cannot read table {table!r}: "
+                                f"{_first_line(getattr(exc, 'orig', None) or exc)}") from exc
     finally:
         engine.dispose()
-    # Never print credentials: name the table with the URL's password hidden.
-    safe = sa.engine.make_url(url).render_as_string(hide_password=True)
     return frame, f"{safe}:{table}"
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def normalise_table(frame: pd.DataFrame, name: str, origin: str,
@@ -170,7 +232,14 @@ def normalise_table(frame: pd.DataFrame, name: str, origin: str,
     for col in schema.columns:
         if col.name not in out.columns:
             continue
-        data[col.name], bad = _as_kind(out[col.name], col.kind, config.naive_timezone)
+        try:
+            data[col.name], bad = _as_kind(out[col.name], col.kind, config.naive_timezone,
+                                           config.date_format)
+        except _AmbiguousDates as exc:
+            raise SourceError(origin, f"column {col.name}: {exc.count} timestamp(s) such as "
+                                      f"{exc.examples} could be day/month or month/day; set "
+                                      "sources.date_format, e.g. '%d/%m/%Y %H:%M' or "
+                                      "'%m/%d/%Y %H:%M'") from None
         if bad is not None and bad.any():
             if bad.all() and out[col.name].notna().any():
                 # Nothing parses: this is a column of the wrong type, not a few bad values.
@@ -194,7 +263,56 @@ def _constant(kind: str, value, n: int) -> pd.Series:
     return pd.Series([value] * n, dtype=dtype)
 
 
-def _as_kind(s: pd.Series, kind: str, tz: str) -> tuple[pd.Series, np.ndarray | None]:
+class _AmbiguousDates(ValueError):
+    """Text timestamps whose day and month cannot be told apart."""
+
+    def __init__(self, count: int, examples: list):
+        self.count, self.examples = count, examples
+        super().__init__(f"{count} value(s) like {examples}")
+
+
+# An explicit UTC offset at the end of a timestamp: Z, +08, +0800 or +08:00.
+_OFFSET = r"(?:Z|[+-]\d{2}(?::?\d{2})?)$"
+# Numeric dates that do not start with the year: 05/03/2026 is March or May.
+_DAY_MONTH = r"^\d{1,2}[/.\-]\d{1,2}[/.\-]\d{2,4}(?:\D|$)"
+
+
+def _parse_times(text: pd.Series, tz: str, date_format: str | None) -> pd.Series:
+    """Text timestamps as UTC; NaT where a value does not parse.
+
+    Values with an explicit offset are read in UTC (several offsets may mix, as across a
+    daylight-saving change); the others are local times of ``tz``. Without
+    ``date_format`` a value must be ISO 8601; other spellings are tried by dateutil
+    unless they are numeric day/month dates, which are refused as ambiguous.
+    """
+    text = text.str.strip().where(lambda v: v != "")
+    out = pd.Series(pd.NaT, index=text.index, dtype="datetime64[us, UTC]")
+    present = text.notna()
+    with_offset = present & text.str.contains(_OFFSET, regex=True, na=False)
+    for mask, utc in ((with_offset, True), (present & ~with_offset, False)):
+        if not mask.any():
+            continue
+        part = text[mask]
+        fmt = date_format or "ISO8601"
+        t = pd.to_datetime(part, format=fmt, errors="coerce", utc=utc)
+        if date_format is None:
+            rest = t.isna()
+            if rest.any():
+                ambiguous = part[rest].str.contains(_DAY_MONTH, regex=True)
+                if ambiguous.any():
+                    raise _AmbiguousDates(int(ambiguous.sum()),
+                                          part[rest][ambiguous].head(3).tolist())
+                spelled = pd.to_datetime(part[rest], format="mixed", errors="coerce", utc=utc)
+                if spelled.dtype == t.dtype:  # else an offset this parser cannot line up
+                    t = t.mask(rest, spelled.reindex(t.index))
+        if not utc:
+            t = t.dt.tz_localize(tz, ambiguous="NaT", nonexistent="NaT")
+        out[mask] = t.dt.tz_convert("UTC").astype("datetime64[us, UTC]")
+    return out
+
+
+def _as_kind(s: pd.Series, kind: str, tz: str,
+             date_format: str | None = None) -> tuple[pd.Series, np.ndarray | None]:
     """Convert ``s`` to the canonical dtype of ``kind``; also return where parsing failed."""
     s = s.reset_index(drop=True)
     present = s.notna().to_numpy()
@@ -202,13 +320,13 @@ def _as_kind(s: pd.Series, kind: str, tz: str) -> tuple[pd.Series, np.ndarray | 
     if kind == "timestamp":
         if pd.api.types.is_datetime64_any_dtype(s.dtype):
             t = s
+            if getattr(t.dt, "tz", None) is None:
+                t = t.dt.tz_localize(tz, ambiguous="NaT", nonexistent="NaT")
+            t = t.dt.tz_convert("UTC").astype("datetime64[us, UTC]")
         elif is_text:
-            t = pd.to_datetime(s, errors="coerce", format="mixed", utc=False)
+            t = _parse_times(s.astype("str").where(s.notna()), tz, date_format)
         else:
             return s, None
-        if getattr(t.dt, "tz", None) is None:
-            t = t.dt.tz_localize(tz, ambiguous="NaT", nonexistent="NaT")
-        t = t.dt.tz_convert("UTC").astype("datetime64[us, UTC]")
         return t, present & t.isna().to_numpy()
     if kind in ("float", "int"):
         if pd.api.types.is_bool_dtype(s.dtype):
@@ -298,7 +416,7 @@ def load_raw(source: str | Path | Mapping[str, pd.DataFrame],
             path = _find_file(Path(source), name, config)
             if path is None:
                 continue
-            origin, frame = str(path), _read_file(path)
+            origin, frame = str(path), _read_file(path, config)
         raw.tables[name] = normalise_table(frame, name, origin, config)
     if "transactions" not in raw.tables:
         where = source if not isinstance(source, Mapping) else "the given tables"
@@ -369,17 +487,9 @@ def _known_at(raw: RawData, as_of: pd.Timestamp) -> RawData:
     out = RawData()
     for name, t in raw.tables.items():
         f = t.frame
-        if name in ("transactions", "events") and "ts" in f.columns:
-            keep = (f["ts"] < as_of).to_numpy()
-        elif name == "labels" and "reported_at" in f.columns:
-            keep = (f["reported_at"] <= as_of).to_numpy()
-        elif name == "blacklist" and "listed_at" in f.columns:
-            keep = (f["listed_at"] <= as_of).to_numpy()
+        keep = known_mask(name, f, as_of)
+        if name == "blacklist" and "delisted_at" in f.columns:
             f = f.assign(delisted_at=f["delisted_at"].where(f["delisted_at"] <= as_of))
-        elif name == "accounts" and "created_at" in f.columns:
-            keep = (f["created_at"] <= as_of).to_numpy()
-        else:
-            keep = np.ones(len(f), dtype=bool)
         failures = tuple(ParseFailure(p.column, p.kind, p.mask[keep], p.examples)
                          for p in t.parse_failures)
         kept = f.reset_index(drop=True) if keep.all() else f[keep].reset_index(drop=True)

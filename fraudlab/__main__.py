@@ -2,9 +2,9 @@
 
 
 def main() -> None:
-    from fraudlab.training._cli import app
+    from fraudlab.training._cli import run
 
-    app()
+    run()
 
 
 if __name__ == "__main__":

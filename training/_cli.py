@@ -47,23 +47,85 @@ ConfigOpt = Annotated[
 ]
 
 
+# Set when the loaded configuration asks for JSON lines: stdout then carries one JSON
+# object per line and nothing else, and human-readable output goes to stderr.
+_JSON = {"on": False}
+
+
 def _load(config: Path | None, **overrides):
+    import os
+
+    import yaml
     from pydantic import ValidationError
 
-    from ._config import load_config
+    from ._config import CONFIG_ENV, load_config
 
+    path = config or os.environ.get(CONFIG_ENV)
+    if path:
+        try:
+            raw = yaml.safe_load(Path(path).read_text())
+        except (OSError, yaml.YAMLError) as exc:
+            typer.echo(f"error: invalid configuration: {path}: "
+                       f"{' '.join(str(exc).split())}", err=True)
+            raise typer.Exit(EXIT_USAGE) from exc
+        _JSON["on"] = isinstance(raw, dict) and raw.get("log_format") == "json"
     try:
-        return load_config(config, **overrides)
+        cfg = load_config(config, **overrides)
     except (ValidationError, ValueError) as exc:
-        typer.echo(f"error: invalid configuration: {exc}", err=True)
-        raise typer.Exit(EXIT_USAGE) from exc
+        _fail(None, EXIT_USAGE, f"invalid configuration: {exc}")
+    _JSON["on"] = cfg.log_format == "json"
+    return cfg
+
+
+def run() -> None:
+    """The console script: the app, plus an error event for an unexpected failure when
+    logging JSON lines (the traceback still goes to stderr, the exit code is 1)."""
+    try:
+        app()
+    except Exception as exc:
+        if _JSON["on"]:
+            _json_log("error", exit_code=EXIT_ERROR, message=f"{type(exc).__name__}: {exc}")
+        raise
 
 
 def _console():
     from rich.console import Console
 
     # Soft wrap: long paths stay on one line, so logs can be grepped for file names.
-    return Console(highlight=False, soft_wrap=True)
+    # With JSON lines on stdout, people read stderr.
+    return Console(highlight=False, soft_wrap=True, stderr=_JSON["on"])
+
+
+def _json_log(event: str, **fields) -> None:
+    """One JSON line on stdout (``log_format: json``), for orchestrators' log collectors."""
+    import json
+
+    from fraudlab.data_contracts import json_safe
+
+    typer.echo(json.dumps(json_safe({"time": dt.datetime.now(dt.UTC).isoformat(),
+                                     "event": event, **fields}), allow_nan=False))
+
+
+def _fail(console, code: int, message: str, **fields):
+    """Stop with exit ``code``: an error event in JSON mode, a red line for people."""
+    if _JSON["on"]:
+        _json_log("error", exit_code=code, message=message, **fields)
+    if console is not None:
+        console.print(f"[red]error[/red]: {_escape(message)}")
+    else:
+        typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def _log(console):
+    """A progress logger: JSON events or plain lines."""
+    def log(message: str) -> None:
+        if _JSON["on"]:
+            _json_log("progress", message=message)
+        else:
+            console.print(_escape(message))
+
+    return log
 
 
 @config_app.command("show")
@@ -121,13 +183,9 @@ def contracts_check(
     out = report_dir or cfg.path(cfg.contracts.report_dir)
     console = _console()
     from fraudlab.data_contracts import validate_raw, write_report
-    from fraudlab.features import SourceError, load_raw
+    from fraudlab.features import load_raw
 
-    try:
-        data = load_raw(source, cfg.sources)
-    except SourceError as exc:
-        console.print(f"[red]error[/red]: {exc}")
-        raise typer.Exit(EXIT_SOURCE) from exc
+    data = _guarded(console, load_raw, source, cfg.sources)
     with console.status("validating ..."):
         report = validate_raw(data.tables, cfg.contracts, as_of=as_of)
     paths = write_report(report, out)
@@ -136,9 +194,9 @@ def contracts_check(
         console.print(f"[green]all contracts passed[/green]; results in {paths['report']}")
         return
     n_q = len(report.quarantine)
-    console.print(f"[red]contracts failed[/red]: {len(report.failures)} rule(s); "
-                  f"{n_q} row(s) quarantined in {paths['quarantine']}; results in {paths['report']}")
-    raise typer.Exit(EXIT_CONTRACT)
+    _fail(console, EXIT_CONTRACT, f"contracts failed: {len(report.failures)} rule(s); {n_q} "
+          f"row(s) quarantined in {paths['quarantine']}; results in {paths['report']}",
+          failures=[r.line() for r in report.failures[:20]], quarantined_rows=n_q)
 
 
 @features_app.command("list")
@@ -185,7 +243,8 @@ def features_build(
     from ._pipeline import build_and_save
 
     with console.status("validating the raw data and building features ..."):
-        ds = _guarded(console, build_and_save, cfg, as_of, out, raw=raw, start=start, end=end)
+        ds = _guarded(console, build_and_save, cfg, as_of, out, raw=raw, start=start, end=end,
+                      log=_log(console))
     mature = ds[ds["is_mature"]]
     console.print(f"wrote {out}: {len(ds):,} transactions x {ds.shape[1]} columns; "
                   f"{len(mature):,} mature, fraud rate {mature['is_fraud'].mean():.3%}; "
@@ -193,22 +252,29 @@ def features_build(
 
 
 def _guarded(console, step, *args, **kwargs):
-    """Run a step; turn source and contract failures into their exit codes."""
+    """Run a step; turn the failures a user can act on into messages and exit codes."""
     from fraudlab.features import SourceError
 
+    from ._lock import RefreshLocked
     from ._pipeline import ContractFailure
+    from ._protocol import ProtocolError
+    from ._refresh import RefreshOrderError
 
     try:
         return step(*args, **kwargs)
     except SourceError as exc:
-        console.print(f"[red]error[/red]: {_escape(str(exc))}")
-        raise typer.Exit(EXIT_SOURCE) from exc
+        _fail(console, EXIT_SOURCE, str(exc))
     except ContractFailure as exc:
         if exc.report is not None:
             _print_report(console, exc.report)
-        console.print(f"[red]contract failed[/red]: {_escape(str(exc))}; nothing built, "
-                      "nothing registered")
-        raise typer.Exit(EXIT_CONTRACT) from exc
+        failures = [r.line() for r in exc.report.failures] if exc.report is not None else []
+        _fail(console, EXIT_CONTRACT, f"contract failed: {exc}; nothing built, nothing "
+              "registered", report=str(exc.report_path), failures=failures[:20],
+              quarantined_rows=len(exc.report.quarantine) if exc.report is not None else 0)
+    except (ProtocolError, RefreshOrderError) as exc:
+        _fail(console, EXIT_USAGE, str(exc))
+    except RefreshLocked as exc:
+        _fail(console, EXIT_LOCKED, str(exc))
 
 
 @app.command()
@@ -245,11 +311,11 @@ def train(
         when = as_of or dt.datetime.now(dt.UTC)
         dataset = cfg.path("data/datasets") / f"train-{when:%Y%m%dT%H%M}.parquet"
         with console.status("validating the raw data and building features ..."):
-            ds = _guarded(console, build_and_save, cfg, when, dataset)
+            ds = _guarded(console, build_and_save, cfg, when, dataset, log=_log(console))
         console.print(f"built {dataset}: {len(ds):,} transactions")
     else:
         ds = read_dataset(dataset)
-    result = _run_training(console, ds, cfg, dataset, register)
+    result = _guarded(console, _run_training, console, ds, cfg, dataset, register)
     m, b = result.model.test_metrics, result.baseline.test_metrics
     from rich.table import Table
 
@@ -309,48 +375,30 @@ def report(
 def refresh_cmd(
     as_of: Annotated[dt.datetime | None, typer.Option(
         help="Run the period as of this time (UTC); default: now.")] = None,
+    backfill: Annotated[bool, typer.Option(
+        help="Compute a period older than the newest completed one: reported and audited, "
+        "but nothing registered and no alias moved.")] = False,
     config: ConfigOpt = None,
 ) -> None:
     """One refresh period: validate, build, train a challenger, compare with the champion,
     measure drift and new patterns, report, then register and promote (or keep).
 
-    Exit codes: 0 kept or promoted (or already done), 3 contract failed, 4 source
+    Exit codes: 0 kept or promoted (or already done), 2 a period older than the newest
+    completed one (without --backfill) or too little history, 3 contract failed, 4 source
     unreadable, 5 lock held by another refresh, 1 any other error.
     """
     cfg = _load(config)
     console = _console()
-    outcome = _refresh_once(console, cfg, as_of or dt.datetime.now(dt.UTC))
+    outcome = _refresh_once(console, cfg, as_of or dt.datetime.now(dt.UTC), backfill)
     if cfg.log_format != "json":
         console.print(f"report: {outcome.report}")
 
 
-def _json_log(event: str, **fields) -> None:
-    """One JSON line on stdout (``log_format: json``), for orchestrators' log collectors."""
-    import json
+def _refresh_once(console, cfg, as_of, backfill: bool = False):
+    from ._refresh import refresh
 
-    typer.echo(json.dumps({"time": dt.datetime.now(dt.UTC).isoformat(), "event": event,
-                           **fields}, default=str))
-
-
-def _refresh_once(console, cfg, as_of):
-    from ._refresh import RefreshLocked, refresh
-
-    as_json = cfg.log_format == "json"
-
-    def log(message: str) -> None:
-        if as_json:
-            _json_log("progress", message=message)
-        else:
-            console.print(_escape(message))
-
-    try:
-        outcome = _guarded(console, refresh, cfg, as_of, log=log)
-    except RefreshLocked as exc:
-        if as_json:
-            _json_log("error", exit_code=EXIT_LOCKED, message=str(exc))
-        console.print(f"[red]error[/red]: {_escape(str(exc))}")
-        raise typer.Exit(EXIT_LOCKED) from exc
-    if as_json:
+    outcome = _guarded(console, refresh, cfg, as_of, log=_log(console), backfill=backfill)
+    if _JSON["on"]:
         _json_log("decision", **{k: v for k, v in outcome.to_dict().items() if k != "patterns"},
                   patterns=[p["summary"] for p in outcome.patterns])
         return outcome
@@ -396,7 +444,7 @@ def backtest(
     to_ts = to.replace(tzinfo=dt.UTC) if to.tzinfo is None else to
     when = as_of or (to_ts + parse_duration(cfg.features.label_maturity).to_pytimedelta())
     with console.status("validating the raw data and building features ..."):
-        data, _ = _guarded(console, load_validated, cfg, when)
+        data, _ = _guarded(console, load_validated, cfg, when, log=_log(console))
         ds = build_dataset(data, when, config=cfg.features)
     params = champion_params(cfg)
     console.print("parameters: " + ("the champion's" if params else "XGBoost's defaults"))

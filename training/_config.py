@@ -118,6 +118,11 @@ class RefreshConfig(BaseModel):
         True, description="Seed the challenger's study with the champion's parameters.")
     lock_timeout: float = Field(
         3600, ge=0, description="Seconds to wait for another refresh holding the lock.")
+    lock_url: str | None = Field(
+        None, description="PostgreSQL database whose advisory lock serialises refreshes "
+        "across machines (postgresql://host/db, ${ENV} expanded): the database behind a "
+        "shared MLflow server. Default: the tracking URI when it is PostgreSQL, else a file "
+        "lock under paths.mlruns (one machine).")
     audit_log: str = Field("reports/audit.jsonl", description="Append-only audit log.")
     drift_psi: float = Field(
         0.25, gt=0, description="Backtest 'drift' policy: retrain when a top-10 feature's PSI "

@@ -7,6 +7,7 @@ that touches the disk lives here, not in the stages.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -23,8 +24,13 @@ class ContractFailure(Exception):
 
 
 def load_validated(config: FraudlabConfig, as_of, raw: Path | None = None,
-                   report_dir: Path | None = None):
-    """Load the raw tables as known at ``as_of`` and validate every contract.
+                   report_dir: Path | None = None, log=None):
+    """Load every raw row, validate every contract, then keep what was known at ``as_of``.
+
+    Validation sees the whole tables before the as-of cut, so a row whose time is missing
+    or unreadable is quarantined, never cut away unseen. Rows dated after ``as_of`` follow
+    ``contracts.after_as_of``: left out of the period and counted (``ignore``, logged
+    through ``log``), or quarantined.
 
     Raises
     ------
@@ -33,26 +39,34 @@ def load_validated(config: FraudlabConfig, as_of, raw: Path | None = None,
     ContractFailure
         Any contract failed; the report and the quarantine file are written first.
     """
-    from fraudlab.data_contracts import validate_raw, write_report
+    from fraudlab.data_contracts import to_utc, validate_raw, write_report
     from fraudlab.features import load_raw
 
     source = raw or config.path(config.paths.raw)
-    data = load_raw(source, config.sources, as_of=as_of)
-    report = validate_raw(data.tables, config.contracts, as_of=as_of)
+    data = load_raw(source, config.sources)
+    as_of = to_utc(as_of)
+    report = validate_raw(data.tables, config.contracts, as_of=as_of,
+                          after_as_of=config.contracts.after_as_of)
     if not report.success:
         paths = write_report(report, report_dir or config.path(config.contracts.report_dir))
         summary = "; ".join(r.line() for r in report.failures[:3])
         raise ContractFailure(f"raw data in {source}", paths["report"], summary, report)
-    return data, report
+    later = {k: n for k, n in report.later_rows.items() if n}
+    if later and log is not None:
+        log(f"rows dated after the as-of time {as_of.isoformat()}, left out of this period "
+            "(contracts.after_as_of = ignore): "
+            + ", ".join(f"{k} {n:,}" for k, n in later.items()))
+    return data.known_at(as_of), report
 
 
 def build_and_save(config: FraudlabConfig, as_of, out: Path, *, raw: Path | None = None,
-                   start=None, end=None) -> pd.DataFrame:
+                   start=None, end=None, log=None) -> pd.DataFrame:
     """Validate the raw data, build the labeled dataset (with its contract) and write it
     as Parquet with its contract results next to it (``.contract.json``)."""
+    from fraudlab.data_contracts import json_safe
     from fraudlab.features import DatasetContractError, build_dataset
 
-    data, raw_report = load_validated(config, as_of, raw)
+    data, raw_report = load_validated(config, as_of, raw, log=log)
     try:
         ds = build_dataset(data, as_of, start=start, end=end, config=config.features)
     except DatasetContractError as exc:
@@ -66,8 +80,14 @@ def build_and_save(config: FraudlabConfig, as_of, out: Path, *, raw: Path | None
     attrs = dict(ds.attrs)
     ds.attrs.clear()  # Parquet metadata holds only JSON-safe attributes
     ds.attrs.update({k: v for k, v in attrs.items() if k != "contract"})
-    ds.to_parquet(out, index=False)
-    out.with_suffix(".contract.json").write_text(json.dumps(contract, indent=2, default=str) + "\n")
+    # Written under temporary names and renamed, so a killed build leaves no half file.
+    tmp = out.with_name(f".{out.name}.tmp")
+    ds.to_parquet(tmp, index=False)
+    side = out.with_suffix(".contract.json")
+    side_tmp = side.with_name(f".{side.name}.tmp")
+    side_tmp.write_text(json.dumps(json_safe(contract), indent=2, allow_nan=False) + "\n")
+    os.replace(side_tmp, side)
+    os.replace(tmp, out)
     ds.attrs["contract"] = contract
     return ds
 

@@ -93,9 +93,37 @@ def _window(frame: pd.DataFrame, spec: dict, y: np.ndarray) -> Window:
                   frame[cols].reset_index(drop=True))
 
 
+_MIN_TRAINING = "7d"  # the oldest fold's training rows, when training takes all history
+
+
+class ProtocolError(ValueError):
+    """The dataset cannot hold the configured temporal protocol: too little history, or a
+    window without frauds. The message says how much history the settings need."""
+
+
+def history_needed(config: TrainingConfig) -> pd.Timedelta:
+    """The span of mature rows the protocol needs: test window, gap, calibration window,
+    ``n_splits`` validation windows, a gap, and the training window of the oldest fold
+    (``train_window``, or at least a week of rows when training takes all history)."""
+    gap = parse_duration(config.gap or FeaturesConfig().label_maturity)
+    valid = parse_duration(config.validation_window)
+    train = parse_duration(config.train_window or _MIN_TRAINING)
+    return (parse_duration(config.test_window) + gap + parse_duration(config.calibration_window)
+            + config.n_splits * valid + gap + train)
+
+
+def _needs(config: TrainingConfig) -> str:
+    return (f"test_window {config.test_window} + gap {config.gap} + calibration_window "
+            f"{config.calibration_window} + {config.n_splits} x validation_window "
+            f"{config.validation_window} + gap + training of at least "
+            f"{config.train_window or _MIN_TRAINING} = "
+            f"{history_needed(config).days} days; shorten training.n_splits, "
+            "validation_window, calibration_window, test_window or gap, or bring more history")
+
+
 def _no_fraud(name: str, w: Window) -> None:
     if len(w) == 0 or w.frauds == 0:
-        raise ValueError(f"the {name} window has {len(w):,} rows and {w.frauds} frauds: the "
+        raise ProtocolError(f"the {name} window has {len(w):,} rows and {w.frauds} frauds: the "
                          "dataset is too short or too clean for the configured windows "
                          "(training.test_window, calibration_window, validation_window, gap, "
                          "n_splits)")
@@ -112,8 +140,9 @@ def build_protocol(dataset: pd.DataFrame, config: TrainingConfig | None = None) 
 
     Raises
     ------
-    ValueError
-        When a window would hold no rows or no frauds.
+    ProtocolError
+        When the mature rows span less than :func:`history_needed`, or a window would hold
+        no rows or no frauds.
     """
     config = config or TrainingConfig()
     # Without a configured gap, the label maturity: a model deployed at the test window's
@@ -122,10 +151,23 @@ def build_protocol(dataset: pd.DataFrame, config: TrainingConfig | None = None) 
     spec = preprocessing_spec(dataset)
     data = dataset[dataset["is_mature"].to_numpy()].reset_index(drop=True)
     if data.empty:
-        raise ValueError("the dataset has no mature rows (all labels still too recent)")
+        raise ProtocolError("the dataset has no mature rows (all labels still too recent "
+                            "for features.label_maturity)")
+    have = data["ts"].max() - data["ts"].min()
+    if have < history_needed(config):
+        raise ProtocolError(
+            f"the mature rows span {have / pd.Timedelta('1D'):.1f} days "
+            f"({data['ts'].min():%Y-%m-%d} .. {data['ts'].max():%Y-%m-%d}; rows younger than "
+            "features.label_maturity at the as-of time are not mature); the configured "
+            f"protocol needs {_needs(config)}")
     outer = TemporalSplit(1, validation_window=config.test_window, gap=gap)
     t = outer.fold_times(data)[0]
-    dev_pos, test_pos = next(outer.split(data))
+    try:
+        dev_pos, test_pos = next(outer.split(data))
+    except ValueError as exc:
+        raise ProtocolError(f"the outer test split (training.test_window {config.test_window} "
+                            f"after a gap of {gap}) leaves no rows on one side: "
+                            f"{_needs(config)}") from exc
     deploy = t["valid_start"]
     dev = data.iloc[dev_pos].reset_index(drop=True)
     dev_y = labels_known_at(dev, deploy)
@@ -142,8 +184,11 @@ def build_protocol(dataset: pd.DataFrame, config: TrainingConfig | None = None) 
                         test=_window(test, spec, test[LABEL].to_numpy()))
     splitter = TemporalSplit(config.n_splits, validation_window=config.validation_window,
                              gap=gap, train_window=config.train_window, end=cal_start)
-    for (tr, va), ft in zip(splitter.split(refit_frame), splitter.fold_times(refit_frame),
-                            strict=True):
+    try:
+        folds = list(splitter.split(refit_frame))
+    except ValueError as exc:
+        raise ProtocolError(f"validation {exc}: {_needs(config)}") from exc
+    for (tr, va), ft in zip(folds, splitter.fold_times(refit_frame), strict=True):
         train = refit_frame.iloc[tr]
         fold = Fold(train=_window(train, spec, labels_known_at(train, ft["valid_start"])),
                     valid=_window(refit_frame.iloc[va], spec, refit_y[va]), times=ft)

@@ -71,6 +71,8 @@ def setup_mlflow(config: FraudlabConfig):
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     import mlflow
 
+    if not config.tracking.uri:
+        _create_sqlite_store(config)
     mlflow.set_tracking_uri(config.tracking_uri())
     client = mlflow.MlflowClient()
     exp = client.get_experiment_by_name(config.tracking.experiment)
@@ -88,6 +90,40 @@ def setup_mlflow(config: FraudlabConfig):
                 raise
     mlflow.set_experiment(config.tracking.experiment)
     return client
+
+
+def _create_sqlite_store(config: FraudlabConfig) -> None:
+    """Create the default SQLite store in one step, if it does not exist yet.
+
+    MLflow creates its tables through a series of migrations; a process killed half-way
+    leaves a database that no later run can open. The store is therefore built under a
+    temporary name and linked into place only when complete (``os.link`` fails if another
+    process got there first, whose store is then used).
+    """
+    import os
+
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    from ._failpoint import failpoint
+
+    mlruns = config.path(config.paths.mlruns).resolve()
+    db = mlruns / "mlflow.db"
+    if db.exists():
+        return
+    mlruns.mkdir(parents=True, exist_ok=True)
+    art = mlruns / "artifacts"
+    art.mkdir(exist_ok=True)
+    tmp = mlruns / f".mlflow.db.{os.getpid()}.tmp"
+    tmp.unlink(missing_ok=True)
+    store = SqlAlchemyStore(f"sqlite:///{tmp}", art.as_uri())
+    store.engine.dispose()
+    failpoint("store")
+    try:
+        os.link(tmp, db)
+    except FileExistsError:
+        pass
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _figures(study) -> dict:
@@ -164,6 +200,7 @@ def _log_training(result, dataset, config, *, source, extra_tags) -> str:
     import xgboost as xgb
 
     from . import _served
+    from ._failpoint import failpoint
 
     model, baseline, study = result.model, result.baseline, result.study
     tags = {
@@ -176,6 +213,7 @@ def _log_training(result, dataset, config, *, source, extra_tags) -> str:
         **(extra_tags or {}),
     }
     with mlflow.start_run(run_name=result.run_name, tags=tags) as run:
+        failpoint("training-run")
         t = config.training
         mlflow.log_params({f"training.{k}": (json.dumps(v) if isinstance(v, list) else v)
                            for k, v in t.model_dump().items()})
@@ -245,14 +283,21 @@ def _log_training(result, dataset, config, *, source, extra_tags) -> str:
     return info.model_uri
 
 
-def register(model_uri: str, config: FraudlabConfig, *, tags: dict | None = None) -> str:
-    """Register a logged model; the new version becomes ``challenger``, and ``champion``
-    too when there is none yet. Returns the version."""
+def register(model_uri: str, config: FraudlabConfig, *, tags: dict | None = None,
+             aliases: bool = True) -> str:
+    """Register a logged model; returns the version.
+
+    With ``aliases`` (a plain training), the new version becomes ``challenger``, and
+    ``champion`` too when there is none yet; the refresh cycle registers without aliases
+    and moves them itself once its audit line is written.
+    """
     import mlflow
 
     client = setup_mlflow(config)
     name = config.tracking.registered_model
     mv = mlflow.register_model(model_uri, name, tags=tags or {})
+    if not aliases:
+        return str(mv.version)
     client.set_registered_model_alias(name, CHALLENGER, mv.version)
     try:
         client.get_model_version_by_alias(name, CHAMPION)

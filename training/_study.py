@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import multiprocessing as mp
 import os
-import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -29,14 +28,9 @@ def storage_url(config: FraudlabConfig) -> str | None:
     if kind == "journal":
         mlruns.mkdir(parents=True, exist_ok=True)
         return f"journal:{mlruns / 'optuna-journal.log'}"
+    from fraudlab.features import expand_env
 
-    def env(match: re.Match) -> str:
-        name = match.group(1)
-        if name not in os.environ:
-            raise ValueError(f"training.storage refers to ${{{name}}}, which is not set")
-        return os.environ[name]
-
-    return re.sub(r"\$\{(\w+)\}", env, kind)
+    return expand_env(kind, "training.storage")
 
 
 def _storage(url: str | None):

@@ -52,7 +52,8 @@ class TrainingResult:
 def train_model(dataset: pd.DataFrame, config: FraudlabConfig | None = None, *,
                 dataset_path: str | Path | None = None, log: bool = True,
                 register: bool = True, callbacks: Sequence[Callable] = (),
-                tags: dict | None = None, enqueue: dict | None = None) -> TrainingResult:
+                tags: dict | None = None, enqueue: dict | None = None,
+                study_name: str | None = None) -> TrainingResult:
     """Tune, refit, calibrate and test a fraud model on a labeled dataset.
 
     Parameters
@@ -71,6 +72,9 @@ def train_model(dataset: pd.DataFrame, config: FraudlabConfig | None = None, *,
         Extra MLflow run tags.
     enqueue : dict, optional
         Parameters to try first (a warm start from the champion's).
+    study_name : str, optional
+        The Optuna study; default ``training.study_name``, else one named after the
+        dataset's fingerprint and the seed.
 
     Returns
     -------
@@ -83,7 +87,8 @@ def train_model(dataset: pd.DataFrame, config: FraudlabConfig | None = None, *,
     config = config or FraudlabConfig()
     fingerprint = dataset_fingerprint(dataset)
     protocol = build_protocol(dataset, config.training)
-    name = config.training.study_name or f"fraudlab-{fingerprint[:12]}-seed{config.training.seed}"
+    name = (study_name or config.training.study_name
+            or f"fraudlab-{fingerprint[:12]}-seed{config.training.seed}")
     study = run_study(protocol, config, name, dataset_path=dataset_path, callbacks=callbacks,
                       enqueue=enqueue)
     complete = [t for t in study.trials if t.value is not None]
