@@ -43,3 +43,39 @@ def labeled_dataset():
 
     world = simulate_world(SimulationConfig(accounts=3000, days=85, seed=11))
     return build_dataset(world.tables(), pd.Timestamp("2026-05-15", tz="UTC"))
+
+
+POSTGRES_URL = os.environ.get("FRAUDLAB_TEST_POSTGRES",
+                              "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+
+def require_service(name: str, check) -> None:
+    """Skip a test whose service is absent, with the reason; under CI (``CI=true``) the
+    service must be there, so its absence fails the test instead."""
+    try:
+        check()
+    except Exception as exc:  # any failure to reach the service
+        message = f"{name} is not reachable: {type(exc).__name__}: {exc}"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+@pytest.fixture
+def postgres_url():
+    """A fresh, empty PostgreSQL database for one test, dropped afterwards."""
+    import uuid
+
+    import psycopg
+
+    admin = POSTGRES_URL.replace("+psycopg", "")
+    require_service("PostgreSQL", lambda: psycopg.connect(admin, connect_timeout=5).close())
+    name = f"fraudlab_test_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(admin, autocommit=True) as con:
+        con.execute(f'create database "{name}"')
+    base = POSTGRES_URL.rsplit("/", 1)[0]
+    try:
+        yield f"{base}/{name}"
+    finally:
+        with psycopg.connect(admin, autocommit=True) as con:
+            con.execute(f'drop database if exists "{name}" with (force)')

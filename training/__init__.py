@@ -32,6 +32,9 @@ _EXPORTS = {
     "RefreshLocked": "._refresh",
     "RefreshOutcome": "._refresh",
     "TrackingConfig": "._config",
+    "ProtocolError": "._protocol",
+    "RefreshOrderError": "._refresh",
+    "UntrustedModel": "._registry",
     "config_to_yaml": "._config",
     "load_config": "._config",
 }

@@ -259,6 +259,7 @@ def _guarded(console, step, *args, **kwargs):
     from ._pipeline import ContractFailure
     from ._protocol import ProtocolError
     from ._refresh import RefreshOrderError
+    from ._registry import UntrustedModel
 
     try:
         return step(*args, **kwargs)
@@ -275,6 +276,8 @@ def _guarded(console, step, *args, **kwargs):
         _fail(console, EXIT_USAGE, str(exc))
     except RefreshLocked as exc:
         _fail(console, EXIT_LOCKED, str(exc))
+    except UntrustedModel as exc:
+        _fail(console, EXIT_ERROR, str(exc))
 
 
 @app.command()
@@ -365,8 +368,8 @@ def report(
 
     ref = model or f"{cfg.tracking.registered_model}@champion"
     with console.status(f"scoring, explaining and writing the report of {ref} ..."):
-        ev = write_model_report(cfg, ref, read_dataset(dataset), out, start=start, end=end,
-                                compare=compare or None)
+        ev = _guarded(console, write_model_report, cfg, ref, read_dataset(dataset), out,
+                      start=start, end=end, compare=compare or None)
     console.print(f"wrote {out} ({ev.window['rows']:,} transactions, {ev.window['frauds']} frauds, "
                   f"{ev.timings['figures']:.1f} s)")
 

@@ -54,7 +54,62 @@ def model_tags(result) -> dict[str, str]:
     tiers = result.model.spec["tiers"]
     return {"fraudlab.tier.block": str(tiers["block"]),
             "fraudlab.tier.review": str(tiers["review"]),
-            "fraudlab.test_start": result.protocol_summary["times"]["test_start"]}
+            "fraudlab.test_start": result.protocol_summary["times"]["test_start"],
+            CODE_TAG: served_code_sha256()}
+
+
+CODE_TAG = "fraudlab.code_sha256"
+"""Tag of a run and its model version: the SHA-256 of the served model's code file."""
+
+
+def served_code_sha256() -> str:
+    """The SHA-256 of the served model's code file, as logged with every model."""
+    import hashlib
+
+    from . import _served
+
+    return hashlib.sha256(Path(_served.__file__).read_bytes()).hexdigest()
+
+
+class UntrustedModel(Exception):
+    """A registered model whose code differs from what was recorded when it was logged."""
+
+
+def _verified_model_dir(client, name: str, mv, run) -> Path:
+    """Download a model version and check its code before anything of it runs.
+
+    A model logged as code runs its code file when it is loaded: whoever can write the
+    artifact store could otherwise make every process that loads the model run theirs.
+    The code file's SHA-256 must equal the one recorded in the tracking store when the
+    model was logged, it must be the only code (no ``code_paths``), and the loader must be
+    MLflow's models-from-code loader.
+    """
+    import hashlib
+
+    import mlflow
+    import yaml
+
+    expected = mv.tags.get(CODE_TAG) or run.data.tags.get(CODE_TAG)
+    where = f"{name} version {mv.version}"
+    if not expected:
+        raise UntrustedModel(f"{where} has no recorded code hash ({CODE_TAG}); it was logged "
+                             "by an older fraudlab: train it again")
+    local = Path(tempfile.mkdtemp(prefix="fraudlab-model-"))
+    mlflow.artifacts.download_artifacts(f"models:/{name}/{mv.version}", dst_path=str(local))
+    meta = yaml.safe_load((local / "MLmodel").read_text())
+    pyfunc = meta.get("flavors", {}).get("python_function", {})
+    code = pyfunc.get("model_code_path")
+    if (pyfunc.get("loader_module") != "mlflow.pyfunc.loaders.code_model" or not code
+            or Path(code).name != "_served.py" or pyfunc.get("code")):
+        raise UntrustedModel(f"{where}: its MLmodel does not load fraudlab's served model "
+                             "code (loader, code file or code paths changed)")
+    digest = hashlib.sha256((local / Path(code).name).read_bytes()).hexdigest()
+    if digest != expected:
+        raise UntrustedModel(f"{where}: its code file changed since it was logged (SHA-256 "
+                             f"{digest[:16]}..., recorded {expected[:16]}...); refusing to "
+                             "load it. See docs/operations.md on write access to the "
+                             "artifact store")
+    return local
 
 
 def setup_mlflow(config: FraudlabConfig):
@@ -315,7 +370,13 @@ def _redact(text: str) -> str:
 
 def load_registered(config: FraudlabConfig, ref: str):
     """A registered model by ``NAME@ALIAS`` or ``NAME/VERSION`` (or an alias of the
-    configured model), with its version record and training run.
+    configured model), with its version record and training run. Its code file is
+    checked against the SHA-256 recorded when it was logged before any of it runs.
+
+    Raises
+    ------
+    UntrustedModel
+        The model's code differs from what was recorded (or nothing was recorded).
 
     Returns
     -------
@@ -333,8 +394,15 @@ def load_registered(config: FraudlabConfig, ref: str):
     else:
         name = config.tracking.registered_model
         mv = client.get_model_version_by_alias(name, ref)
-    model = mlflow.pyfunc.load_model(f"models:/{name}/{mv.version}")
-    return model.unwrap_python_model(), mv, client.get_run(mv.run_id)
+    run = client.get_run(mv.run_id)
+    local = _verified_model_dir(client, name, mv, run)
+    try:
+        model = mlflow.pyfunc.load_model(str(local))
+    finally:
+        import shutil
+
+        shutil.rmtree(local, ignore_errors=True)
+    return model.unwrap_python_model(), mv, run
 
 
 def model_summary(config: FraudlabConfig, mv, run) -> dict:

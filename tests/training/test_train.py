@@ -128,3 +128,32 @@ def test_report_command_writes_the_html_and_logs_it_to_the_models_run(trained, t
     logged = {f.path for f in mlflow.MlflowClient(config.tracking_uri()).list_artifacts(
         second.run_id, "reports")}
     assert logged == {"reports/report.html"}
+
+
+def test_a_model_whose_code_file_changed_is_refused(trained, tmp_path):
+    import mlflow
+
+    from fraudlab.training import UntrustedModel, load_registered
+    from fraudlab.training._registry import CODE_TAG, served_code_sha256
+
+    config, first, _, _ = trained
+    client = mlflow.MlflowClient(config.tracking_uri())
+    name = config.tracking.registered_model
+    mv = client.get_model_version(name, first.version)
+    assert mv.tags[CODE_TAG] == served_code_sha256()
+    scorer, _, _ = load_registered(config, f"{name}/{first.version}")  # untouched: loads
+    # Someone with write access to the artifact store appends code to the model's file.
+    code = Path(mlflow.artifacts.download_artifacts(f"models:/{name}/{first.version}",
+                                                    dst_path=str(tmp_path))) / "_served.py"
+    stored = Path(client.get_model_version_download_uri(name, first.version).removeprefix("file://"))
+    target = stored / "_served.py"
+    original = target.read_bytes()
+    assert original == code.read_bytes()
+    marker = tmp_path / "ran"
+    target.write_bytes(original + f"\nopen({str(marker)!r}, 'w').close()\n".encode())
+    try:
+        with pytest.raises(UntrustedModel, match="code file changed since it was logged"):
+            load_registered(config, f"{name}/{first.version}")
+        assert not marker.exists()  # refused before anything of it ran
+    finally:
+        target.write_bytes(original)
