@@ -2,6 +2,7 @@
 
 from ._calibration import ScoreCalibrator
 from ._changes import PeriodChanges, compare_periods
+from ._compare import MEASURES, OperatingComparison, compare_operating_points, operating_counts
 from ._config import EvaluationConfig
 from ._drift import attribution_shift, feature_drift, missed_fraud_patterns, psi
 from ._explain import (
@@ -27,7 +28,9 @@ from ._splits import TemporalSplit, labels_known_at, temporal_holdout
 from ._tiers import choose_thresholds, tier_of, tier_table
 
 __all__ = [
+    "MEASURES",
     "Evaluation",
+    "OperatingComparison",
     "PeriodChanges",
     "EvaluationConfig",
     "Scorer",
@@ -38,12 +41,14 @@ __all__ = [
     "average_precision_score",
     "bootstrap_interval",
     "choose_thresholds",
+    "compare_operating_points",
     "compare_periods",
     "contributions",
     "evaluate",
     "feature_drift",
     "global_importance",
     "missed_fraud_patterns",
+    "operating_counts",
     "reason_codes",
     "render_backtest",
     "render_report",

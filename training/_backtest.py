@@ -21,7 +21,7 @@ from fraudlab.features import LABEL
 
 from ._config import FraudlabConfig
 
-POLICIES = ("never", "always", "drift")
+POLICIES = ("never", "always", "drift", "ap_rule", "operating_rule")
 
 
 @dataclass
@@ -55,6 +55,9 @@ def _daily_top(scores: np.ndarray, times: pd.Series, exclude: np.ndarray, k: int
     return (rank <= k) & ~exclude
 
 
+_RULES = {"ap_rule": "average_precision", "operating_rule": "operating_point"}
+
+
 def run_backtest(dataset: pd.DataFrame, config: FraudlabConfig, start, end, every: str = "7d",
                  policies: Sequence[str] = POLICIES, params: dict | None = None,
                  log: Callable[[str], None] = print) -> BacktestResult:
@@ -69,14 +72,18 @@ def run_backtest(dataset: pd.DataFrame, config: FraudlabConfig, start, end, ever
     dataset : DataFrame
         Labeled dataset built as of a time late enough that the outcomes of the periods are
         known (e.g. ``end`` plus the label maturity).
-    policies : sequence of {"never", "always", "drift"}
+    policies : sequence of {"never", "always", "drift", "ap_rule", "operating_rule"}
         ``never`` keeps the first model; ``always`` retrains every period; ``drift``
         retrains when the score PSI or a top-10 feature's PSI since its training data
-        exceeds ``refresh.drift_psi``.
+        exceeds ``refresh.drift_psi``. ``ap_rule`` and ``operating_rule`` train a challenger
+        every period and promote it by that promotion rule (``refresh.rule``
+        ``average_precision`` or ``operating_point``, with the other ``refresh`` settings),
+        as the refresh cycle does; ``promoted`` says when.
     params : dict, optional
         Fixed model parameters (as :func:`fit_final` takes them); default XGBoost's
         defaults.
     """
+    from ._decision import decide, score_pair
     from ._fit import fit_final
     from ._protocol import build_protocol
     from ._search import BASELINE_PARAMS
@@ -107,13 +114,25 @@ def run_backtest(dataset: pd.DataFrame, config: FraudlabConfig, start, end, ever
                 top10 = sorted(gain, key=gain.get, reverse=True)[:10]
                 top = feature_drift(ref_s, period, top10)["psi"].max()
                 retrain = max(score_psi, top) > config.refresh.drift_psi
-            if retrain:
-                if fresh is None:
-                    log(f"{t:%Y-%m-%d}: training on what was known then ...")
-                    view = dataset_known_at(dataset, t, config.features.label_maturity)
-                    fitted = fit_final(build_protocol(view, tcfg), params, tcfg, config.evaluation)
-                    fresh = (fitted.scorer(), view)
-                models[policy] = fresh
+            rule = _RULES.get(policy)
+            if fresh is None and (retrain or (rule and policy in models)):
+                log(f"{t:%Y-%m-%d}: training on what was known then ...")
+                view = dataset_known_at(dataset, t, config.features.label_maturity)
+                protocol = build_protocol(view, tcfg)
+                fitted = fit_final(protocol, params, tcfg, config.evaluation)
+                fresh = (fitted.scorer(), view, protocol)
+            promoted = retrain
+            if rule and policy in models:
+                # The refresh cycle's decision, under this policy's rule.
+                cfg = config.model_copy(update={"refresh": config.refresh.model_copy(
+                    update={"rule": rule})})
+                pair = score_pair(cfg, fresh[2], fresh[1], fresh[0], models[policy][0])
+                promoted = decide(cfg.refresh, pair.champion, pair.challenger, pair.comparison,
+                                  review_capacity_per_day=cfg.evaluation.review_capacity_per_day
+                                  ).promote
+                retrain = True
+            if promoted:
+                models[policy] = fresh[:2]
             scorer, _ = models[policy]
             p = scorer.predict(None, period)
             blocked = p >= scorer.spec["tiers"]["block"]
@@ -125,6 +144,7 @@ def run_backtest(dataset: pd.DataFrame, config: FraudlabConfig, start, end, ever
             flagged = blocked | reviewed
             amount = period["amount"].to_numpy(float)
             rows.append({"period_start": t, "policy": policy, "retrained": bool(retrain),
+                         "promoted": bool(promoted),
                          "transactions": len(period), "frauds": int(y.sum()),
                          "fraud_caught": int((flagged & y).sum()),
                          "fraud_amount": float(amount[y].sum()),

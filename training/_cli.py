@@ -411,6 +411,8 @@ def _refresh_once(console, cfg, as_of, backfill: bool = False):
                   f"{outcome.champion_version or 'none'}")
     for reason in outcome.reasons:
         console.print(f"  - {_escape(reason)}")
+    for warning in outcome.warnings:
+        console.print(f"  [yellow]warning[/yellow]: {_escape(warning)}")
     d = outcome.drift
     if d:
         console.print(f"  drift: score PSI {d['score_psi']:.3f}; major feature drift: "
@@ -428,7 +430,9 @@ def backtest(
     from_: Annotated[dt.datetime, typer.Option("--from", help="First period start (UTC).")],
     to: Annotated[dt.datetime, typer.Option(help="End of the last period (UTC).")],
     every: Annotated[str, typer.Option(help="Period length, e.g. 7d.")] = "7d",
-    policy: Annotated[str, typer.Option(help="Comma-separated policies: never, always, drift.")] = "never,always,drift",
+    policy: Annotated[str, typer.Option(
+        help="Comma-separated policies: never, always, drift, ap_rule (promote by average "
+        "precision), operating_rule (promote at the operating point).")] = "never,always,drift",
     as_of: Annotated[dt.datetime | None, typer.Option(
         help="Outcomes as known at this time (default: --to plus the label maturity).")] = None,
     out: Annotated[Path | None, typer.Option(help="HTML report (default: under paths.reports).")] = None,
@@ -458,7 +462,8 @@ def backtest(
     target.write_text(render_backtest(result.periods, result.first_caught, by_type=result.by_type),
                       encoding="utf-8")
     totals = result.periods.groupby("policy", sort=False)[
-        ["retrained", "frauds", "fraud_caught", "fraud_amount_saved", "reviews", "false_blocks"]].sum()
+        ["retrained", "promoted", "frauds", "fraud_caught", "fraud_amount_saved", "reviews",
+         "false_blocks"]].sum()
     console.print(totals.to_string())
     console.print(result.first_caught.to_string(index=False))
     console.print(result.by_type.pivot(index="fraud_type", columns="policy", values="recall")

@@ -105,15 +105,45 @@ class RefreshConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
+    rule: Literal["operating_point", "average_precision"] = Field(
+        "average_precision", description="How a challenger is promoted. operating_point: both "
+        "models are thresholded the same way on the same calibration window and compared on "
+        "the newest matured window by the fraud amount their block and review tiers catch, "
+        "with a paired bootstrap interval (resampling accounts); promote when the interval's "
+        "lower bound is above min_gain and false blocks rise by at most "
+        "max_false_block_increase a day. average_precision: the challenger's average "
+        "precision must exceed the champion's plus promotion_margin, and its block tier keep "
+        "tier_precision_floor (strictly above: a tie never promotes); the operating-point "
+        "comparison is then given in the reasons for information.")
+    confidence: float = Field(
+        0.9, gt=0, lt=1, description="Coverage of the bootstrap intervals of the "
+        "operating_point rule.")
+    bootstrap_resamples: int = Field(
+        2000, ge=100, description="Bootstrap resamples of the operating_point rule (seeded "
+        "by training.seed).")
+    min_gain: float = Field(
+        0.0, ge=0, description="operating_point: the lower bound of the caught fraud amount's "
+        "gain (currency units over the window) must be above this; a tie never promotes.")
+    max_false_block_increase: float = Field(
+        1.0, ge=0, description="operating_point: legitimate payments blocked per day that the "
+        "challenger may add to the champion's.")
     promotion_margin: float = Field(
-        0.0, description="Promote when the challenger's average precision on the newest "
-        "matured window is at least the champion's plus this margin ...")
+        0.0, description="average_precision: promote when the challenger's average precision "
+        "on the newest matured window exceeds the champion's plus this margin ...")
     tier_precision_floor: float = Field(
-        0.5, ge=0, le=1, description="... and its block tier's precision there is at least "
-        "this (when it blocks anything).")
+        0.5, ge=0, le=1, description="average_precision: ... and its block tier's precision "
+        "there is at least this (when it blocks anything).")
     champion_floor: float = Field(
-        0.0, ge=0, le=1, description="Promote regardless of the margin when the champion's "
-        "average precision has decayed below this floor (and the challenger does better).")
+        0.0, ge=0, le=1, description="Promote regardless of the gain when the champion's "
+        "average precision has decayed below this floor (and the challenger's is higher), "
+        "if the rule's guard (block precision or false blocks) holds.")
+    warn_score_psi: float = Field(
+        0.25, gt=0, description="Warn (in the decision, the report and the audit log) when "
+        "the champion's score PSI between its training period and the newest window exceeds "
+        "this, whatever is decided.")
+    warn_fraud_rate_ratio: float = Field(
+        2.0, gt=1, description="Warn when the fraud rate of the newest window differs from "
+        "the champion's training period by more than this factor, either way.")
     warm_start: bool = Field(
         True, description="Seed the challenger's study with the champion's parameters.")
     lock_timeout: float = Field(

@@ -36,7 +36,9 @@ class RefreshLocked(Exception):
 
 
 def _holder(as_of) -> dict:
-    when = pd.Timestamp(as_of).isoformat() if as_of is not None else "?"
+    from fraudlab.data_contracts import to_utc
+
+    when = to_utc(as_of).isoformat() if as_of is not None else "?"
     return {"pid": os.getpid(), "host": socket.gethostname(), "as_of": when,
             "since": pd.Timestamp.now(tz="UTC").isoformat(timespec="seconds")}
 
@@ -148,7 +150,7 @@ def _pg_lock(url: str, config: FraudlabConfig, as_of, log) -> Iterator[None]:
     # pg_stat_activity (at most 63 bytes are kept).
     name = f"fraudlab refresh {me['as_of']} pid {me['pid']} {me['host']}"[:63]
     try:
-        con = psycopg.connect(_pg_dsn(expand_env(url)), autocommit=True,
+        con = psycopg.connect(_pg_dsn(expand_env(url, "refresh.lock_url")), autocommit=True,
                               application_name=name, connect_timeout=10)
     except psycopg.Error as exc:
         from ._registry import _redact

@@ -93,7 +93,7 @@ def _window(frame: pd.DataFrame, spec: dict, y: np.ndarray) -> Window:
                   frame[cols].reset_index(drop=True))
 
 
-_MIN_TRAINING = "7d"  # the oldest fold's training rows, when training takes all history
+_MIN_TRAINING = "1d"  # the oldest fold's training rows, when training takes all history
 
 
 class ProtocolError(ValueError):
@@ -104,7 +104,7 @@ class ProtocolError(ValueError):
 def history_needed(config: TrainingConfig) -> pd.Timedelta:
     """The span of mature rows the protocol needs: test window, gap, calibration window,
     ``n_splits`` validation windows, a gap, and the training window of the oldest fold
-    (``train_window``, or at least a week of rows when training takes all history)."""
+    (``train_window``, or at least a day of rows when training takes all history)."""
     gap = parse_duration(config.gap or FeaturesConfig().label_maturity)
     valid = parse_duration(config.validation_window)
     train = parse_duration(config.train_window or _MIN_TRAINING)
@@ -113,12 +113,13 @@ def history_needed(config: TrainingConfig) -> pd.Timedelta:
 
 
 def _needs(config: TrainingConfig) -> str:
-    return (f"test_window {config.test_window} + gap {config.gap} + calibration_window "
+    gap = config.gap or FeaturesConfig().label_maturity
+    return (f"training.test_window {config.test_window} + gap {gap} + calibration_window "
             f"{config.calibration_window} + {config.n_splits} x validation_window "
-            f"{config.validation_window} + gap + training of at least "
-            f"{config.train_window or _MIN_TRAINING} = "
-            f"{history_needed(config).days} days; shorten training.n_splits, "
-            "validation_window, calibration_window, test_window or gap, or bring more history")
+            f"{config.validation_window} + gap {gap} + training rows of at least "
+            f"{config.train_window or _MIN_TRAINING} = {history_needed(config).days} days; "
+            "shorten training.n_splits, validation_window, calibration_window, test_window "
+            "or gap, or bring more history")
 
 
 def _no_fraud(name: str, w: Window) -> None:

@@ -38,10 +38,10 @@ import numpy as np
 import pandas as pd
 
 from fraudlab.data_contracts import json_safe, parse_duration, to_utc
-from fraudlab.evaluation import compare_periods, evaluate, render_report, tier_of
-from fraudlab.features import LABEL
+from fraudlab.evaluation import compare_periods, evaluate, render_report
 
 from ._config import FraudlabConfig
+from ._decision import decide, drift_warnings, rows_of, score_pair
 from ._failpoint import failpoint
 from ._lock import RefreshLocked, refresh_lock
 
@@ -68,6 +68,7 @@ class RefreshOutcome:
     patterns: list = field(default_factory=list)
     report: str | None = None
     run_id: str | None = None
+    warnings: list = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -162,42 +163,6 @@ def _drop_study(config: FraudlabConfig, name: str) -> None:
         optuna.delete_study(study_name=name, storage=_storage(url))
 
 
-def _frame_of(dataset: pd.DataFrame, tx_ids) -> pd.DataFrame:
-    return dataset.set_index("tx_id").loc[list(tx_ids)].reset_index()
-
-
-def _decide(config: FraudlabConfig, champ: dict | None, chall: dict) -> tuple[bool, list[str]]:
-    r = config.refresh
-    if champ is None:
-        return True, ["no champion yet: the first model becomes champion"]
-    ap_c, ap_n = champ["average_precision_score"], chall["average_precision_score"]
-    prec = chall.get("block_precision")
-    reasons = [f"challenger average precision {ap_n:.4f} vs champion {ap_c:.4f} "
-               f"(margin {r.promotion_margin:+.4f})"]
-    tier_ok = prec is None or np.isnan(prec) or prec >= r.tier_precision_floor
-    reasons.append(f"challenger block-tier precision {prec if prec is not None else float('nan'):.3f} "
-                   f"(floor {r.tier_precision_floor:.2f}): {'ok' if tier_ok else 'below floor'}")
-    better = ap_n >= ap_c + r.promotion_margin
-    decayed = ap_c < r.champion_floor and ap_n > ap_c
-    if decayed:
-        reasons.append(f"champion decayed below its floor {r.champion_floor:.3f}")
-    return (better or decayed) and tier_ok, reasons
-
-
-def _window_scores(model, frame: pd.DataFrame) -> tuple[dict, np.ndarray]:
-    """A model's metrics on the decision window, and its tier for every row."""
-    from ._fit import window_metrics
-
-    p = model.predict(None, frame)
-    y = frame[LABEL].to_numpy().astype(np.int8)
-    out = window_metrics(y, p, frame)
-    tiers = tier_of(p, model.spec["tiers"])
-    blocked = tiers == "block"
-    out["block_precision"] = float(y[blocked].mean()) if blocked.any() else float("nan")
-    out["flagged_recall"] = float((tiers[y == 1] != "pass").mean()) if y.any() else float("nan")
-    return out, tiers
-
-
 def refresh(config: FraudlabConfig, as_of, *, log: Callable[[str], None] = print,
             callbacks=(), backfill: bool = False) -> RefreshOutcome:
     """Run one refresh period as of ``as_of``.
@@ -251,12 +216,6 @@ def refresh(config: FraudlabConfig, as_of, *, log: Callable[[str], None] = print
 def _compute(client, config: FraudlabConfig, as_of: pd.Timestamp, *, log, callbacks,
              backfill: bool) -> str:
     """Everything up to the decision; returns the refresh run, left in state ``decided``."""
-    import mlflow
-
-    from ._pipeline import build_and_save
-    from ._registry import CHAMPION, load_registered, model_tags
-    from ._train import train_model
-
     attempt = uuid.uuid4().hex
     tags = {"fraudlab.refresh_key": _key(as_of), "fraudlab.refresh_attempt": attempt}
     exp = client.get_experiment_by_name(config.tracking.experiment)
@@ -264,6 +223,23 @@ def _compute(client, config: FraudlabConfig, as_of: pd.Timestamp, *, log, callba
                             tags={"fraudlab.kind": "refresh", "fraudlab.refresh_state": COMPUTING,
                                   "fraudlab.backfill": str(backfill).lower(), **tags})
     run_id = run.info.run_id
+    try:
+        return _decide_period(client, config, as_of, run_id, tags, log=log,
+                              callbacks=callbacks, backfill=backfill)
+    except BaseException:
+        # Ended as FAILED now; the next refresh deletes it with the rest of the attempt.
+        client.set_terminated(run_id, status="FAILED")
+        raise
+
+
+def _decide_period(client, config: FraudlabConfig, as_of: pd.Timestamp, run_id: str,
+                   tags: dict, *, log, callbacks, backfill: bool) -> str:
+    import mlflow
+
+    from ._pipeline import build_and_save
+    from ._registry import CHAMPION, load_registered, model_tags
+    from ._train import train_model
+
     stamp = f"{as_of:%Y%m%dT%H%M}"
     log("validating the raw data and building the labeled dataset ...")
     path = config.path("data/datasets") / f"refresh-{stamp}.parquet"
@@ -287,13 +263,11 @@ def _compute(client, config: FraudlabConfig, as_of: pd.Timestamp, *, log, callba
                          callbacks=[*callbacks, lambda study, trial: failpoint("search")],
                          enqueue=enqueue, study_name=study_name)
     challenger = result.model.scorer()
-    test = _frame_of(dataset, result.protocol.test.meta["tx_id"])
+    test = rows_of(dataset, result.protocol.test.meta["tx_id"])
     log("comparing with the champion on the newest matured window, measuring drift ...")
-    chall_m, chall_t = _window_scores(challenger, test)
-    champ_m = None
-    if champion is not None:
-        champ_m, champ_t = _window_scores(champion, test)
-    promote, reasons = _decide(config, champ_m, chall_m)
+    pair = score_pair(config, result.protocol, dataset, challenger, champion)
+    chall_m, chall_t, thresholds = pair.challenger, pair.challenger_tiers, pair.thresholds
+    champ_m, champ_t, comparison = pair.champion, pair.champion_tiers, pair.comparison
 
     # What changed since the champion's training period (its era up to its test window).
     ref_end = (pd.Timestamp(champ_run.data.tags["fraudlab.test_start"]) if champ_run
@@ -303,11 +277,17 @@ def _compute(client, config: FraudlabConfig, as_of: pd.Timestamp, *, log, callba
         dataset[dataset["ts"] < ref_end], dataset[dataset["ts"] >= newest], test,
         model=champion or challenger, challenger=challenger,
         champion_tiers=champ_t if champion is not None else None, challenger_tiers=chall_t)
+    decision = decide(config.refresh, champ_m, chall_m, comparison,
+                      review_capacity_per_day=config.evaluation.review_capacity_per_day)
+    promote, reasons = decision.promote, decision.reasons
+    warnings = drift_warnings(config.refresh, changes.summary())
     status = "first champion" if champion is None else ("promoted" if promote else "kept")
     if backfill:
         reasons.append(f"backfill: would have been '{status}'; nothing registered, no alias moved")
         status = "backfill"
     log(f"decision: {status}; " + "; ".join(reasons))
+    for w in warnings:
+        log(f"warning: {w}")
 
     report_path = config.path(config.paths.reports) / f"refresh-{stamp}.html"
     # The report scores exactly the rows the decision was made on.
@@ -315,6 +295,7 @@ def _compute(client, config: FraudlabConfig, as_of: pd.Timestamp, *, log, callba
                   champion=champion, history=dataset,
                   summary={"refresh as of": str(as_of), "decision": status,
                            "reasons": " / ".join(reasons),
+                           "warnings": " / ".join(warnings) or "none",
                            "champion": f"version {champ_mv.version}" if champ_mv else "none",
                            "challenger run": result.run_id,
                            "dataset": str(path), "fingerprint": result.fingerprint[:16]},
@@ -328,8 +309,11 @@ def _compute(client, config: FraudlabConfig, as_of: pd.Timestamp, *, log, callba
     outcome = RefreshOutcome(
         as_of=str(as_of), status=status, reasons=reasons,
         champion_version=str(champ_mv.version) if champ_mv else None, challenger_version=None,
-        metrics={"challenger": chall_m, "champion": champ_m}, drift=changes.summary(),
-        patterns=changes.patterns, report=str(report_path), run_id=run_id)
+        metrics={"challenger": chall_m, "champion": champ_m,
+                 "operating_point": comparison.to_dict() if comparison else None,
+                 "thresholds": thresholds},
+        drift=changes.summary(), patterns=changes.patterns, report=str(report_path),
+        run_id=run_id, warnings=warnings)
     with mlflow.start_run(run_id=run_id):
         mlflow.log_metrics({f"challenger.{k}": v for k, v in chall_m.items() if np.isfinite(v)})
         if champ_m:
@@ -407,7 +391,7 @@ def _audit(config: FraudlabConfig, outcome: RefreshOutcome) -> None:
     entry = {"time": pd.Timestamp.now(tz="UTC").isoformat(), "as_of": outcome.as_of,
              "decision": outcome.status, "champion_before": outcome.champion_version,
              "challenger": outcome.challenger_version, "run_id": outcome.run_id,
-             "reasons": outcome.reasons,
+             "reasons": outcome.reasons, "warnings": outcome.warnings,
              "challenger_ap": m["challenger"]["average_precision_score"],
              "champion_ap": (m["champion"] or {}).get("average_precision_score")}
     data = (json.dumps(json_safe(entry), allow_nan=False) + "\n").encode()

@@ -45,3 +45,21 @@ def test_every_policy_faces_the_same_frauds_and_the_first_period_is_shared(backt
     first = p[p["period_start"] == p["period_start"].min()]
     assert first["fraud_caught"].nunique() == 1 and first["reviews"].nunique() == 1
     assert set(backtest.first_caught.columns) >= {"fraud_type", "first_seen", "never", "always"}
+
+
+def test_the_promotion_rules_replay_the_refresh_decisions(backtest, labeled_dataset):
+    """Each period's challenger is the policy's champion only when its rule promoted it:
+    ap_rule and operating_rule score a period with the same model as 'always' when they
+    promoted, and with their previous model when they did not."""
+    p = backtest.periods.set_index(["period_start", "policy"])
+    periods = sorted(backtest.periods["period_start"].unique())
+    for policy in ("ap_rule", "operating_rule"):
+        rows = p.xs(policy, level="policy")
+        assert rows["retrained"].all()  # a challenger every period
+        assert bool(rows["promoted"].iloc[0])  # the first model
+        for t in periods:
+            same_as_always = (rows.loc[t, "fraud_amount_saved"], rows.loc[t, "false_blocks"]) == (
+                p.loc[(t, "always"), "fraud_amount_saved"], p.loc[(t, "always"), "false_blocks"])
+            if rows.loc[t, "promoted"]:
+                assert same_as_always
+    assert backtest.periods.groupby("policy")["promoted"].sum().loc["always"] == len(periods)

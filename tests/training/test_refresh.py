@@ -89,13 +89,24 @@ def test_decision_matches_metrics_recomputed_from_the_registry(refreshed):
     window = ds[(ds["ts"] >= test_start) & (ds["ts"] < test_end) & ds["is_mature"]]
     known = set(ds.loc[(ds["is_fraud"] == 1) & (ds["label_reported_at"] < test_start), "account_id"])
     window = window[~window["account_id"].isin(known)]
+    from fraudlab.evaluation import OperatingComparison, operating_counts, tier_of
+    from fraudlab.training._decision import decide
+
     ap = {}
+    thresholds, op = second.metrics["thresholds"], second.metrics["operating_point"]
     for who, version in (("champion", second.champion_version), ("challenger", second.challenger_version)):
         model = mlflow.pyfunc.load_model(f"models:/{name}/{version}")
-        ap[who] = average_precision_score(window["is_fraud"], model.predict(window))
+        p = model.predict(window)
+        ap[who] = average_precision_score(window["is_fraud"], p)
         assert ap[who] == pytest.approx(second.metrics[who]["average_precision_score"], rel=1e-6)
-    floor_ok = not (second.metrics["challenger"]["block_precision"] < config.refresh.tier_precision_floor)
-    should_promote = ap["challenger"] >= ap["champion"] + config.refresh.promotion_margin and floor_ok
+        # Each model's tiers from its recorded thresholds, recounted on the window.
+        counts = operating_counts(window["is_fraud"], tier_of(p, thresholds[who]), window["amount"])
+        assert counts == pytest.approx(op[who])
+    decision = decide(config.refresh, second.metrics["champion"], second.metrics["challenger"],
+                      OperatingComparison.from_dict(op),
+                      review_capacity_per_day=config.evaluation.review_capacity_per_day)
+    assert decision.reasons == second.reasons
+    should_promote = decision.promote
     assert second.status == ("promoted" if should_promote else "kept")
     champion = mlflow.MlflowClient().get_model_version_by_alias(name, "champion")
     assert str(champion.version) == (second.challenger_version if should_promote else "1")
@@ -189,7 +200,52 @@ def test_refresh_cli_exits_3_on_a_failed_contract_and_logs_json_lines(project, t
     result = CliRunner().invoke(app, ["refresh", "--as-of", AS_OF_1, "-c", str(cfg)],
                                 terminal_width=200)
     assert result.exit_code == EXIT_CONTRACT, result.output
-    assert "labels" in result.output and "nothing registered" in result.output
-    events = [json.loads(line) for line in result.output.splitlines() if line.startswith("{")]
+    # stdout holds JSON lines and nothing else; people read the tables on stderr.
+    events = [json.loads(line) for line in result.stdout.splitlines()]
     assert events and events[0]["event"] == "progress"
+    error = events[-1]
+    assert (error["event"], error["exit_code"]) == ("error", EXIT_CONTRACT)
+    assert "nothing registered" in error["message"] and error["quarantined_rows"] == 3
+    assert any("labels.parquet: column tx_id: 3 row(s) fail" in f for f in error["failures"])
+    assert "FAIL" in result.stderr
     assert not _versions(_config(cfg))
+
+
+def test_json_lines_write_missing_numbers_as_null(capsys):
+    from fraudlab.training._cli import _json_log
+
+    _json_log("decision", metrics={"block_precision": float("nan"), "ap": 0.5},
+              when=pd.NaT, count=np.int64(3))
+    event = json.loads(capsys.readouterr().out)
+    assert event["metrics"] == {"block_precision": None, "ap": 0.5}
+    assert event["when"] is None and event["count"] == 3
+
+
+def test_an_older_period_is_refused_and_a_backfill_moves_nothing(refreshed, tmp_path):
+    import mlflow
+    import yaml
+    from typer.testing import CliRunner
+
+    from fraudlab.training import RefreshOrderError, refresh
+    from fraudlab.training._cli import EXIT_USAGE, app
+
+    config, first, second = refreshed
+    name = config.tracking.registered_model
+    before = {(v.version, tuple(sorted(v.aliases))) for v in _versions(config)}
+    with pytest.raises(RefreshOrderError, match="newest completed period, as of 2026-05-16"):
+        refresh(config, "2026-05-14", log=lambda m: None)
+    cfg = tmp_path / "fraudlab.yaml"
+    cfg.write_text(yaml.safe_dump(json.loads(config.model_dump_json())))
+    result = CliRunner().invoke(app, ["refresh", "--as-of", "2026-05-14", "-c", str(cfg)],
+                                terminal_width=200)
+    assert result.exit_code == EXIT_USAGE, result.output
+    assert "--backfill" in result.output
+    lines = config.path(config.refresh.audit_log).read_text().splitlines()
+    back = refresh(config, "2026-05-14", log=lambda m: None, backfill=True)
+    assert back.status == "backfill" and back.challenger_version is None
+    assert {(v.version, tuple(sorted(v.aliases))) for v in _versions(config)} == before
+    client = mlflow.MlflowClient(config.tracking_uri())
+    assert str(client.get_model_version_by_alias(name, "challenger").version) == \
+        second.challenger_version
+    after = config.path(config.refresh.audit_log).read_text().splitlines()
+    assert len(after) == len(lines) + 1 and json.loads(after[-1])["decision"] == "backfill"
