@@ -20,3 +20,6 @@ class EvaluationConfig(BaseModel):
         0.9, gt=0, le=1, description="Precision the automatic-block tier must reach.")
     review_capacity_per_day: int = Field(
         200, ge=0, description="Manual reviews the analyst team can do per day.")
+    currency: str | None = Field(
+        None, description="Currency written after amounts in reports (e.g. CNY); default: "
+        "the most common currency of the evaluated payments.")

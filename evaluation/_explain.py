@@ -45,14 +45,25 @@ def global_importance(contrib: pd.DataFrame, weights=None) -> pd.Series:
     return (values.mul(w, axis=0).sum() / w.sum()).sort_values(ascending=False)
 
 
-def _fmt(value, unit: str) -> str:
-    if value is None or (isinstance(value, float) and np.isnan(value)):
-        return "none"
-    if isinstance(value, str):
-        return value
+def _fmt(value, unit: str, currency: str = "") -> str:
     v = float(value)
+    if unit == "currency":
+        return f"{v:,.2f} {currency}".strip()
     text = f"{v:,.0f}" if abs(v) >= 100 or v == int(v) else f"{v:,.2f}"
-    return f"{text} {unit}".strip() if unit and unit not in ("flag", "count") else text
+    return f"{text} {unit}".strip() if unit and unit not in ("flag", "count", "ratio", "0/1") else text
+
+
+def _missing(f: Feature | None) -> str:
+    """What a missing value of a feature means, in a reviewer's words, from its declaration."""
+    if f is None:
+        return "not known for this payment"
+    if f.group == "geography":
+        return "no location was sent with this payment, or the account has no known home"
+    if f.agg in ("last_distance", "last_speed", "since_last", "since_first", "first_use"):
+        return f"no earlier {f.source} of this {f.entity.replace('+', ' and ')} to compare with"
+    if f.source == "accounts":
+        return "the account's details are not known"
+    return f"no {f.entity.replace('+', ' and ')} was given with this payment"
 
 
 def _catalog_map(catalog: Sequence[Feature]) -> dict[str, Feature]:
@@ -60,7 +71,8 @@ def _catalog_map(catalog: Sequence[Feature]) -> dict[str, Feature]:
 
 
 def reason_codes(contrib: pd.DataFrame, values: pd.DataFrame, usual: pd.DataFrame | None = None,
-                 *, top: int = 3, catalog: Sequence[Feature] = CATALOG) -> list[list[dict]]:
+                 *, top: int = 3, catalog: Sequence[Feature] = CATALOG,
+                 currency: str = "") -> list[list[dict]]:
     """The features pushing each case's score up, in words a reviewer reads.
 
     Parameters
@@ -74,6 +86,8 @@ def reason_codes(contrib: pd.DataFrame, values: pd.DataFrame, usual: pd.DataFram
         :func:`usual_values`); omitted from the text when missing.
     top : int
         Reasons per case (only features with a positive contribution).
+    currency : str
+        Written after amounts (features whose unit is ``currency``).
 
     Returns
     -------
@@ -95,12 +109,21 @@ def reason_codes(contrib: pd.DataFrame, values: pd.DataFrame, usual: pd.DataFram
             f = cat.get(name)
             unit = f.unit if f else ""
             value = values.iloc[i][name]
-            text = f"{f.description if f else name}: {_fmt(value, unit)}"
-            u = None
-            if usual is not None and name in usual.columns:
-                u = usual.iloc[i][name]
-                if not (u is None or (isinstance(u, float) and np.isnan(u))):
-                    text += f" (usual for this account: {_fmt(u, unit)})"
+            what = f.description if f else name
+            if value is None or (not isinstance(value, str) and pd.isna(value)):
+                # Missing is itself the signal: say what is missing, compare with nothing.
+                text, u = f"{what}: {_missing(f)}", None
+            else:
+                text = f"{what}: " + (value if isinstance(value, str)
+                                      else _fmt(value, unit, currency))
+                u = None
+                if usual is not None and name in usual.columns:
+                    u = usual.iloc[i][name]
+                    if not (u is None or (isinstance(u, float) and np.isnan(u))):
+                        whose = ("this account" if f is None or f.entity.startswith("account")
+                                 else "this account's payments")
+                        text += (f" (usual for {whose}: "
+                                 f"{u if isinstance(u, str) else _fmt(u, unit, currency)})")
             reasons.append({"feature": name, "contribution": float(c[i, j]),
                             "value": None if pd.isna(value) else (value if isinstance(value, str) else float(value)),
                             "usual": None if u is None or pd.isna(u) else (u if isinstance(u, str) else float(u)),

@@ -33,13 +33,13 @@ from ._metrics import (
     average_precision_score,
     bootstrap_interval,
     brier_score_loss,
-    calibration_table,
     recall_at_fpr_score,
     roc_auc_score,
 )
 from ._tiers import tier_of, tier_table
 
 AMOUNT_BANDS = (0, 50, 200, 1000, 5000, float("inf"))
+AMOUNT_BAND_LABELS = ("0-50", "50-200", "200-1,000", "1,000-5,000", "5,000 and more")
 
 
 class Scorer(Protocol):
@@ -68,8 +68,11 @@ class Evaluation:
     by_amount: pd.DataFrame
     importance: pd.DataFrame
     cases: pd.DataFrame
+    incidents: pd.DataFrame = field(default_factory=pd.DataFrame)
     figures: dict = field(default_factory=dict)
     notes: list = field(default_factory=list)
+    warnings: list = field(default_factory=list)
+    currency: str = ""
     sections: dict = field(default_factory=dict)  # extra titled HTML-safe tables
     timings: dict = field(default_factory=dict)
 
@@ -81,6 +84,23 @@ def _png(fig) -> str:
     fig.savefig(buf, format="png", dpi=80, bbox_inches="tight")
     plt.close(fig)
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def _paired_difference(fn, y, p, q, n_resamples: int, seed: int) -> tuple[float, float, float]:
+    """``fn(y, p) - fn(y, q)`` and its 95% interval, resampling the same rows for both."""
+    y, p, q = np.asarray(y), np.asarray(p), np.asarray(q)
+    rng = np.random.default_rng(seed)
+    diffs = []
+    for _ in range(n_resamples):
+        idx = rng.integers(0, len(y), len(y))
+        d = fn(y[idx], p[idx]) - fn(y[idx], q[idx])
+        if np.isfinite(d):
+            diffs.append(d)
+    value = fn(y, p) - fn(y, q)
+    if not diffs:
+        return value, float("nan"), float("nan")
+    lo, hi = np.quantile(diffs, [0.025, 0.975])
+    return value, float(lo), float(hi)
 
 
 def _metric_rows(y, p, meta, k, champion_p=None, n_resamples=200, seed=0) -> pd.DataFrame:
@@ -99,28 +119,54 @@ def _metric_rows(y, p, meta, k, champion_p=None, n_resamples=200, seed=0) -> pd.
         row = {"metric": key, "label": label, "value": v, "low": lo, "high": hi}
         if champion_p is not None:
             row["champion"] = fn(y, champion_p)
+            row["difference"], row["difference_low"], row["difference_high"] = \
+                _paired_difference(fn, y, p, champion_p, n_resamples, seed)
         rows.append(row)
     apk = account_precision_at_k_score(y, p, meta["account_id"], meta["ts"], k)
     row = {"metric": f"account_precision_at_{k}_score",
            "label": f"Account precision@{k} per day", "value": apk, "low": np.nan, "high": np.nan}
     if champion_p is not None:
         row["champion"] = account_precision_at_k_score(y, champion_p, meta["account_id"], meta["ts"], k)
+        row["difference"] = row["value"] - row["champion"]
+        row["difference_low"] = row["difference_high"] = np.nan
     rows.append(row)
     return pd.DataFrame(rows)
 
 
-def _breakdown(frame: pd.DataFrame, by: str) -> pd.DataFrame:
+def _breakdown(frame: pd.DataFrame, by: str, legit: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Per group: volume, frauds, their amount, average precision, what each tier caught.
+
+    With ``legit`` (the window's legitimate payments), ``frame`` holds frauds only and each
+    group's average precision ranks its frauds against every legitimate payment, which is
+    how well the model finds that kind of fraud.
+    """
     rows = []
     for key, g in frame.groupby(by, observed=True, sort=True):
         y = g["y"].to_numpy()
+        ranked = g if legit is None else pd.concat([g, legit])
         rows.append({by: str(key), "transactions": len(g), "frauds": int(y.sum()),
                      "fraud_amount": float(g.loc[g["y"] == 1, "amount"].sum()),
-                     "average_precision": average_precision_score(y, g["p"]) if y.any() else np.nan,
+                     "average_precision": average_precision_score(ranked["y"], ranked["p"])
+                     if y.any() else np.nan,
                      "caught_block": int(((g["tier"] == "block") & (g["y"] == 1)).sum()),
                      "caught_review": int(((g["tier"] == "review") & (g["y"] == 1)).sum()),
                      "recall_flagged": float(g.loc[g["y"] == 1, "tier"].isin(["block", "review"]).mean())
                      if y.any() else np.nan})
     return pd.DataFrame(rows)
+
+
+def log_calibration_table(y_true, y_prob, n_bins: int = 12) -> pd.DataFrame:
+    """Reliability of rare-event scores: bins evenly spaced on a log scale of the score,
+    each with its mean prediction, observed fraud rate, frauds and rows (empty bins left
+    out). Quantile bins put almost every fraud in the top bin when frauds are rare."""
+    y = np.asarray(y_true).astype(np.int64)
+    p = np.clip(np.asarray(y_prob, dtype=np.float64), 1e-9, 1.0)
+    edges = np.geomspace(max(p.min(), 1e-6), 1.0, n_bins + 1)
+    which = np.clip(np.searchsorted(edges, p, side="right") - 1, 0, n_bins - 1)
+    frame = pd.DataFrame({"bin": which, "y": y, "p": p})
+    out = frame.groupby("bin").agg(predicted=("p", "mean"), observed=("y", "mean"),
+                                   frauds=("y", "sum"), rows=("y", "size"))
+    return out.reset_index(drop=True)
 
 
 def _figures(y, p, thresholds, champion_p, contrib_sample, values_sample, weights, top_case):
@@ -153,14 +199,21 @@ def _figures(y, p, thresholds, champion_p, contrib_sample, values_sample, weight
     ax.legend(fontsize=8)
     figs["thresholds"] = _png(fig)
 
-    cal = calibration_table(y, p, n_bins=10)
-    fig, ax = plt.subplots(figsize=(5, 4))
-    hi = max(cal["predicted"].max(), cal["observed"].max(), 1e-4) * 1.1
-    ax.plot([0, hi], [0, hi], color="grey", linestyle=":", label="perfect")
-    ax.plot(cal["predicted"], cal["observed"], marker="o", label="this model")
-    ax.set(xlabel="mean predicted probability", ylabel="observed fraud rate",
-           title="Calibration (10 quantile bins)")
-    ax.legend()
+    cal = log_calibration_table(y, p)
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    lo = max(min(cal["predicted"].min(), 1e-5), 1e-6)
+    ax.plot([lo, 1], [lo, 1], color="grey", linestyle=":", label="perfect")
+    seen = cal[cal["observed"] > 0]
+    ax.plot(seen["predicted"], seen["observed"], marker="o", label="this model")
+    zero = cal[cal["observed"] == 0]
+    ax.plot(zero["predicted"], np.full(len(zero), lo), marker="v", linestyle="none",
+            color="grey", label="no fraud in the bin")
+    for r in cal.itertuples():
+        ax.annotate(f"{r.frauds}/{r.rows:,}", (r.predicted, max(r.observed, lo)), fontsize=7,
+                    textcoords="offset points", xytext=(4, -10))
+    ax.set(xscale="log", yscale="log", xlabel="mean predicted probability (log)",
+           ylabel="observed fraud rate (log)", title="Calibration (log-spaced score bins)")
+    ax.legend(fontsize=8)
     figs["calibration"] = _png(fig)
 
     import warnings
@@ -196,7 +249,8 @@ def evaluate(dataset: pd.DataFrame, model: Scorer, thresholds: dict, *,
              summary: dict | None = None, start=None, end=None, max_cases: int = 50,
              n_legit_sample: int = 2000, n_resamples: int = 200, k: int = 100,
              title: str = "Fraud model report", random_state: int = 0,
-             history: pd.DataFrame | None = None) -> Evaluation:
+             history: pd.DataFrame | None = None, max_incidents: int = 20,
+             exclude_known_fraud_accounts: bool = True) -> Evaluation:
     """Evaluate a model on the mature rows of a labelled dataset for the reviewer report.
 
     Parameters
@@ -210,7 +264,14 @@ def evaluate(dataset: pd.DataFrame, model: Scorer, thresholds: dict, *,
     start, end : timestamp, optional
         Only rows with ``start <= ts < end``.
     max_cases : int
-        Flagged cases listed with reason codes (highest scores first).
+        Most flagged payments explained per incident (highest scores first).
+    max_incidents : int
+        Incidents listed: the accounts with the highest-scored flagged payments, each with
+        its flagged payments of the window.
+    exclude_known_fraud_accounts : bool
+        Leave out the payments of accounts with a fraud reported before the window starts,
+        as the training protocol's test window does (they are blocked already); the report
+        states how many.
     n_legit_sample : int
         Legitimate rows in the stratified sample behind the global explanations (all
         frauds are in it).
@@ -229,6 +290,18 @@ def evaluate(dataset: pd.DataFrame, model: Scorer, thresholds: dict, *,
     if end is not None:
         d = d[(d["ts"] < pd.Timestamp(end)).to_numpy()]
     d = d.reset_index(drop=True)
+    population = []
+    if exclude_known_fraud_accounts and len(d) and "label_reported_at" in d:
+        from ._splits import _known_fraud_accounts
+
+        known = _known_fraud_accounts(dataset if history is None else history, d["ts"].min())
+        out = d["account_id"].isin(known).to_numpy()
+        if out.any():
+            population.append(
+                f"{int(out.sum()):,} payments of {d.loc[out, 'account_id'].nunique():,} accounts "
+                "with a fraud reported before the window starts are left out, as in the "
+                "model's test window (those accounts are blocked already).")
+        d = d[~out].reset_index(drop=True)
     if d.empty or not d[LABEL].any():
         raise ValueError("the evaluation window has no labelled fraud: choose a longer or "
                          "later window, or a dataset built at a later as-of time")
@@ -245,18 +318,35 @@ def evaluate(dataset: pd.DataFrame, model: Scorer, thresholds: dict, *,
     amount = d["amount"].to_numpy(float) if "amount" in d else np.zeros(len(d))
     table = tier_table(y, p, thresholds, times=d["ts"], amounts=amount, accounts=d["account_id"])
     frame = pd.DataFrame({"y": y, "p": p, "tier": tiers, "amount": amount,
-                          "fraud_type": d["fraud_type"].fillna("legitimate").astype(str),
+                          "fraud_type": d["fraud_type"].fillna("unknown").astype(str),
                           "channel": d["channel"].astype(str) if "channel" in d else "unknown",
-                          "amount_band": pd.cut(amount, AMOUNT_BANDS, right=False).astype(str)})
-    by_type = _breakdown(frame[frame["y"] == 1], "fraud_type")
+                          "amount_band": pd.cut(amount, AMOUNT_BANDS, right=False,
+                                                labels=AMOUNT_BAND_LABELS)})
+    by_type = _breakdown(frame[frame["y"] == 1], "fraud_type", legit=frame[frame["y"] == 0])
+    by_type = by_type.rename(columns={"average_precision": "average_precision_vs_legitimate"})
     by_channel = _breakdown(frame, "channel")
     by_amount = _breakdown(frame, "amount_band")
 
-    # Explanations: exact contributions for every blocked or reviewed case we list, and a
-    # stratified sample (all frauds + n legit rows, reweighted) for global views.
+    currency = config.currency or (str(d["currency"].mode().iloc[0]) if "currency" in d
+                                   and d["currency"].notna().any() else "")
+    warnings = []
+    capacity = config.review_capacity_per_day
+    review_per_day = float(table.loc[table["tier"] == "review", "per_day"].iloc[0])
+    if review_per_day > capacity:
+        warnings.append(f"The review tier sends {review_per_day:,.1f} payments a day to review, "
+                        f"more than the configured capacity of {capacity:,} a day.")
+
+    # Explanations: exact contributions for the flagged payments of the incidents we list
+    # (an incident is an account's flagged payments: a burst is one case to a reviewer), and
+    # a stratified sample (all frauds + n legit rows, reweighted) for global views.
     feats = model.spec["features"]
     flagged = np.flatnonzero(tiers != "pass")
-    listed = flagged[np.argsort(-p[flagged], kind="stable")][:max_cases]
+    by_score = flagged[np.argsort(-p[flagged], kind="stable")]
+    accounts = d["account_id"].to_numpy()
+    top_accounts = list(dict.fromkeys(accounts[by_score]))[:max_incidents]
+    keep = pd.Series(accounts[by_score]).isin(top_accounts).to_numpy()
+    chosen = pd.Series(by_score[keep]).groupby(accounts[by_score[keep]], sort=False).head(max_cases)
+    listed = chosen.to_numpy()
     sample = stratified_sample(y, n_legit_sample, random_state)
     n_legit = int((y == 0).sum())
     weights = np.where(y[sample] == 1, 1.0, n_legit / max(int((y[sample] == 0).sum()), 1))
@@ -277,7 +367,7 @@ def evaluate(dataset: pd.DataFrame, model: Scorer, thresholds: dict, *,
     if contrib_cases is not None:
         values = d.iloc[listed][feats].reset_index(drop=True)
         usual = usual_values(dataset if history is None else history, d.iloc[listed], feats)
-        reasons = reason_codes(contrib_cases, values, usual, top=3)
+        reasons = reason_codes(contrib_cases, values, usual, top=3, currency=currency)
         cases = d.iloc[listed][["tx_id", "ts", "account_id"]].reset_index(drop=True)
         cases["amount"] = amount[listed]
         cases["score"] = p[listed]
@@ -290,6 +380,7 @@ def evaluate(dataset: pd.DataFrame, model: Scorer, thresholds: dict, *,
         top_case = shap.Explanation(values=contrib_cases[feats].to_numpy()[0],
                                     base_values=float(contrib_cases["bias"].iloc[0]),
                                     data=X[listed[0]], feature_names=feats)
+    incidents = _incidents(cases)
     values_sample = pd.DataFrame(X[sample], columns=feats)
     figures = _figures(y, p, thresholds, champion_p, contrib_sample, values_sample, weights, top_case)
     clock["figures"] = time.perf_counter()
@@ -299,17 +390,49 @@ def evaluate(dataset: pd.DataFrame, model: Scorer, thresholds: dict, *,
         f"{int(y.sum()):,} frauds and {int((y[sample] == 0).sum()):,} of {n_legit:,} legitimate "
         "rows, the legitimate rows weighted back to their share. Without the weights, "
         f"{len(overlap)} of the top 10 features are the same.",
-        f"Reason codes are exact TreeSHAP contributions for the {len(listed)} highest-scored "
-        f"flagged cases (of {len(flagged):,} flagged).",
+        f"Reason codes are exact TreeSHAP contributions for the {len(listed):,} flagged "
+        f"payments of the {len(incidents):,} incidents listed (of {len(flagged):,} flagged "
+        f"payments from {len(np.unique(accounts[flagged])):,} accounts).",
+        *population,
     ]
     window = {"start": str(d["ts"].min()), "end": str(d["ts"].max()), "rows": len(d),
               "frauds": int(y.sum()), "fraud_amount": float(amount[y == 1].sum()),
-              "days": float((d["ts"].max() - d["ts"].min()) / pd.Timedelta("1D"))}
+              "days": float((d["ts"].max() - d["ts"].min()) / pd.Timedelta("1D")),
+              "review_capacity_per_day": capacity}
     timings = {k2: round(clock[k2] - clock["start"], 3) for k2 in clock if k2 != "start"}
     return Evaluation(title=title, summary=summary or {}, window=window, metrics=metrics,
                       thresholds=dict(thresholds), tiers=table, by_fraud_type=by_type,
                       by_channel=by_channel, by_amount=by_amount, importance=imp, cases=cases,
-                      figures=figures, notes=notes, timings=timings)
+                      incidents=incidents, figures=figures, notes=notes, warnings=warnings,
+                      currency=currency, timings=timings)
+
+
+_TIER_RANK = {"block": 2, "review": 1, "pass": 0}
+
+
+def _incidents(cases: pd.DataFrame) -> pd.DataFrame:
+    """The listed payments grouped by account: one incident per account, highest score
+    first, with its time span, payments, amount, highest tier, labels and its strongest
+    reasons (each feature at its largest contribution over the incident's payments)."""
+    rows = []
+    for account, g in cases.groupby("account_id", sort=False):
+        strongest: dict[str, dict] = {}
+        for reasons in g["reasons"]:
+            for r in reasons:
+                if r["feature"] not in strongest or r["contribution"] > strongest[r["feature"]]["contribution"]:
+                    strongest[r["feature"]] = r
+        top = sorted(strongest.values(), key=lambda r: -r["contribution"])[:3]
+        frauds = int(g["is_fraud"].sum())
+        types = sorted({t for t in g["fraud_type"] if t})
+        rows.append({"account_id": account, "first": g["ts"].min(), "last": g["ts"].max(),
+                     "payments": len(g), "amount": float(g["amount"].sum()),
+                     "max_score": float(g["score"].max()),
+                     "tier": max(g["tier"], key=_TIER_RANK.get), "frauds": frauds,
+                     "fraud_types": ", ".join(types), "reasons": top,
+                     "cases": g.sort_values("ts").to_dict("records")})
+    return pd.DataFrame(rows, columns=["account_id", "first", "last", "payments", "amount",
+                                       "max_score", "tier", "frauds", "fraud_types", "reasons",
+                                       "cases"])
 
 
 def render_report(ev: Evaluation) -> str:
@@ -318,8 +441,28 @@ def render_report(ev: Evaluation) -> str:
 
     env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
     env.filters["num"] = _num
+    env.filters["when"] = _when
     template = env.from_string((Path(__file__).parent / "report.html.j2").read_text())
     return template.render(ev=ev, generated=pd.Timestamp.now(tz="UTC").strftime("%Y-%m-%d %H:%M UTC"))
+
+
+_ISO_TIME = r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}"
+
+
+def _when(value) -> str:
+    """A timestamp to the minute, in UTC ("2026-03-22 23:59 UTC"); other values as they are."""
+    import re
+
+    if isinstance(value, str) and not re.match(_ISO_TIME, value):
+        return value
+    try:
+        t = pd.Timestamp(value)
+    except (TypeError, ValueError):
+        return str(value)
+    if pd.isna(t):
+        return ""
+    t = t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")
+    return t.strftime("%Y-%m-%d %H:%M UTC")
 
 
 def _num(value, digits: int = 4) -> str:
@@ -377,9 +520,9 @@ def render_backtest(periods: pd.DataFrame, first_caught: pd.DataFrame,
     ax.set(ylabel="cumulative fraud amount saved", title="Fraud amount saved by policy")
     ax.legend()
     fig.autofmt_xdate()
-    totals = periods.groupby("policy", sort=False)[
-        ["retrained", "frauds", "fraud_caught", "fraud_amount", "fraud_amount_saved", "reviews",
-         "false_blocks"]].sum().reset_index()
+    counted = [c for c in ("retrained", "promoted", "frauds", "fraud_caught", "fraud_amount",
+                           "fraud_amount_saved", "reviews", "false_blocks") if c in periods]
+    totals = periods.groupby("policy", sort=False)[counted].sum().reset_index()
     fmt = {"float_format": lambda v: f"{v:,.0f}", "index": False, "border": 0}
     env = jinja2.Environment(autoescape=True)
     return env.from_string(_BACKTEST_TEMPLATE).render(

@@ -94,6 +94,8 @@ def tier_table(y_true, y_score, thresholds: dict[str, float], *, times, amounts=
             "precision": float(y[m].mean()) if n else float("nan"),
             "recall": float((m & y).sum() / y.sum()) if y.any() else float("nan"),
             "fraud_amount": float(amt[m & y].sum()),
-            "legit_customers_affected": int(len(np.unique(acc[m & ~y]))),
+            # Passing a payment affects no customer.
+            "legit_customers_affected": (int(len(np.unique(acc[m & ~y]))) if name != "pass"
+                                         else float("nan")),
         })
     return pd.DataFrame(rows)

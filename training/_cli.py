@@ -357,6 +357,9 @@ def report(
         help="First transaction time evaluated (default: the model's test window).")] = None,
     end: Annotated[dt.datetime | None, typer.Option(help="Evaluate transactions before this.")] = None,
     compare: Annotated[str, typer.Option(help="Alias to compare with ('' for none).")] = "champion",
+    include_known_fraud_accounts: Annotated[bool, typer.Option(
+        help="Also score accounts with a fraud reported before the window (the model's test "
+        "window leaves them out).")] = False,
     config: ConfigOpt = None,
 ) -> None:
     """Write the reviewer report of a registered model (self-contained HTML) and log it
@@ -369,7 +372,8 @@ def report(
     ref = model or f"{cfg.tracking.registered_model}@champion"
     with console.status(f"scoring, explaining and writing the report of {ref} ..."):
         ev = _guarded(console, write_model_report, cfg, ref, read_dataset(dataset), out,
-                      start=start, end=end, compare=compare or None)
+                      start=start, end=end, compare=compare or None,
+                      include_known_fraud_accounts=include_known_fraud_accounts)
     console.print(f"wrote {out} ({ev.window['rows']:,} transactions, {ev.window['frauds']} frauds, "
                   f"{ev.timings['figures']:.1f} s)")
 
@@ -455,8 +459,9 @@ def backtest(
         ds = build_dataset(data, when, config=cfg.features)
     params = champion_params(cfg)
     console.print("parameters: " + ("the champion's" if params else "XGBoost's defaults"))
-    result = run_backtest(ds, cfg, from_, to_ts, every, [p.strip() for p in policy.split(",")],
-                          params=params, log=lambda m: console.print(_escape(m)))
+    result = _guarded(console, run_backtest, ds, cfg, from_, to_ts, every,
+                      [p.strip() for p in policy.split(",")], params=params,
+                      log=lambda m: console.print(_escape(m)))
     target = out or cfg.path(cfg.paths.reports) / f"backtest-{from_:%Y%m%d}-{to_ts:%Y%m%d}.html"
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(render_backtest(result.periods, result.first_caught, by_type=result.by_type),

@@ -301,6 +301,7 @@ def _decide_period(client, config: FraudlabConfig, as_of: pd.Timestamp, run_id: 
                            "dataset": str(path), "fingerprint": result.fingerprint[:16]},
                   title=f"Refresh as of {as_of:%Y-%m-%d %H:%M}: challenger vs champion")
     ev.sections["What changed"] = changes.to_html()
+    ev.warnings.extend(w[0].upper() + w[1:] + "." for w in warnings)
     report_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = report_path.with_name(f".{report_path.name}.tmp")
     tmp.write_text(render_report(ev), encoding="utf-8")

@@ -323,7 +323,9 @@ def _log_training(result, dataset, config, *, source, extra_tags) -> str:
                         mlflow.log_metric(t.objective, tr.value)
         with tempfile.TemporaryDirectory() as tmp:
             booster_dir = Path(tmp) / "booster"
-            mlflow.xgboost.save_model(model.booster, booster_dir, model_format="ubj")
+            # Explicit requirements: inferring them starts a process that imports the model.
+            mlflow.xgboost.save_model(model.booster, booster_dir, model_format="ubj",
+                                      pip_requirements=[f"xgboost-cpu=={xgb.__version__}"])
             spec_path = Path(tmp) / "preprocessing.json"
             spec_path.write_text(json.dumps(model.spec, indent=1))
             signature = model_signature(model.spec)

@@ -11,7 +11,8 @@ from ._config import FraudlabConfig
 
 def write_model_report(config: FraudlabConfig, model_ref: str, dataset: pd.DataFrame,
                        out: Path, *, start=None, end=None, compare: str | None = "champion",
-                       log: bool = True, sections: dict | None = None):
+                       log: bool = True, sections: dict | None = None,
+                       include_known_fraud_accounts: bool = False):
     """Evaluate a registered model on a labelled dataset and write the HTML report.
 
     Parameters
@@ -26,6 +27,9 @@ def write_model_report(config: FraudlabConfig, model_ref: str, dataset: pd.DataF
         Alias of the model to compare with (skipped when it is the same version).
     log : bool
         Also log the report to the model's MLflow run.
+    include_known_fraud_accounts : bool
+        Also score the accounts with a fraud reported before the window, which the
+        model's test window leaves out (then the figures differ from the run's).
 
     Returns
     -------
@@ -58,7 +62,8 @@ def write_model_report(config: FraudlabConfig, model_ref: str, dataset: pd.DataF
     thresholds = dict(scorer.spec.get("tiers", {"block": float("inf"), "review": float("inf")}))
     ev = evaluate(dataset, scorer, thresholds, config=config.evaluation, champion=champion,
                   summary=model_summary(config, mv, run), start=start, end=end,
-                  title=f"Fraud model report: {mv.name} version {mv.version}")
+                  title=f"Fraud model report: {mv.name} version {mv.version}",
+                  exclude_known_fraud_accounts=not include_known_fraud_accounts)
     ev.notes = notes + ev.notes
     ev.sections.update(sections or {})
     out = Path(out)

@@ -138,7 +138,7 @@ def test_report_opens_in_headless_chromium(evaluation, tmp_path):
     console = [line for line in run.stderr.splitlines() if "CONSOLE" in line]
     assert not console, console
     for heading in ("Model summary and lineage", "How good is the model", "Decision tiers",
-                    "Why the model flags payments", "Top flagged cases", "by fraud type"):
+                    "Why the model flags payments", "Top flagged incidents", "by fraud type"):
         assert heading in dom
     assert dom.count("<table") >= 7
 

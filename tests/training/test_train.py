@@ -125,8 +125,11 @@ def test_report_command_writes_the_html_and_logs_it_to_the_models_run(trained, t
     assert result.exit_code == 0, result.output
     html = out.read_text()
     assert "fraudlab-fraud version 2" in html and "current champion" in html  # v1 compared
-    logged = {f.path for f in mlflow.MlflowClient(config.tracking_uri()).list_artifacts(
-        second.run_id, "reports")}
+    client = mlflow.MlflowClient(config.tracking_uri())
+    # The same population as the run's test window, so the same figures.
+    run_ap = client.get_run(second.run_id).data.metrics["test.average_precision_score"]
+    assert f"<td>Average precision (PR-AUC)</td><td class=\"n\">{run_ap:.4f}</td>" in html
+    logged = {f.path for f in client.list_artifacts(second.run_id, "reports")}
     assert logged == {"reports/report.html"}
 
 
