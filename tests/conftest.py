@@ -79,3 +79,16 @@ def postgres_url():
     finally:
         with psycopg.connect(admin, autocommit=True) as con:
             con.execute(f'drop database if exists "{name}" with (force)')
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    """The path of Debian's headless Chromium (``make test`` installs it)."""
+    import shutil
+
+    def found() -> None:
+        if not (shutil.which("chromium") or shutil.which("chromium-browser")):
+            raise FileNotFoundError("no chromium on PATH (`make test` installs Debian's package)")
+
+    require_service("Chromium", found)
+    return shutil.which("chromium") or shutil.which("chromium-browser")

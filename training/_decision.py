@@ -159,13 +159,15 @@ def drift_warnings(rule: RefreshConfig, drift: dict) -> list[str]:
 
 @dataclass
 class PairScores:
-    """Champion and challenger scored on the decision window at their operating points."""
+    """Champion and challenger scored on the decision window at their operating points
+    (``champion_deployed_tiers``: the champion at its own stored thresholds)."""
 
     challenger: dict
     challenger_tiers: np.ndarray
     thresholds: dict
     champion: dict | None = None
     champion_tiers: np.ndarray | None = None
+    champion_deployed_tiers: np.ndarray | None = None
     comparison: object = None
 
 
@@ -212,6 +214,9 @@ def score_pair(config: FraudlabConfig, protocol, dataset: pd.DataFrame, challeng
     if champion is not None:
         th["champion"] = thresholds(champion)
         out.champion, out.champion_tiers = window_scores(champion, test, th["champion"])
+        # What the champion did as deployed, at the thresholds stored with it: the frauds it
+        # let pass there are the new patterns to explain.
+        out.champion_deployed_tiers = tier_of(champion.predict(None, test), champion.spec["tiers"])
         out.comparison = compare_operating_points(
             test[LABEL].to_numpy(), test["amount"].to_numpy(), test["account_id"].to_numpy(),
             test["ts"].to_numpy(), out.champion_tiers, chall_t,

@@ -119,7 +119,8 @@ def recover(client, config: FraudlabConfig, log: Callable[[str], None] = print) 
     exp = client.get_experiment_by_name(config.tracking.experiment)
     if exp is None:
         return
-    runs = client.search_runs([exp.experiment_id], filter_string="tags.`fraudlab.refresh_attempt` LIKE '%'",
+    runs = client.search_runs([exp.experiment_id],
+                              filter_string="tags.`fraudlab.refresh_attempt` LIKE '%'",
                               run_view_type=ViewType.ACTIVE_ONLY, max_results=5000)
     attempts: dict[str, list] = {}
     for r in runs:
@@ -267,7 +268,7 @@ def _decide_period(client, config: FraudlabConfig, as_of: pd.Timestamp, run_id: 
     log("comparing with the champion on the newest matured window, measuring drift ...")
     pair = score_pair(config, result.protocol, dataset, challenger, champion)
     chall_m, chall_t, thresholds = pair.challenger, pair.challenger_tiers, pair.thresholds
-    champ_m, champ_t, comparison = pair.champion, pair.champion_tiers, pair.comparison
+    champ_m, comparison = pair.champion, pair.comparison
 
     # What changed since the champion's training period (its era up to its test window).
     ref_end = (pd.Timestamp(champ_run.data.tags["fraudlab.test_start"]) if champ_run
@@ -276,7 +277,7 @@ def _decide_period(client, config: FraudlabConfig, as_of: pd.Timestamp, run_id: 
     changes = compare_periods(
         dataset[dataset["ts"] < ref_end], dataset[dataset["ts"] >= newest], test,
         model=champion or challenger, challenger=challenger,
-        champion_tiers=champ_t if champion is not None else None, challenger_tiers=chall_t)
+        champion_tiers=pair.champion_deployed_tiers, challenger_tiers=chall_t)
     decision = decide(config.refresh, champ_m, chall_m, comparison,
                       review_capacity_per_day=config.evaluation.review_capacity_per_day)
     promote, reasons = decision.promote, decision.reasons

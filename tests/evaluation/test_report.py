@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 
 import numpy as np
@@ -113,21 +112,14 @@ def test_tier_table_uses_the_stored_thresholds(evaluation, fitted, labeled_datas
     assert evaluation.tiers.set_index("tier").loc["block", "transactions"] == blocked
 
 
-def _chromium() -> str:
-    path = shutil.which("chromium") or shutil.which("chromium-browser")
-    if not path:
-        pytest.fail("Chromium is not installed: `make test` installs Debian's chromium package")
-    return path
-
-
-def test_report_opens_in_headless_chromium(evaluation, tmp_path):
+def test_report_opens_in_headless_chromium(evaluation, tmp_path, chromium):
     html = render_report(evaluation)
     out = tmp_path / "report.html"
     out.write_text(html, encoding="utf-8")
     assert "http://" not in html and "https://" not in html  # nothing loads from the network
     n_img = html.count("<img ")
     assert n_img >= 8
-    cmd = [_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+    cmd = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
            "--no-first-run", "--disable-background-networking", "--disable-component-update",
            "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}", "--enable-logging=stderr",
            "--v=0", "--virtual-time-budget=10000", "--dump-dom", out.as_uri()]

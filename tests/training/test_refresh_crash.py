@@ -17,8 +17,11 @@ AS_OF = "2026-03-20"
 FAST = {"n_trials": 2, "n_splits": 1, "validation_window": "14d", "calibration_window": "7d",
         "test_window": "14d", "gap": "7d", "max_rounds": 30, "early_stopping_rounds": 10,
         "report_every": 10, "storage": "sqlite"}
-# Each place a refresh can die, in the order it reaches them.
-KILL_POINTS = ["store", "search", "training-run", "registered", "audit", "aliases"]
+# Each place a refresh can die, in the order it reaches them: before its decision is
+# logged (the attempt is abandoned and the period starts over) and after it (the next
+# refresh finishes it).
+BEFORE_DECISION = ["store", "search", "training-run"]
+AFTER_DECISION = ["registered", "audit", "aliases"]
 
 
 @pytest.fixture(scope="module")
@@ -96,22 +99,40 @@ def uninterrupted(world, tmp_path_factory):
     return _state(root)
 
 
+def _same_as_uninterrupted(root, uninterrupted) -> None:
+    state = _state(root)
+    assert all(status != "RUNNING" for _, status, _ in state["runs"])
+    assert state == uninterrupted
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("point", KILL_POINTS)
-def test_a_refresh_killed_then_run_again_ends_as_an_uninterrupted_one(point, world, tmp_path,
-                                                                       uninterrupted):
+@pytest.mark.parametrize("point", BEFORE_DECISION)
+def test_a_refresh_killed_before_its_decision_starts_over(point, world, tmp_path, uninterrupted):
     root = _project(tmp_path, world)
     killed = _refresh(root, failpoint=point)
     assert killed.returncode == -signal.SIGKILL, killed.stdout + killed.stderr
     again = _refresh(root)
     assert again.returncode == 0, again.stdout + again.stderr
-    state = _state(root)
-    assert all(status != "RUNNING" for _, status, _ in state["runs"])
-    assert state == uninterrupted
-    if point == KILL_POINTS[-1]:  # and the period is done: a third run changes nothing
-        third = _refresh(root)
-        assert third.returncode == 0 and "already completed" in third.stdout, third.stdout
-        assert _state(root) == uninterrupted
+    _same_as_uninterrupted(root, uninterrupted)
+
+
+@pytest.mark.slow
+def test_a_refresh_killed_after_its_decision_is_finished_by_the_next(world, tmp_path,
+                                                                      uninterrupted):
+    """Killed at each place after the decision in turn (each run dies a step further on),
+    then run once more: the state is that of an uninterrupted refresh, and a further run
+    changes nothing."""
+    root = _project(tmp_path, world)
+    for point in AFTER_DECISION:
+        killed = _refresh(root, failpoint=point)
+        assert killed.returncode == -signal.SIGKILL, (point, killed.stdout + killed.stderr)
+    assert "decided by a process that died" in killed.stdout
+    again = _refresh(root)
+    assert again.returncode == 0, again.stdout + again.stderr
+    _same_as_uninterrupted(root, uninterrupted)
+    third = _refresh(root)
+    assert third.returncode == 0 and "already completed" in third.stdout, third.stdout
+    _same_as_uninterrupted(root, uninterrupted)
 
 
 def test_an_uninterrupted_refresh_leaves_one_version_with_both_aliases(uninterrupted):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import uuid
 
 import pytest
@@ -32,16 +31,11 @@ def test_a_seeded_study_reproduces_its_trials(labeled_dataset, fast_config):
 
 @pytest.mark.postgres
 @pytest.mark.slow
-def test_two_workers_share_one_postgresql_study(labeled_dataset, fast_config, tmp_path):
+def test_two_workers_share_one_postgresql_study(labeled_dataset, fast_config, tmp_path,
+                                                postgres_url):
     import optuna
 
-    url = os.environ.get("FRAUDLAB_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
-    try:
-        import sqlalchemy as sa
-
-        sa.create_engine(url).connect().close()
-    except Exception as exc:  # pragma: no cover - CI starts PostgreSQL
-        pytest.fail(f"PostgreSQL is not reachable at {url}: {exc}")
+    url = postgres_url
     path = tmp_path / "dataset.parquet"
     labeled_dataset.to_parquet(path)
     config = fast_config.model_copy(update={"training": fast_config.training.model_copy(
