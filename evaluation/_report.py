@@ -246,7 +246,7 @@ def _figures(y, p, thresholds, champion_p, contrib_sample, values_sample, weight
 
 def evaluate(dataset: pd.DataFrame, model: Scorer, thresholds: dict, *,
              config: EvaluationConfig | None = None, champion: Scorer | None = None,
-             summary: dict | None = None, start=None, end=None, max_cases: int = 50,
+             summary: dict | None = None, start=None, end=None, max_cases: int = 10,
              n_legit_sample: int = 2000, n_resamples: int = 200, k: int = 100,
              title: str = "Fraud model report", random_state: int = 0,
              history: pd.DataFrame | None = None, max_incidents: int = 20,
@@ -264,7 +264,8 @@ def evaluate(dataset: pd.DataFrame, model: Scorer, thresholds: dict, *,
     start, end : timestamp, optional
         Only rows with ``start <= ts < end``.
     max_cases : int
-        Most flagged payments explained per incident (highest scores first).
+        Most flagged payments explained and listed per incident (highest scores first);
+        the incident's count, amount and time span cover all its flagged payments.
     max_incidents : int
         Incidents listed: the accounts with the highest-scored flagged payments, each with
         its flagged payments of the window.
@@ -380,7 +381,7 @@ def evaluate(dataset: pd.DataFrame, model: Scorer, thresholds: dict, *,
         top_case = shap.Explanation(values=contrib_cases[feats].to_numpy()[0],
                                     base_values=float(contrib_cases["bias"].iloc[0]),
                                     data=X[listed[0]], feature_names=feats)
-    incidents = _incidents(cases)
+    incidents = _incidents(cases, d.iloc[flagged].assign(amount=amount[flagged]))
     values_sample = pd.DataFrame(X[sample], columns=feats)
     figures = _figures(y, p, thresholds, champion_p, contrib_sample, values_sample, weights, top_case)
     clock["figures"] = time.perf_counter()
@@ -410,10 +411,15 @@ def evaluate(dataset: pd.DataFrame, model: Scorer, thresholds: dict, *,
 _TIER_RANK = {"block": 2, "review": 1, "pass": 0}
 
 
-def _incidents(cases: pd.DataFrame) -> pd.DataFrame:
+def _incidents(cases: pd.DataFrame, flagged: pd.DataFrame) -> pd.DataFrame:
     """The listed payments grouped by account: one incident per account, highest score
-    first, with its time span, payments, amount, highest tier, labels and its strongest
-    reasons (each feature at its largest contribution over the incident's payments)."""
+    first, with the time span, count, amount and frauds of all the account's ``flagged``
+    payments, its highest tier and the strongest reasons over its listed payments (each
+    feature at its largest contribution)."""
+    every = flagged.groupby("account_id")
+    span = pd.DataFrame({"first": every["ts"].min(), "last": every["ts"].max(),
+                         "payments": every.size(), "amount": every["amount"].sum(),
+                         "frauds": every[LABEL].sum()})
     rows = []
     for account, g in cases.groupby("account_id", sort=False):
         strongest: dict[str, dict] = {}
@@ -422,10 +428,11 @@ def _incidents(cases: pd.DataFrame) -> pd.DataFrame:
                 if r["feature"] not in strongest or r["contribution"] > strongest[r["feature"]]["contribution"]:
                     strongest[r["feature"]] = r
         top = sorted(strongest.values(), key=lambda r: -r["contribution"])[:3]
-        frauds = int(g["is_fraud"].sum())
         types = sorted({t for t in g["fraud_type"] if t})
-        rows.append({"account_id": account, "first": g["ts"].min(), "last": g["ts"].max(),
-                     "payments": len(g), "amount": float(g["amount"].sum()),
+        a = span.loc[account]
+        frauds = int(a["frauds"])
+        rows.append({"account_id": account, "first": a["first"], "last": a["last"],
+                     "payments": int(a["payments"]), "amount": float(a["amount"]),
                      "max_score": float(g["score"].max()),
                      "tier": max(g["tier"], key=_TIER_RANK.get), "frauds": frauds,
                      "fraud_types": ", ".join(types), "reasons": top,
