@@ -271,8 +271,9 @@ class _AmbiguousDates(ValueError):
         super().__init__(f"{count} value(s) like {examples}")
 
 
-# An explicit UTC offset at the end of a timestamp: Z, +08, +0800 or +08:00.
-_OFFSET = r"(?:Z|[+-]\d{2}(?::?\d{2})?)$"
+# An explicit UTC offset after the time of day: Z, +08, +0800 or +08:00 (a date alone,
+# such as 2026-01-05, ends in digits that are not an offset).
+_OFFSET = r"\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?\s*(?:Z|[+-]\d{2}(?::?\d{2})?)$"
 # Numeric dates that do not start with the year: 05/03/2026 is March or May.
 _DAY_MONTH = r"^\d{1,2}[/.\-]\d{1,2}[/.\-]\d{2,4}(?:\D|$)"
 

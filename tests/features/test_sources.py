@@ -140,3 +140,20 @@ def test_fill_missing_only_fills_what_it_names(world_dir):
     assert "lon" not in raw.frame("transactions").columns  # the contract will name it
     with pytest.raises(SourceError, match="unknown canonical"):
         load_raw({"transactions": tx}, SourcesConfig(fill_missing={"transactions": {"latitude": 1.0}}))
+
+
+def test_text_timestamps_with_and_without_offsets():
+    from fraudlab.features import SourcesConfig, normalise_table
+
+    frame = pd.DataFrame({"tx_id": ["a", "b", "c", "d"], "ts": [
+        "2026-01-05",                 # a date alone: local midnight, not an offset of -05
+        "2026-01-05 08:00:00",        # naive: local time
+        "2026-01-05T08:00:00+08:00",  # an explicit offset
+        "2026-01-05T00:00:00Z",
+    ]})
+    t = normalise_table(frame, "transactions", "<test>",
+                        SourcesConfig(naive_timezone="Asia/Shanghai")).frame["ts"]
+    assert t.tolist() == [pd.Timestamp("2026-01-04 16:00", tz="UTC"),
+                          pd.Timestamp("2026-01-05 00:00", tz="UTC"),
+                          pd.Timestamp("2026-01-05 00:00", tz="UTC"),
+                          pd.Timestamp("2026-01-05 00:00", tz="UTC")]
