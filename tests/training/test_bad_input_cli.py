@@ -198,13 +198,15 @@ def test_utc_times_mixed_with_naive_ones_read_naive_ones_in_the_configured_zone(
     assert (ds == tx.set_index("tx_id")["ts"].loc[ds.index]).all()
 
 
-def test_unparsable_timestamps_are_quarantined(project):
-    tx = _frame(project, "transactions").astype({"ts": object})
-    tx.loc[[7], "ts"] = "not a time"
+@pytest.mark.parametrize(("column", "row", "value", "kind"), [
+    ("ts", 7, "not a time", "timestamp"), ("amount", 6, "abc", "float")])
+def test_a_csv_value_that_does_not_parse_is_quarantined(project, column, row, value, kind):
+    tx = _frame(project, "transactions").astype({column: object})
+    tx.loc[[row], column] = value
     _write(project, "transactions", tx, "csv")
-    _expect(_build(project), EXIT_CONTRACT, "transactions.csv: column ts:",
-            "1 row(s) fail 'ts is a valid timestamp'", "not a time")
-    assert _quarantine(project) == {"transactions": [7]}
+    _expect(_build(project), EXIT_CONTRACT, f"transactions.csv: column {column}:",
+            f"1 row(s) fail '{column} is a valid {kind}'", value)
+    assert _quarantine(project) == {"transactions": [row]}
 
 
 def test_a_semicolon_separated_csv_is_read(project):
@@ -269,15 +271,6 @@ def test_negative_amounts(project):
     _expect(_build(project), EXIT_CONTRACT, "transactions.parquet: column amount:",
             "3 row(s) fail 'amount >= 0")
     assert _quarantine(project) == {"transactions": [3, 10, 11]}
-
-
-def test_an_amount_that_is_not_a_number(project):
-    tx = _frame(project, "transactions").astype({"amount": object})
-    tx.loc[[6], "amount"] = "abc"
-    _write(project, "transactions", tx, "csv")
-    _expect(_build(project), EXIT_CONTRACT, "transactions.csv: column amount:",
-            "1 row(s) fail 'amount is a valid float'", "abc")
-    assert _quarantine(project) == {"transactions": [6]}
 
 
 def test_duplicate_transaction_ids_quarantine_every_copy(project):
