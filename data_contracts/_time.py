@@ -85,6 +85,5 @@ _CUT = {"transactions": ("ts", True), "events": ("ts", True), "labels": ("report
 def later_mask(table: str, frame: pd.DataFrame, as_of):
     """Rows of a raw table that have their time and lie after the cut of :func:`known_mask`."""
     column = _CUT.get(table, (None, False))[0]
-    if column not in frame.columns:
-        return known_mask(table, frame, as_of) & False
-    return ~known_mask(table, frame, as_of) & frame[column].notna().to_numpy()
+    dated = frame[column].notna().to_numpy() if column in frame.columns else False
+    return ~known_mask(table, frame, as_of) & dated

@@ -10,7 +10,7 @@ so the interval is on the difference itself.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -63,7 +63,6 @@ class OperatingComparison:
     rows: int
     frauds: int
     groups: int
-    meta: dict = field(default_factory=dict)
 
     @classmethod
     def from_dict(cls, data: dict) -> OperatingComparison:

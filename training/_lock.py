@@ -144,6 +144,8 @@ def _pg_lock(url: str, config: FraudlabConfig, as_of, log) -> Iterator[None]:
 
     from fraudlab.features import expand_env
 
+    from ._registry import _redact
+
     key = _pg_key(config)
     me = _holder(as_of)
     # The holder is told by the session's application_name, which other sessions see in
@@ -153,8 +155,6 @@ def _pg_lock(url: str, config: FraudlabConfig, as_of, log) -> Iterator[None]:
         con = psycopg.connect(_pg_dsn(expand_env(url, "refresh.lock_url")), autocommit=True,
                               application_name=name, connect_timeout=10)
     except psycopg.Error as exc:
-        from ._registry import _redact
-
         raise RefreshLocked(f"cannot reach the lock database {_redact(url)}: "
                             f"{str(exc).strip().splitlines()[0]}") from exc
     with con:
@@ -176,8 +176,6 @@ def _pg_lock(url: str, config: FraudlabConfig, as_of, log) -> Iterator[None]:
                 return {"as_of": parts[2], "pid": parts[4], "host": " ".join(parts[5:]),
                         "since": started.isoformat(timespec="seconds")}
             return {"pid": "?", "host": addr or "?", "as_of": app, "since": str(started)}
-
-        from ._registry import _redact
 
         _wait(try_lock, holder, f"the advisory lock on {_redact(url)}",
               config.refresh.lock_timeout, log)
