@@ -99,6 +99,8 @@ def row_rules(schema: TableSchema, config: ContractsConfig, as_of: pd.Timestamp 
             rules.append(Rule(f"{c.name} is unique", gxe.ExpectColumnValuesToBeUnique(
                 column=c.name), c.name, f"{c.name} is duplicated"))
         values = config.enumeration(schema.name, c.name)
+        if values is None and c.values:  # an extra column declared with its categories
+            values = list(c.values)
         if values is not None:
             rules.append(Rule(f"{c.name} in {{{', '.join(values)}}}",
                               gxe.ExpectColumnValuesToBeInSet(column=c.name, value_set=values),

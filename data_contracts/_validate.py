@@ -50,6 +50,10 @@ class RawTable:
         Values the loader could not convert (for example ``amount = "abc"`` in a CSV).
     derived : str, optional
         How missing columns were filled in, e.g. ``"reported_at = ts + 14d"``.
+    schema : TableSchema, optional
+        The schema to check, when it is not the canonical one (extra columns declared).
+    dropped : tuple of str
+        Columns of the source that nothing declares, left out by the loader.
     """
 
     name: str
@@ -57,6 +61,8 @@ class RawTable:
     origin: str
     parse_failures: tuple[ParseFailure, ...] = ()
     derived: str | None = None
+    schema: TableSchema | None = None
+    dropped: tuple[str, ...] = ()
 
 
 @dataclass
@@ -268,7 +274,7 @@ def validate_table(table: RawTable, config: ContractsConfig | None = None, *,
     config = config or ContractsConfig()
     as_of = to_utc(as_of) if as_of is not None else pd.Timestamp.now(tz="UTC")
     ctx = _ctx or _gx_context()
-    schema = schema or SCHEMAS[table.name]
+    schema = schema or table.schema or SCHEMAS[table.name]
     frame = table.frame
     results: list[RuleResult] = []
     bad: dict[int, list[tuple[str, str]]] = {}
@@ -281,9 +287,13 @@ def validate_table(table: RawTable, config: ContractsConfig | None = None, *,
         if not ok and r.expectation.expectation_type == "expect_table_columns_to_match_set":
             # Name the columns that are missing or unexpected.
             column = ",".join(sorted(set(schema.column_names) ^ set(frame.columns)))
+        message = r.describe_failure(frame) if not ok else ""
+        if not ok and table.dropped:
+            message += (f"; unexpected column(s) {sorted(table.dropped)} left out (declare "
+                        "them under columns: in a features file to keep them)")
         results.append(RuleResult(table.name, table.origin, r.rule, r.expectation.expectation_type,
                                   column, "table", ok, len(frame) if not ok else 0, [],
-                                  r.describe_failure(frame) if not ok else ""))
+                                  message))
     if all(x.success for x in results):
         for c in schema.columns:
             kind = kind_of(frame[c.name].dtype)

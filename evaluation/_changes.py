@@ -10,7 +10,7 @@ from html import escape
 import numpy as np
 import pandas as pd
 
-from fraudlab.features import LABEL
+from fraudlab.features import LABEL, dataset_features
 
 from ._drift import attribution_shift, feature_drift, missed_fraud_patterns, psi
 from ._explain import contributions
@@ -123,7 +123,8 @@ def compare_periods(reference: pd.DataFrame, current: pd.DataFrame, window: pd.D
     miss = window[missed].reset_index(drop=True)
     patterns = (missed_fraud_patterns(
         contributions(challenger.booster, challenger.encode(miss), challenger.features),
-        miss[[c for c in ("amount", "channel", "fraud_type") if c in miss]]) if len(miss) else [])
+        miss[[c for c in ("amount", "channel", "fraud_type") if c in miss]],
+        catalog=dataset_features(window).features) if len(miss) else [])
     now_caught = missed & (challenger_tiers != "pass")
     caught = (window[now_caught].assign(fraud_type=lambda d: d["fraud_type"].fillna("unknown"))
               .groupby("fraud_type").agg(frauds=("tx_id", "size"), amount=("amount", "sum"))

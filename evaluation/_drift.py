@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from fraudlab.features import CATALOG
+from fraudlab.features import CATALOG, dataset_features
 
 PSI_MODERATE, PSI_MAJOR = 0.1, 0.25
 """The usual reading of the population stability index: below 0.1 stable, 0.1-0.25 a
@@ -58,8 +58,8 @@ def category_psi(reference, current, eps: float = 1e-4) -> float:
 def feature_drift(reference: pd.DataFrame, current: pd.DataFrame, features: Sequence[str],
                   *, bins: int = 10) -> pd.DataFrame:
     """PSI per feature (categorical features compared by category shares), largest first,
-    with the catalog description and a verdict."""
-    cat = {f.name: f for f in CATALOG}
+    with the feature's description and a verdict."""
+    cat = {f.name: f for f in (*CATALOG, *dataset_features(reference).features)}
     rows = []
     for name in features:
         r, c = reference[name], current[name]
@@ -85,7 +85,7 @@ def attribution_shift(reference: pd.DataFrame, current: pd.DataFrame) -> pd.Data
 
 def missed_fraud_patterns(contrib: pd.DataFrame, meta: pd.DataFrame, *, max_clusters: int = 4,
                           min_cluster: int = 3, top: int = 3, min_silhouette: float = 0.5,
-                          random_state: int = 0) -> list[dict]:
+                          random_state: int = 0, catalog=None) -> list[dict]:
     """Cluster the SHAP vectors of missed frauds and describe each cluster in words.
 
     Parameters
@@ -99,6 +99,8 @@ def missed_fraud_patterns(contrib: pd.DataFrame, meta: pd.DataFrame, *, max_clus
         At most this many clusters, of at least about this many frauds each.
     min_silhouette : float
         Split into clusters only when they are this well separated (silhouette score).
+    catalog : sequence of Feature, optional
+        Declarations of the features (their descriptions); default the built-in set.
 
     Returns
     -------
@@ -127,7 +129,7 @@ def missed_fraud_patterns(contrib: pd.DataFrame, meta: pd.DataFrame, *, max_clus
         score = silhouette_score(values, cand)
         if score > best:
             k, best, labels = kk, score, cand
-    cat = {f.name: f for f in CATALOG}
+    cat = {f.name: f for f in (*CATALOG, *(catalog or ()))}
     out = []
     for c in range(k):
         m = labels == c

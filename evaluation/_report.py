@@ -18,7 +18,7 @@ from typing import Protocol
 import numpy as np
 import pandas as pd
 
-from fraudlab.features import CATALOG, LABEL
+from fraudlab.features import CATALOG, LABEL, dataset_features
 
 from ._config import EvaluationConfig
 from ._explain import (
@@ -356,7 +356,8 @@ def evaluate(dataset: pd.DataFrame, model: Scorer, thresholds: dict, *,
     clock["contributions"] = time.perf_counter()
     importance = global_importance(contrib_sample, weights)
     unweighted = global_importance(contrib_sample)
-    cat = {f.name: f for f in CATALOG}
+    declared = (*CATALOG, *dataset_features(dataset).features)
+    cat = {f.name: f for f in declared}
     imp = pd.DataFrame({"feature": importance.index, "mean_abs_contribution": importance.to_numpy(),
                         "rank_unweighted_sample": [int(unweighted.index.get_loc(f)) + 1
                                                    for f in importance.index],
@@ -368,7 +369,8 @@ def evaluate(dataset: pd.DataFrame, model: Scorer, thresholds: dict, *,
     if contrib_cases is not None:
         values = d.iloc[listed][feats].reset_index(drop=True)
         usual = usual_values(dataset if history is None else history, d.iloc[listed], feats)
-        reasons = reason_codes(contrib_cases, values, usual, top=3, currency=currency)
+        reasons = reason_codes(contrib_cases, values, usual, top=3, currency=currency,
+                               catalog=tuple(cat.values()))
         cases = d.iloc[listed][["tx_id", "ts", "account_id"]].reset_index(drop=True)
         cases["amount"] = amount[listed]
         cases["score"] = p[listed]

@@ -163,5 +163,19 @@ class FeaturesConfig(BaseModel):
         "below it the dataset contract fails (labels probably missing).")
     fraud_rate_max: float = Field(
         0.2, ge=0, le=1, description="Highest plausible fraud rate among mature rows.")
+    builtin: bool = Field(
+        True, description="Start from the built-in feature set (features/builtin.yaml); "
+        "false to use only your own definitions.")
+    definitions: list[str] = Field(
+        default_factory=list, description="Features files (YAML) whose declarations are "
+        "added to the set, in order; see docs/declaring-features.md.")
+    include: list[str] = Field(
+        default_factory=list, description="Keep only these features or groups (empty: all).")
+    exclude: list[str] = Field(
+        default_factory=list, description="Leave out these features or groups, e.g. for an "
+        "ablation.")
+    params: dict[str, float] = Field(
+        default_factory=dict, description="Named numbers your declarations' expressions may "
+        "read, e.g. {high_amount: 2000} for where: \"amount > high_amount\".")
 
     _check = field_validator("label_maturity")(_check_duration)

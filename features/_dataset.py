@@ -7,7 +7,7 @@ dataset into model inputs, and it refuses a feature list that names a metadata c
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -23,21 +23,18 @@ from fraudlab.data_contracts import (
     validate_dataset,
 )
 
-from ._catalog import CATALOG, Feature, catalog_version
+from ._catalog import (
+    CATALOG,
+    as_feature_set,
+    catalog_version,
+    feature_settings,
+    resolve_features,
+)
 from ._config import FeaturesConfig
+from ._declarations import LABEL, METADATA, Feature, FeatureSet, features_from_dict
 from ._engine import compute_features
 from ._lookup import positions, take_rows
-from ._memory import reuse_freed_memory
 from ._sources import RawData, known_at
-
-LABEL = "is_fraud"
-"""The target column: 1 if a fraud label was reported by the as-of time, else 0."""
-
-METADATA = (
-    "tx_id", "ts", "account_id", "counterparty_id", "merchant_id", "label_reported_at",
-    "label_source", "fraud_type", "is_mature",
-)
-"""Columns kept beside the features for evaluation and audit; never model inputs."""
 
 
 class DatasetContractError(Exception):
@@ -49,8 +46,8 @@ class DatasetContractError(Exception):
         super().__init__(f"the labeled dataset failed its contract: {lines}")
 
 
-def dataset_schema(catalog: tuple[Feature, ...] = CATALOG) -> TableSchema:
-    """The labeled dataset's canonical schema, derived from the feature catalog."""
+def dataset_schema(catalog: FeatureSet | Sequence[Feature] = CATALOG) -> TableSchema:
+    """The labeled dataset's canonical schema, derived from the feature declarations."""
     meta = (
         *(TRANSACTIONS.column(c) for c in ("tx_id", "ts", "account_id", "counterparty_id",
                                            "merchant_id")),
@@ -66,23 +63,47 @@ def dataset_schema(catalog: tuple[Feature, ...] = CATALOG) -> TableSchema:
                min_value=f.min_value if f.kind == "float" else None,
                max_value=f.max_value if f.kind == "float" else None,
                description=f.description)
-        for f in catalog)
+        for f in as_feature_set(catalog).features)
     return TableSchema("dataset", columns=meta + feats, time_columns=("ts",), key="tx_id",
                        description="Labeled dataset: metadata, label and features.")
 
 
 def available_features(tables: Mapping[str, pd.DataFrame | None],
-                       catalog: tuple[Feature, ...] = CATALOG) -> tuple[Feature, ...]:
+                       catalog: FeatureSet | Sequence[Feature] = CATALOG) -> FeatureSet:
     """The features whose source tables are present: each optional source (events,
-    labels, blacklist, accounts) adds its features."""
+    labels, blacklist, accounts) adds its features. An ``expr`` feature that reads one
+    left out is left out too."""
+    fs = as_feature_set(catalog)
     present = {name for name, frame in tables.items() if frame is not None}
-    return tuple(f for f in catalog if f.source in present)
+    kept: list[Feature] = []
+    names: set[str] = set()
+    from . import _expr
+
+    for f in fs.features:
+        if f.source not in present:
+            continue
+        if f.agg == "expr" and any(n in {g.name for g in fs.features} and n not in names
+                                   for n in _expr.names(_expr.parse(f.expr))):
+            continue
+        kept.append(f)
+        names.add(f.name)
+    return FeatureSet(tuple(kept), fs.columns)
 
 
-@reuse_freed_memory()  # the whole build reuses its freed columns (see _memory.py)
+def dataset_features(dataset: pd.DataFrame) -> FeatureSet:
+    """The feature set a dataset was built with (from its ``attrs``); for a dataset without
+    it, the built-in features among its columns."""
+    doc = dataset.attrs.get("features")
+    if doc:
+        return features_from_dict({k: v for k, v in doc.items() if k != "settings"},
+                                  origin="<dataset attrs>",
+                                  settings=(doc.get("settings") or {}).get("params", {}))
+    return FeatureSet(tuple(f for f in CATALOG if f.name in dataset.columns))
+
+
 def build_dataset(raw: RawData | Mapping[str, pd.DataFrame], as_of, *, start=None, end=None,
                   config: FeaturesConfig | None = None,
-                  catalog: tuple[Feature, ...] | None = None,
+                  catalog: FeatureSet | Sequence[Feature] | None = None,
                   validate: bool = True) -> pd.DataFrame:
     """Build the point-in-time-correct labeled dataset.
 
@@ -99,9 +120,10 @@ def build_dataset(raw: RawData | Mapping[str, pd.DataFrame], as_of, *, start=Non
         ``as_of``). Earlier history still feeds their windows.
     config : FeaturesConfig, optional
         Feature parameters and the label maturity window.
-    catalog : tuple of Feature, optional
-        The features to compute; default every catalog feature whose source table is
-        present (see :func:`available_features`).
+    catalog : FeatureSet or sequence of Feature, optional
+        The features to compute; default the set ``config`` asks for
+        (:func:`resolve_features`), those whose source table is present (see
+        :func:`available_features`).
     validate : bool
         Run the labeled-dataset contract and raise :class:`DatasetContractError` on failure.
 
@@ -109,15 +131,15 @@ def build_dataset(raw: RawData | Mapping[str, pd.DataFrame], as_of, *, start=Non
     -------
     DataFrame
         Metadata columns (``METADATA``), the label (``LABEL``) and the features in catalog
-        order, sorted by time. ``attrs`` holds the as-of time, the catalog version and the
-        contract report.
+        order, sorted by time. ``attrs`` holds the as-of time, the feature declarations
+        and settings (``features``), their hash (``catalog_version``) and the contract report.
     """
     config = config or FeaturesConfig()
     as_of = to_utc(as_of)
     tables = known_at(raw, as_of)
-    if catalog is None:
-        catalog = available_features(tables)
-    missing = sorted({f.source for f in catalog} - set(tables))
+    catalog = (available_features(tables, resolve_features(config)) if catalog is None
+               else as_feature_set(catalog, tuple(config.params)))
+    missing = sorted({f.source for f in catalog.features} - set(tables))
     if missing:
         raise ValueError(f"features need the table(s) {missing}, which the data do not have")
     tx = tables["transactions"]
@@ -154,21 +176,24 @@ def build_dataset(raw: RawData | Mapping[str, pd.DataFrame], as_of, *, start=Non
     meta["is_mature"] = (meta["ts"] <= as_of - parse_duration(config.label_maturity)).to_numpy()
     meta[LABEL] = is_fraud.astype(np.int64)
     dataset = pd.concat([meta, features], axis=1)
-    dataset.attrs.update({"as_of": as_of.isoformat(), "catalog_version": catalog_version(catalog),
+    dataset.attrs.update({"as_of": as_of.isoformat(),
+                          "catalog_version": catalog_version(catalog, config),
+                          "features": {**catalog.to_dict(), "settings": feature_settings(config)},
                           "start": lo.isoformat() if len(tx) else None, "end": hi.isoformat()})
     if validate:
         report = validate_dataset(
             RawTable("dataset", dataset, "<labeled dataset>"), dataset_schema(catalog),
             as_of=as_of, label=LABEL, mature="is_mature",
             fraud_rate=(config.fraud_rate_min, config.fraud_rate_max),
-            features=[f.name for f in catalog])
+            features=catalog.names())
         dataset.attrs["contract"] = report.to_dict()
         if not report.success:
             raise DatasetContractError(report)
     return dataset
 
 
-def split_features(dataset: pd.DataFrame, catalog: tuple[Feature, ...] = CATALOG,
+def split_features(dataset: pd.DataFrame,
+                   catalog: FeatureSet | Sequence[Feature] | None = None,
                    *, mature_only: bool = True) -> tuple[pd.DataFrame, pd.Series, pd.DataFrame]:
     """Split a labeled dataset into model inputs, the label and the metadata.
 
@@ -176,8 +201,9 @@ def split_features(dataset: pd.DataFrame, catalog: tuple[Feature, ...] = CATALOG
     ----------
     dataset : DataFrame
         From :func:`build_dataset`.
-    catalog : tuple of Feature
-        The features that are model inputs.
+    catalog : FeatureSet or sequence of Feature, optional
+        The features that are model inputs; default those the dataset was built with
+        (:func:`dataset_features`).
     mature_only : bool
         Leave out rows whose labels cannot have arrived yet (``is_mature`` False).
 
@@ -190,7 +216,7 @@ def split_features(dataset: pd.DataFrame, catalog: tuple[Feature, ...] = CATALOG
     ValueError
         If a catalog feature is a metadata or label column (a leak by construction).
     """
-    names = [f.name for f in catalog]
+    names = (dataset_features(dataset) if catalog is None else as_feature_set(catalog)).names()
     leaked = sorted(set(names) & (set(METADATA) | {LABEL}))
     if leaked:
         raise ValueError(f"metadata or label columns {leaked} may not be model inputs")

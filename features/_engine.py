@@ -18,7 +18,7 @@ at random, which matters most once a side no longer fits the cache (5M rows).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
@@ -29,35 +29,32 @@ import pandas as pd
 
 from fraudlab.data_contracts import parse_duration
 
+from . import _expr
 from . import _kernels as K
-from ._catalog import CATALOG, Feature
+from ._catalog import CATALOG, as_feature_set
 from ._config import FeaturesConfig
+from ._declarations import ENTITY_COLUMNS, ROW_AGGS, TIME_UNITS, Feature, FeatureSet
 from ._factorize import factorize_strings
 from ._lookup import positions, take_rows
-from ._memory import OutputRows, reuse_freed_memory
 
-_US_PER = {"seconds": 1e6, "minutes": 60e6, "days": 86_400e6, "hours": 3_600e6}
-# Which columns of which table name an entity.
-_ENTITY_COLUMNS = {
-    "transactions": {"account": ("account_id",), "device": ("device_id",), "ip": ("ip",),
-                     "counterparty": ("counterparty_id",), "merchant": ("merchant_id",),
-                     "account+channel": ("account_id", "channel"),
-                     "account+device": ("account_id", "device_id"),
-                     "account+region": ("account_id", "_region")},
-    "events": {"account": ("account_id",), "device": ("device_id",)},
-}
+_US_PER = TIME_UNITS
 _SUM_MODES = {"sum": K.SUM, "mean": K.MEAN, "ratio_to_mean": K.RATIO_TO_MEAN}
 # Features of an entity's history before the transaction, from one time-ordered pass.
 _HISTORY_MODES = {"since_last": K.SINCE_LAST, "since_first": K.SINCE_FIRST,
-                  "first_use": K.FIRST_USE, "seen_before": K.SEEN, "seen_flag": K.SEEN,
+                  "first_use": K.FIRST_USE, "seen_before": K.SEEN,
                   "last_distance": K.DISTANCE, "last_speed": K.SPEED}
 # History features that need only the first earlier row.
-_FIRST_MODES = ("since_first", "first_use", "seen_before", "seen_flag")
+_FIRST_MODES = ("since_first", "first_use", "seen_before")
 _NONE = np.empty(0)  # no values: an argument a kernel does not read in this mode
 _ALL = np.empty(0, dtype=bool)  # no row filter: a time-ordered pass uses every row with an entity
 _COUNT_ALL = np.int64(2**62)  # a window longer than any history: nothing ever leaves it
 _BLACKLIST_TYPES = {"account": ("account",), "device": ("device",), "ip": ("ip",),
                     "counterparty": ("counterparty", "account"), "merchant": ("merchant",)}
+
+
+def _parts(entity: str) -> tuple[str, ...]:
+    """The columns an entity is keyed on (see ``ENTITY_COLUMNS``)."""
+    return tuple(ENTITY_COLUMNS.get(p, p) for p in entity.split("+"))
 
 
 def _micros(ts: pd.Series) -> np.ndarray:
@@ -69,7 +66,9 @@ def _window_us(window: str | None) -> np.int64:
 
 
 # Identifier columns that share one vocabulary, so a payee's account id and a payer's
-# account id get the same code (and a listed account matches both).
+# account id get the same code (and a listed account matches both). Any other column an
+# entity or a distinct count reads gets a vocabulary of its own, shared by the tables that
+# have it (see ``FeatureEngine._domain_of``).
 _DOMAINS = {
     "account": (("transactions", "account_id"), ("transactions", "counterparty_id"),
                 ("events", "account_id"), ("accounts", "account_id")),
@@ -79,7 +78,6 @@ _DOMAINS = {
     "merchant": (("transactions", "merchant_id"),),
     "channel": (("transactions", "channel"),),
 }
-_DOMAIN_OF = {col: d for d, cols in _DOMAINS.items() for col in cols}
 # Region codes are lat_cell * 100_000 + lon_cell, offset to be non-negative: below this.
 _REGION_WIDTH = 100_000 * 100_000
 # Blacklist entity types whose values belong to each vocabulary.
@@ -179,7 +177,10 @@ class FeatureEngine:
         self._codes: dict[tuple[str, str], np.ndarray] = {}
         # Per-run caches: entity orders, event-type codes, blacklist lookups.
         self._cache: dict[tuple, tuple] = {}
-        self._values_out: dict[str, np.ndarray] = {}  # numeric features computed so far
+        self._values_out: dict[str, object] = {}  # features computed so far
+        self._domains = {d: list(m) for d, m in _DOMAINS.items()}
+        self._domain_index = {m: d for d, ms in _DOMAINS.items() for m in ms}
+        self._event_pairs: set[str] = set()  # composite entities that events are keyed on
         self._row: np.ndarray | None = None  # where the float feature being computed goes
         self._vocab: dict[str, int] = {}
 
@@ -198,17 +199,51 @@ class FeatureEngine:
             if column == "_region":
                 self._codes[key] = self._region_codes(self._frame(table))
                 return self._codes[key]
-            self._domain_codes(_DOMAIN_OF[("transactions" if table == "queries" else table,
-                                           column)])
+            self._domain_codes(self._domain_of(table, column))
         return self._codes[key]
+
+    def _domain_of(self, table: str, column: str) -> str:
+        """The vocabulary of a column; a column outside ``_DOMAINS`` joins the vocabulary
+        of the transactions column of its name (registered before it is built)."""
+        t = "transactions" if table == "queries" else table
+        domain = self._domain_index.get((t, column))
+        if domain is None:
+            domain = self._domain_index.get(("transactions", column), f"column:{column}")
+            if domain in self._vocab:
+                raise RuntimeError(f"{t}.{column} joined the vocabulary {domain} after it was "
+                                   "built")
+            members = self._domains.setdefault(domain, [])
+            if t != "transactions" and ("transactions", column) not in self._domain_index \
+                    and column in self.tables["transactions"].columns:
+                members.append(("transactions", column))
+                self._domain_index[("transactions", column)] = domain
+            members.append((t, column))
+            self._domain_index[(t, column)] = domain
+        return domain
+
+    def _register(self, catalog: tuple[Feature, ...]) -> None:
+        """Put every identifier column the features read into its vocabulary before any
+        vocabulary is built (an events column shares the transactions' codes)."""
+        for f in catalog:
+            if f.source not in ("transactions", "events", "labels") or f.agg in ROW_AGGS:
+                continue
+            cols = [c for c in _parts(f.entity) if c != "_region"]
+            if f.agg == "nunique":
+                cols.append(f.of)
+            for c in cols:
+                self._domain_of("transactions", c)
+                if f.source == "events":
+                    self._domain_of("events", c)
+            if f.source == "events" and len(_parts(f.entity)) > 1:
+                self._event_pairs.add(f.entity)
 
     def _domain_codes(self, domain: str) -> None:
         """Factorise every column of one identifier vocabulary together (see ``_DOMAINS``)."""
         if domain in self._vocab:
             return
-        members = [m for m in _DOMAINS[domain] if self._frame(m[0]) is not None]
+        members = [m for m in self._domains[domain] if self._frame(m[0]) is not None]
         if self.rows is None:
-            members += [("queries", c) for t, c in _DOMAINS[domain] if t == "transactions"]
+            members += [("queries", c) for t, c in self._domains[domain] if t == "transactions"]
         bl = self.tables.get("blacklist")
         if bl is not None:
             members.append((f"blacklist:{domain}", "entity_value"))
@@ -216,7 +251,7 @@ class FeatureEngine:
         for t, c in members:
             if t.startswith("blacklist:"):
                 series.append(bl["entity_value"].where(
-                    bl["entity_type"].isin(_DOMAIN_LISTINGS[domain])))
+                    bl["entity_type"].isin(_DOMAIN_LISTINGS.get(domain, ()))))
             else:
                 series.append(self._frame(t)[c])
         codes, n = _codes(series)
@@ -234,19 +269,16 @@ class FeatureEngine:
         columns = set()
         for f in catalog:
             if f.source == "blacklist":
-                columns.update(_ENTITY_COLUMNS["transactions"][e][0] for e in _BLACKLIST_TYPES
+                columns.update(ENTITY_COLUMNS.get(e, e) for e in _BLACKLIST_TYPES
                                if f.agg != "blacklist_hit" or e == f.entity)
-            elif f.source == "labels":
-                columns.add("merchant_id")
             elif f.source == "accounts":
-                columns.update(("account_id", "counterparty_id"))
-            elif f.agg != "value":
-                table = "events" if f.source == "events" else "transactions"
-                columns.update(_ENTITY_COLUMNS[table][f.entity])
+                columns.update(("account_id", ENTITY_COLUMNS[f.entity]))
+            elif f.agg not in ROW_AGGS:
+                columns.update(c for c in _parts(f.entity) if c != "_region")
                 if f.agg == "nunique":
                     columns.add(f.of)
-        domains = sorted({_DOMAIN_OF[("transactions", c)] for c in columns
-                          if ("transactions", c) in _DOMAIN_OF} - set(self._vocab))
+        domains = sorted({self._domain_of("transactions", c) for c in columns}
+                         - set(self._vocab))
         if len(domains) > 1:
             with ThreadPoolExecutor(max_workers=2) as pool:
                 list(pool.map(self._domain_codes, domains))
@@ -268,7 +300,7 @@ class FeatureEngine:
         transactions and the queries together, so its rows are ordered by a counting sort
         and its segments found from a histogram, as for a single identifier.
         """
-        cols = _ENTITY_COLUMNS["events" if table == "events" else "transactions"][entity]
+        cols = _parts(entity)
         if len(cols) == 1:
             return self.codes(table, cols[0])
         name = "+".join(cols)
@@ -276,14 +308,15 @@ class FeatureEngine:
             if table == "queries" and self.rows is not None:
                 self._codes[(table, name)] = self._key("transactions", entity)[self.rows]
                 return self._codes[(table, name)]
-            members = ["transactions"] + (["queries"] if self.rows is None else [])
+            members = (["transactions"] + (["events"] if entity in self._event_pairs else [])
+                       + (["queries"] if self.rows is None else []))
             code, size = None, 0
             for c in cols:
                 part = np.concatenate([self.codes(m, c) for m in members])
                 if c == "_region":  # arithmetic cell codes: make them dense first
                     part, n_part = _dense_cells(part)
                 else:
-                    n_part = self._vocab[_DOMAIN_OF[("transactions", c)]]
+                    n_part = self._vocab[self._domain_of("transactions", c)]
                 code, size = (part, n_part) if code is None else K.pair_codes(code, part, size,
                                                                                n_part)
             start = 0
@@ -295,24 +328,30 @@ class FeatureEngine:
 
     # -- data sides --------------------------------------------------------------------
     def _mask(self, source: str, where: str | None) -> np.ndarray | None:
+        """Rows of a source that pass a feature's filter (None: no filter); one mask per
+        (source, filter), shared by the features that use it."""
         f = self.tables[source]
         if where is None:
             return None
-        if where == "small":
-            return (f["amount"] < self.cfg.small_amount).to_numpy()
-        if where.startswith("event_type="):
-            key = ("_event_types", source)
-            if key not in self._cache:  # compare small integer codes, not strings
-                codes, names = pd.factorize(f["event_type"])
-                self._cache[key] = (codes, list(names))
-            codes, names = self._cache[key]
-            wanted = where.split("=", 1)[1]
-            return codes == (names.index(wanted) if wanted in names else -2)
-        if where.startswith("flag="):
-            return f[where.split("=", 1)[1]].to_numpy(dtype=bool)
         if where == "located":
             return (f["lat"].notna() & f["lon"].notna()).to_numpy()
-        raise ValueError(f"unknown row filter {where!r}")
+        key = ("_mask", source, where)
+        if key not in self._cache:
+            self._cache[key] = _expr.mask(_expr.parse(where), self._resolver(f), len(f))
+        return self._cache[key]
+
+    def _resolver(self, frame: pd.DataFrame, features: bool = False):
+        """Names of an expression: the frame's columns, then (for the queries' own
+        ``expr`` features) features computed earlier, then the settings."""
+        def resolve(name: str):
+            if name in frame.columns:
+                return frame[name]
+            if features and name in self._values_out:
+                return self._values_out[name]
+            if name in self.cfg.params:
+                return float(self.cfg.params[name])
+            return float(getattr(self.cfg, name))
+        return resolve
 
     def _make_side(self, ecode, ets, qcode, frame, base=None) -> _Side:
         if base is None:
@@ -387,7 +426,7 @@ class FeatureEngine:
         """Values of ``column`` in the side's sorted order (squared for variances)."""
         key = ("values", column, squared)
         if key not in side.bounds:
-            v = side.frame[column].to_numpy(dtype=float)[side.rows]
+            v = side.frame[column].to_numpy(dtype=float, na_value=np.nan)[side.rows]
             side.bounds[key] = v * v if squared else v
         return side.bounds[key]
 
@@ -405,14 +444,17 @@ class FeatureEngine:
         n = len(self.q)
         if not f.include_current:
             return np.zeros(n, dtype=bool)
-        if f.where == "small":
-            return (self.q["amount"] < self.cfg.small_amount).to_numpy()
+        if f.where is not None:
+            key = ("_query_mask", f.where)
+            if key not in self._cache:
+                self._cache[key] = _expr.mask(_expr.parse(f.where), self._resolver(self.q), n)
+            return self._cache[key]
         return np.ones(n, dtype=bool)
 
     def _query_values(self, column: str) -> np.ndarray:
         key = ("_query_values", column)
         if key not in self._cache:
-            self._cache[key] = self.q[column].to_numpy(dtype=float)
+            self._cache[key] = self.q[column].to_numpy(dtype=float, na_value=np.nan)
         return self._cache[key]
 
     # -- aggregations ------------------------------------------------------------------
@@ -426,40 +468,42 @@ class FeatureEngine:
         # Sides whose features are all window counts (and the merchant fraud rate's
         # transaction counts) are counted in one time-ordered pass (K.window_counts), for
         # every window length they need; the other sides are sorted and searched.
-        aggs, windows = {}, {}
+        aggs, windows, label_keys = {}, {}, set()
         for f in catalog:
-            if f.source == "labels":  # fraud reports, and transactions at the merchant
-                for key in (("labels", "merchant", None), ("transactions", "merchant", None)):
+            if f.source == "labels":  # fraud reports, and transactions of the entity
+                for key in (("labels", f.entity, None), ("transactions", f.entity, None)):
                     aggs.setdefault(key, set()).add("count")
                     windows.setdefault(key, set()).add(f.window)
-            elif f.source != "blacklist" and f.agg != "value":
+                    label_keys.add(key)
+            elif f.source in ("transactions", "events") and f.agg not in ROW_AGGS:
                 key = (f.source, f.entity, f.where)
                 aggs.setdefault(key, set()).add(f.agg)
                 windows.setdefault(key, set()).add(f.window)
         self._count_windows = {k: sorted(w, key=str) for k, w in windows.items()
-                               if aggs[k] == {"count"}
-                               or k in (("labels", "merchant", None),
-                                        ("transactions", "merchant", None))}
+                               if aggs[k] == {"count"} or k in label_keys}
+        self._register(catalog)
         self._prefetch_codes(catalog)
         columns = {}
-        # Every float feature gets a row of one block, faulted in ahead of use; the last
-        # kernel of a feature writes into it (see ``_out``), anything else is copied in.
-        with OutputRows(sum(f.kind == "float" for f in catalog), len(self.q)) as block:
-            for i, f in enumerate(catalog):
-                self._row = row = block.take() if f.kind == "float" else None
-                value = self._feature(f)
-                self._row = None
-                if row is not None:
-                    if value is not row:
-                        np.copyto(row, value)
-                    value = self._values_out[f.name] = row
-                elif not isinstance(value, pd.Categorical):
-                    value = pd.Categorical(value, categories=list(f.categories))
-                columns[f.name] = value
-                for key in [k for k, last in last_use.items() if last == i]:
-                    self._sides.pop(key, None)
-                    if all(last <= i for k, last in last_use.items() if k[:2] == key[:2]):
-                        self._cache.pop(("_order", *key[:2]), None)
+        # Every float feature gets a row of one block; the last kernel of a feature writes
+        # into it (see ``_out``), anything else is copied in.
+        block = np.empty((sum(f.kind == "float" for f in catalog), len(self.q)))
+        rows = iter(block)
+        for i, f in enumerate(catalog):
+            self._row = row = next(rows) if f.kind == "float" else None
+            value = self._feature(f)
+            self._row = None
+            if row is not None:
+                if value is not row:
+                    np.copyto(row, value)
+                value = row
+            elif not isinstance(value, pd.Categorical):
+                value = pd.Categorical(value, categories=list(f.categories))
+            columns[f.name] = value
+            self._values_out[f.name] = value if row is not None else pd.Series(value)
+            for key in [k for k, last in last_use.items() if last == i]:
+                self._sides.pop(key, None)
+                if all(last <= i for k, last in last_use.items() if k[:2] == key[:2]):
+                    self._cache.pop(("_order", *key[:2]), None)
         # One pandas block per column, each a view of its row: no copy of the features.
         return pd.DataFrame(columns, copy=False)
 
@@ -470,12 +514,14 @@ class FeatureEngine:
         return np.empty(len(self.q)) if row is None else row
 
     def _feature(self, f: Feature):
-        if f.agg == "value":
+        if f.source == "accounts":
+            return self._lookup(f)
+        if f.agg in ROW_AGGS:
             return self._value(f)
         if f.source == "blacklist":
             return self._blacklist(f)
         if f.source == "labels":
-            return self._merchant_fraud(f)
+            return self._label_feature(f)
         if f.agg in _HISTORY_MODES:
             return self._history(f)
         if f.agg == "count" and (f.source, f.entity, f.where) in self._count_windows:
@@ -511,6 +557,11 @@ class FeatureEngine:
             return K.agg_sum(prefix, vals, lo, hi, qcode, cur, qv(f.of), _SUM_MODES[f.agg])
         if f.agg == "max":
             return K.agg_max(self._values(side, f.of), lo, hi, qcode, cur, qv(f.of))
+        if f.agg == "min":  # the max of the negated values, negated
+            return -K.agg_max(-self._values(side, f.of), lo, hi, qcode, cur, -qv(f.of))
+        if f.agg == "std":
+            return K.agg_std(*self._prefix(side, f.of), *self._prefix(side, f.of, squared=True),
+                             lo, hi, qcode, cur, qv(f.of))
         if f.agg == "zscore":
             return K.agg_zscore(*self._prefix(side, f.of), *self._prefix(side, f.of, squared=True),
                                 lo, hi, qcode, qv(f.of))
@@ -520,7 +571,7 @@ class FeatureEngine:
                 current = np.where(cur, data_cats, -1)
             else:
                 current = np.where(cur & (qcode >= 0), self.codes("queries", f.of), -1)
-            n_cats = self._vocab[_DOMAIN_OF[(f.source, f.of)]]
+            n_cats = self._vocab[self._domain_of(f.source, f.of)]
             return K.window_nunique(data_cats, lo, hi, current, n_cats, qcode,
                                     numba.get_num_threads())
         raise ValueError(f"feature {f.name}: unknown aggregation {f.agg!r}")
@@ -561,67 +612,67 @@ class FeatureEngine:
         return side.bounds[key]
 
     def _value(self, f: Feature):
+        """A value of the transaction itself: a column, or an expression over its columns,
+        the settings and the features computed before it."""
         q = self.q
-        name = f.name
-        if name == "amount":
-            return q["amount"].to_numpy(dtype=float)
-        # Calendar fields from the UTC microseconds (1970-01-01 was a Thursday, day 3).
-        if name == "hour_of_day":
-            return ((self.qts // 3_600_000_000) % 24).astype(float)
-        if name == "day_of_week":
-            return ((self.qts // 86_400_000_000 + 3) % 7).astype(float)
-        if name == "is_night":
-            return ((self.qts // 3_600_000_000) % 24 < self.cfg.night_end_hour).astype(float)
-        if name in ("channel", "tx_type"):
+        if f.agg == "expr":
+            values, missing = _expr.evaluate(_expr.parse(f.expr), self._resolver(q, True), len(q))
+            return np.where(missing, np.nan, values)
+        if f.kind == "category":
             # Factorise (fast on Arrow strings), then map the few distinct values onto the
             # fixed categories; unknown values become missing, as with astype(category).
-            codes, uniques = pd.factorize(q[name])
-            to_cat = np.append(pd.Index(list(f.categories)).get_indexer(uniques), -1)
+            codes, uniques = pd.factorize(q[f.of])
+            to_cat = np.append(pd.Index(list(f.categories)).get_indexer(uniques.astype(str)), -1)
             return pd.Categorical.from_codes(to_cat[codes], categories=list(f.categories))
-        if name == "large_amount_far_from_home":
-            dist = self._computed("distance_from_home_km", f)
-            ratio = self._computed("amount_to_mean_30d", f)
-            v = ((dist > self.cfg.far_from_home_km) & (ratio > self.cfg.large_amount_ratio)).astype(float)
-            return np.where(np.isnan(dist), np.nan, v)
+        return q[f.of].to_numpy(dtype=float, na_value=np.nan)
+
+    def _lookup(self, f: Feature):
+        """An accounts attribute of the payer or the payee (missing if unknown)."""
+        q = self.q
         accounts = self.tables.get("accounts")
         if accounts is None:
+            if f.kind == "category":
+                return pd.Categorical.from_codes(np.full(len(q), -1), categories=list(f.categories))
             return np.full(len(q), np.nan)
-        if name == "distance_from_home_km":
-            lat = self._account_attr("home_lat", "account_id")
-            lon = self._account_attr("home_lon", "account_id")
-            return _haversine_km(lat, lon, q["lat"].to_numpy(dtype=float),
-                                 q["lon"].to_numpy(dtype=float))
-        if name in ("account_age_days", "counterparty_age_days"):
-            col = "account_id" if name == "account_age_days" else "counterparty_id"
-            created = self._account_attr("created_at", col)
+        pos = self._account_rows(ENTITY_COLUMNS[f.entity])
+        if f.agg == "distance":
+            lat, lon = (self._account_column(c, pos) for c in f.of)
+            return _haversine_km(lat, lon, self._query_values("lat"), self._query_values("lon"))
+        if f.agg == "age":
+            created = np.full(len(q), np.nan)
+            ok = pos >= 0
+            created[ok] = _micros(accounts[f.of].iloc[pos[ok]]).astype(float)
             # An account opened after the payment was not known then: no age, not a negative one.
             with np.errstate(invalid="ignore"):
-                return np.where(created <= self.qts, (self.qts - created) / _US_PER["days"], np.nan)
-        if name == "kyc_level":
-            return self._account_attr("kyc_level", "account_id")
-        raise ValueError(f"feature {name}: no value rule")
+                return np.where(created <= self.qts, (self.qts - created) / _US_PER[f.unit],
+                                np.nan)
+        if f.kind == "category":
+            values = pd.Series(accounts[f.of].array.take(pos, allow_fill=True)).astype("str")
+            codes = pd.Index(list(f.categories)).get_indexer(values)
+            return pd.Categorical.from_codes(np.where(values.isna(), -1, codes),
+                                             categories=list(f.categories))
+        return self._account_column(f.of, pos)
 
-    def _account_attr(self, attr: str, column: str) -> np.ndarray:
-        """An accounts-table attribute for each query's account in ``column`` (NaN if unknown)."""
-        accounts = self.tables["accounts"]
-        codes = self.codes("accounts", "account_id")
-        values = (_micros(accounts[attr]).astype(float) if attr == "created_at"
-                  else accounts[attr].to_numpy(dtype=float))
-        lookup = np.full(self._vocab["account"] + 1, np.nan)
-        ok = codes >= 0
-        lookup[codes[ok][::-1]] = values[ok][::-1]  # the first row wins for duplicates
-        return lookup[self.codes("queries", column)]  # code -1 reads the trailing NaN
+    def _account_rows(self, column: str) -> np.ndarray:
+        """Position in accounts of each query's account in ``column`` (-1 if unknown; the
+        first row wins for duplicates)."""
+        key = ("_account_rows", column)
+        if key not in self._cache:
+            codes = self.codes("accounts", "account_id")
+            lookup = np.full(self._vocab["account"] + 1, -1, np.int64)
+            ok = np.flatnonzero(codes >= 0)
+            lookup[codes[ok][::-1]] = ok[::-1]
+            self._cache[key] = lookup[self.codes("queries", column)]  # -1 reads the last slot
+        return self._cache[key]
 
-    def _computed(self, name: str, f: Feature) -> np.ndarray:
-        """A numeric feature computed earlier in this run."""
-        if name not in self._values_out:
-            raise ValueError(f"feature {f.name} needs {name} declared before it in the catalog")
-        return self._values_out[name]
+    def _account_column(self, column: str, pos: np.ndarray) -> np.ndarray:
+        values = self.tables["accounts"][column].to_numpy(dtype=float, na_value=np.nan)
+        return np.where(pos >= 0, values[np.maximum(pos, 0)] if len(values) else np.nan, np.nan)
 
     def _history(self, f: Feature):
         """Time since the entity's last or first earlier row, whether it has one, or the
         distance and speed from the last one's location (see ``K.sweep_history``)."""
-        if f.agg in _FIRST_MODES and f.entity.startswith("account+") and self._owns(f):
+        if _own_pair(f) and self._owns(f):
             return self._own_pair_history(f)
         key = _history_key(f)
         located = key[3] == "located"
@@ -652,7 +703,7 @@ class FeatureEngine:
         key = (f.source, f.entity, f.where, "own")
         if key not in self._sides:
             rows, acode, ats, own = self._own_account_order()
-            second = _ENTITY_COLUMNS["transactions"][f.entity][1]
+            second = _parts(f.entity)[1]
             codes, n_codes = self._dense_codes(second)
             first = K.own_pair_first(acode, ats, codes[rows], n_codes)
             q_first = K.take_or(first, own, K.NEVER, np.empty(len(own), np.int64))
@@ -679,7 +730,7 @@ class FeatureEngine:
         """Dense codes of a transactions column (regions numbered as they appear)."""
         codes = self.codes("transactions", column)
         if column != "_region":
-            return codes, self._vocab[_DOMAIN_OF[("transactions", column)]]
+            return codes, self._vocab[self._domain_of("transactions", column)]
         return _dense_cells(codes)
 
     def _sweep_history(self, source: str, entity: str, where: str | None, located: bool):
@@ -727,7 +778,7 @@ class FeatureEngine:
             if self.tables.get(source) is not None:
                 windows = self._count_windows[(source, entity, where)]
                 if source == "labels":
-                    dcode, dts = self._fraud_reports()
+                    dcode, dts = self._fraud_reports(entity)
                     keep = _ALL
                 else:
                     dcode, dts, keep, _ = self._time_rows(source, entity, where)
@@ -748,21 +799,23 @@ class FeatureEngine:
                                           else np.argsort(q, kind="stable"))
         return self._cache["_time_order"]
 
-    def _merchant_fraud(self, f: Feature):
-        """Fraud reports at the query's merchant in a window, and their rate per
-        transaction there in the same window (0 without transactions)."""
+    def _label_feature(self, f: Feature):
+        """Fraud reports about the entity's transactions received in a window (at their
+        ``reported_at``), and their rate per transaction of the entity in the same window
+        (0 without transactions)."""
         n = len(self.q)
         if self.tables.get("labels") is None:
             return np.full(n, np.nan)
-        reports = self._window_count("labels", "merchant", None, f.window)
-        qcode = self._key("queries", "merchant")
+        reports = self._window_count("labels", f.entity, None, f.window)
+        qcode = self._key("queries", f.entity)
         if f.agg == "fraud_reports":
             return K.count_feature(reports, qcode, np.zeros(n, dtype=bool), self._out())
-        return K.rate_feature(reports, self._window_count("transactions", "merchant", None,
+        return K.rate_feature(reports, self._window_count("transactions", f.entity, None,
                                                           f.window), qcode, self._out())
 
-    def _fraud_reports(self) -> tuple[np.ndarray, np.ndarray]:
-        """The merchant code and report time of every fraud report, in time order."""
+    def _fraud_reports(self, entity: str) -> tuple[np.ndarray, np.ndarray]:
+        """The entity code (of the reported transaction) and report time of every fraud
+        report, in time order."""
         labels, tx = self.tables["labels"], self.tables["transactions"]
         fraud = labels.loc[labels["is_fraud"].astype(bool), ["tx_id", "reported_at"]]
         # Probe the many transactions against the few fraud labels (a small hash table);
@@ -774,7 +827,7 @@ class FeatureEngine:
         where[label_of[matched]] = matched
         pos = where[positions(fraud["tx_id"], uniq)]
         fraud, pos = fraud[pos >= 0], pos[pos >= 0]
-        ecode = self.codes("transactions", "merchant_id")[pos]
+        ecode = self._key("transactions", entity)[pos]
         keep = np.flatnonzero(ecode >= 0)
         _, dcode, dts = _in_time_order(keep, ecode[keep], _micros(fraud["reported_at"])[keep])
         return dcode, dts
@@ -788,8 +841,8 @@ class FeatureEngine:
             self._sides[key] = None
             return None
         in_types = bl["entity_type"].isin(_BLACKLIST_TYPES[entity]).to_numpy()
-        [column] = _ENTITY_COLUMNS["transactions"][entity]
-        domain = _DOMAIN_OF[("transactions", column)]
+        column = ENTITY_COLUMNS.get(entity, entity)
+        domain = self._domain_of("transactions", column)
         qcode = self.codes("queries", column)
         ecode = np.where(in_types, self._codes[(f"blacklist:{domain}", "entity_value")], -1)
         side = self._make_side(ecode, _micros(bl["listed_at"]),
@@ -851,15 +904,23 @@ class FeatureEngine:
 
 def _sides_of(f: Feature) -> list[tuple]:
     """The cached data sides a feature reads, so they can be freed after their last use."""
-    if f.agg == "value" or f.source == "blacklist":
+    if f.agg in ROW_AGGS or f.source in ("blacklist", "accounts"):
         return []
     if f.source == "labels":
-        return [("labels", "merchant", None, "counts"),
-                ("transactions", "merchant", None, "counts")]
+        return [("labels", f.entity, None, "counts"),
+                ("transactions", f.entity, None, "counts")]
     if f.agg in _HISTORY_MODES:
         own = [(f.source, f.entity, f.where, "own"), ("transactions", "account", None, "order")]
-        return [_history_key(f)] + (own if f.entity.startswith("account+") else [])
+        return [_history_key(f)] + (own if _own_pair(f) else [])
     return [(f.source, f.entity, f.where), (f.source, f.entity, f.where, "counts")]
+
+
+def _own_pair(f: Feature) -> bool:
+    """Whether a history feature is a first use of a pair of the account and one more
+    column of the transactions (computed from the account's rows in order)."""
+    parts = _parts(f.entity)
+    return (f.agg in _FIRST_MODES and f.source == "transactions" and len(parts) == 2
+            and parts[0] == "account_id")
 
 
 def _in_time_order(rows, codes, times):
@@ -888,7 +949,7 @@ def compute_features(tables: Mapping[str, pd.DataFrame], *,
                      rows: np.ndarray | None = None,
                      queries: pd.DataFrame | None = None,
                      config: FeaturesConfig | None = None,
-                     catalog: tuple[Feature, ...] = CATALOG) -> pd.DataFrame:
+                     catalog: FeatureSet | Sequence[Feature] = CATALOG) -> pd.DataFrame:
     """Compute catalog features for transactions, using only data from before each one.
 
     Parameters
@@ -904,8 +965,8 @@ def compute_features(tables: Mapping[str, pd.DataFrame], *,
         Instead of ``rows``: transactions that are not in the history (for example new
         payments to score), with the canonical transaction columns.
     config : FeaturesConfig, optional
-    catalog : tuple of Feature
-        Which features to compute, in order.
+    catalog : FeatureSet or sequence of Feature
+        Which features to compute, in order (default the built-in set).
 
     Returns
     -------
@@ -914,6 +975,6 @@ def compute_features(tables: Mapping[str, pd.DataFrame], *,
         The float columns are views of one 2-D array (no copy was made to assemble the
         frame), so its memory is released when the last of them is.
     """
-    with reuse_freed_memory():
-        engine = FeatureEngine(queries, tables, config or FeaturesConfig(), rows=rows)
-        return engine.compute(catalog)
+    config = config or FeaturesConfig()
+    features = as_feature_set(catalog, tuple(config.params)).features
+    return FeatureEngine(queries, tables, config, rows=rows).compute(features)

@@ -297,6 +297,31 @@ def agg_zscore(prefix, values, prefix2, values2, lo, hi, qcode, qv):
     return out
 
 
+@njit(cache=True, parallel=True)
+def agg_std(prefix, values, prefix2, values2, lo, hi, qcode, cur, qv):
+    """Sample standard deviation of each window, the query's own value included where
+    ``cur`` (NaN below 2 rows). A variance lost in rounding against the mean's square is 0."""
+    n = len(lo)
+    out = np.empty(n, np.float64)
+    for i in prange(n):
+        out[i] = np.nan
+        if qcode[i] < 0:
+            continue
+        c = hi[i] - lo[i]
+        s1 = _window_sum(prefix, values, lo[i], hi[i])
+        s2 = _window_sum(prefix2, values2, lo[i], hi[i])
+        if cur[i]:
+            c += 1
+            s1 += qv[i]
+            s2 += qv[i] * qv[i]
+        if c < 2:
+            continue
+        mean = s1 / c
+        var = (s2 - s1 * mean) / (c - 1)
+        out[i] = np.sqrt(var) if var > 1e-12 * (mean * mean + 1e-12) else 0.0
+    return out
+
+
 SINCE_LAST, SINCE_FIRST, FIRST_USE, SEEN, DISTANCE, SPEED = 0, 1, 2, 3, 4, 5
 
 

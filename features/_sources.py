@@ -13,7 +13,7 @@ import json
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -21,8 +21,10 @@ import pandas as pd
 
 from fraudlab.data_contracts import (
     SCHEMAS,
+    Column,
     ParseFailure,
     RawTable,
+    TableSchema,
     known_mask,
     parse_duration,
     to_utc,
@@ -177,8 +179,22 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
+def extended_schema(name: str, extra: Mapping | None) -> TableSchema:
+    """A table's canonical schema with the extra columns a features file declares (a
+    category with categories checked as an enumeration)."""
+    schema = SCHEMAS[name]
+    if not extra:
+        return schema
+    cols = tuple(Column(col, "string" if spec.kind == "category" else spec.kind,
+                        nullable=spec.nullable, values=spec.categories or None,
+                        description=spec.description or "declared in a features file")
+                 for col, spec in extra.items())
+    return replace(schema, columns=schema.columns + cols)
+
+
 def normalise_table(frame: pd.DataFrame, name: str, origin: str,
-                    config: SourcesConfig | None = None) -> RawTable:
+                    config: SourcesConfig | None = None,
+                    extra: Mapping | None = None) -> RawTable:
     """Rename a user's table onto a canonical one and type its columns.
 
     Parameters
@@ -191,13 +207,15 @@ def normalise_table(frame: pd.DataFrame, name: str, origin: str,
         Where the table came from (a file path), for messages.
     config : SourcesConfig, optional
         Column map, naive time zone and default label delay.
+    extra : mapping of str to ColumnSpec, optional
+        Extra columns a features file declares for this table: kept, typed and checked.
 
     Returns
     -------
     RawTable
-        The canonical frame (canonical columns first, unknown extra columns kept after
-        them for the contract to report), the origin, and every value that failed to
-        parse, by column.
+        The canonical frame (canonical columns, then the declared extra ones), the origin,
+        every value that failed to parse, by column, and the names of the columns left
+        out because nothing declares them (``dropped``).
 
     Raises
     ------
@@ -205,7 +223,7 @@ def normalise_table(frame: pd.DataFrame, name: str, origin: str,
         When the column map names a column the table does not have.
     """
     config = config or SourcesConfig()
-    schema = SCHEMAS[name]
+    schema = extended_schema(name, extra)
     mapping = config.column_map.get(name, {})
     # A transactions table may carry its labels as an is_fraud column.
     allowed = schema.column_names + (["is_fraud"] if name == "transactions" else [])
@@ -247,13 +265,18 @@ def normalise_table(frame: pd.DataFrame, name: str, origin: str,
             else:
                 raw_values = out[col.name].to_numpy()[np.flatnonzero(bad)[:5]]
                 failures.append(ParseFailure(col.name, col.kind, bad, tuple(raw_values.tolist())))
-    extras = [c for c in out.columns if c not in schema.column_names]
+    # Undeclared columns are left out (and named); a labels column on the transactions
+    # is kept for _add_default_labels.
+    keep = [c for c in out.columns if c not in schema.column_names and c == "is_fraud"
+            and name == "transactions"]
+    dropped = tuple(str(c) for c in out.columns
+                    if c not in schema.column_names and c not in keep)
     result = pd.DataFrame(data, index=pd.RangeIndex(len(out)))
-    for c in extras:
+    for c in keep:
         result[c] = out[c].to_numpy()
     derived = ", ".join(f"{c} = {v!r} (filled)" for c, v in fills.items()) or None
     return RawTable(name=name, frame=result, origin=origin, parse_failures=tuple(failures),
-                    derived=derived)
+                    derived=derived, schema=schema if extra else None, dropped=dropped)
 
 
 def _constant(kind: str, value, n: int) -> pd.Series:
@@ -370,7 +393,8 @@ def _as_kind(s: pd.Series, kind: str, tz: str,
 def load_raw(source: str | Path | Mapping[str, pd.DataFrame],
              config: SourcesConfig | None = None, *,
              as_of: pd.Timestamp | str | None = None,
-             tables: tuple[str, ...] | None = None) -> RawData:
+             tables: tuple[str, ...] | None = None,
+             columns: Mapping | None = None) -> RawData:
     """Load the canonical raw tables from a directory, a SQL source, or DataFrames.
 
     Parameters
@@ -389,6 +413,10 @@ def load_raw(source: str | Path | Mapping[str, pd.DataFrame],
         is what flags timestamps after the as-of time in data that claims to be current.
     tables : tuple of str, optional
         Which tables to load; default all the canonical tables that are present.
+    columns : mapping, optional
+        Per table, the extra columns to keep (``FeatureSet.columns`` of the features that
+        will be built); any other column beyond the canonical ones is left out and named
+        in ``RawTable.dropped``.
 
     Returns
     -------
@@ -418,7 +446,8 @@ def load_raw(source: str | Path | Mapping[str, pd.DataFrame],
             if path is None:
                 continue
             origin, frame = str(path), _read_file(path, config)
-        raw.tables[name] = normalise_table(frame, name, origin, config)
+        raw.tables[name] = normalise_table(frame, name, origin, config,
+                                           (columns or {}).get(name))
     if "transactions" not in raw.tables:
         where = source if not isinstance(source, Mapping) else "the given tables"
         raise SourceError(str(where), "no transactions table found (looked for "

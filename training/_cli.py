@@ -203,28 +203,35 @@ def contracts_check(
 def features_list(
     markdown: Annotated[bool, typer.Option(help="Print docs/features.md instead.")] = False,
     group: Annotated[str | None, typer.Option(help="Only this feature group.")] = None,
+    config: ConfigOpt = None,
 ) -> None:
-    """Print the feature catalog: name, entity, window, aggregation, description."""
-    from fraudlab.features import CATALOG, catalog_markdown, catalog_version
+    """Print the effective feature set (built-in and features.definitions, narrowed by
+    features.include / exclude): name, entity, window, aggregation, description."""
+    from fraudlab.features import catalog_markdown, catalog_version, resolve_features
 
+    console = _console()
+    cfg = _load(config)
+    fs = _guarded(console, resolve_features, cfg.features)
     if markdown:
-        typer.echo(catalog_markdown(), nl=False)
+        typer.echo(catalog_markdown(fs), nl=False)
         return
     from rich.table import Table
 
-    t = Table(title=f"feature catalog {catalog_version()} ({len(CATALOG)} features)",
+    version = catalog_version(fs, cfg.features)
+    t = Table(title=f"feature set {version} ({len(fs.features)} features)",
               title_justify="left")
     t.add_column("feature", no_wrap=True)
     for col in ("group", "entity", "window", "aggregation", "incl. current", "description"):
         t.add_column(col, overflow="fold")
-    for f in CATALOG:
+    for f in fs.features:
         if group and f.group != group:
             continue
+        detail = f.expr or f.where
         t.add_row(f.name, f.group, f.entity, f.window or "all",
-                  f.agg + (f" ({f.where})" if f.where else ""),
+                  f.agg + (f" ({detail})" if detail else ""),
                   "yes" if f.include_current else "no", f"{f.description} [{f.unit}]"
                   if f.unit else f.description)
-    _console().print(t)
+    console.print(t)
 
 
 @features_app.command("build")
@@ -253,7 +260,7 @@ def features_build(
 
 def _guarded(console, step, *args, **kwargs):
     """Run a step; turn the failures a user can act on into messages and exit codes."""
-    from fraudlab.features import SourceError
+    from fraudlab.features import DeclarationError, SourceError
 
     from ._lock import RefreshLocked
     from ._pipeline import ContractFailure
@@ -272,7 +279,7 @@ def _guarded(console, step, *args, **kwargs):
         _fail(console, EXIT_CONTRACT, f"contract failed: {exc}; nothing built, nothing "
               "registered", report=str(exc.report_path), failures=failures[:20],
               quarantined_rows=len(exc.report.quarantine) if exc.report is not None else 0)
-    except (ProtocolError, RefreshOrderError) as exc:
+    except (ProtocolError, RefreshOrderError, DeclarationError) as exc:
         _fail(console, EXIT_USAGE, str(exc))
     except RefreshLocked as exc:
         _fail(console, EXIT_LOCKED, str(exc))

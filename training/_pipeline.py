@@ -32,18 +32,28 @@ def load_validated(config: FraudlabConfig, as_of, raw: Path | None = None,
     ``contracts.after_as_of``: left out of the period and counted (``ignore``, logged
     through ``log``), or quarantined.
 
+    The extra columns the configured feature set declares are kept and checked; any
+    other column beyond the canonical ones is left out and named through ``log``.
+
     Raises
     ------
     fraudlab.features.SourceError
         A source is missing or unreadable.
+    fraudlab.features.DeclarationError
+        The configured feature declarations are wrong.
     ContractFailure
         Any contract failed; the report and the quarantine file are written first.
     """
     from fraudlab.data_contracts import to_utc, validate_raw, write_report
-    from fraudlab.features import load_raw
+    from fraudlab.features import load_raw, resolve_features
 
     source = raw or config.path(config.paths.raw)
-    data = load_raw(source, config.sources)
+    columns = resolve_features(config.features).columns
+    data = load_raw(source, config.sources, columns=columns)
+    for table in data.tables.values():
+        if table.dropped and log is not None:
+            log(f"{table.origin}: column(s) {', '.join(table.dropped)} left out: not "
+                "canonical and not declared under columns: in a features file")
     as_of = to_utc(as_of)
     report = validate_raw(data.tables, config.contracts, as_of=as_of,
                           after_as_of=config.contracts.after_as_of)

@@ -21,7 +21,7 @@ import pandas as pd
 
 from fraudlab.data_contracts import parse_duration
 from fraudlab.evaluation import TemporalSplit, labels_known_at
-from fraudlab.features import CATALOG, LABEL, FeaturesConfig
+from fraudlab.features import LABEL, FeaturesConfig, dataset_features
 
 from ._config import TrainingConfig
 
@@ -73,15 +73,17 @@ class Protocol:
 
 
 def preprocessing_spec(dataset: pd.DataFrame) -> dict:
-    """The served model's explicit preprocessing: catalog features present in the dataset,
-    in catalog order, with the fixed categories of categorical ones."""
+    """The served model's explicit preprocessing: the features the dataset was built with,
+    in their order, with the fixed categories of categorical ones, and the hash of their
+    declarations (``features_version``)."""
     from ._served import PREPROCESSING_VERSION
 
-    feats = [f for f in CATALOG if f.name in dataset.columns]
+    feats = [f for f in dataset_features(dataset).features if f.name in dataset.columns]
     if not feats:
-        raise ValueError("the dataset has no catalog feature columns")
+        raise ValueError("the dataset has no feature columns")
     return {"version": PREPROCESSING_VERSION, "features": [f.name for f in feats],
-            "categories": {f.name: list(f.categories) for f in feats if f.kind == "category"}}
+            "categories": {f.name: list(f.categories) for f in feats if f.kind == "category"},
+            "features_version": dataset.attrs.get("catalog_version", "unknown")}
 
 
 def _window(frame: pd.DataFrame, spec: dict, y: np.ndarray) -> Window:

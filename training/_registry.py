@@ -62,6 +62,17 @@ CODE_TAG = "fraudlab.code_sha256"
 """Tag of a run and its model version: the SHA-256 of the served model's code file."""
 
 
+def model_declarations(dataset: pd.DataFrame) -> dict:
+    """What a model stores as ``features.json``: the declarations of its inputs and the
+    settings they read, enough to recompute every input from raw rows."""
+    from fraudlab.features import dataset_features, feature_settings
+
+    doc = dataset.attrs.get("features")
+    if doc:
+        return dict(doc)
+    return {**dataset_features(dataset).to_dict(), "settings": feature_settings()}
+
+
 def served_code_sha256() -> str:
     """The SHA-256 of the served model's code file, as logged with every model."""
     import hashlib
@@ -300,6 +311,10 @@ def _log_training(result, dataset, config, *, source, extra_tags) -> str:
         for name, fig in _figures(study).items():
             mlflow.log_figure(fig, f"optuna/{name}.png")
         mlflow.log_dict(result.protocol_summary, "protocol.json")
+        declarations = model_declarations(dataset)
+        mlflow.log_dict(declarations, "features.json")
+        mlflow.log_params({"features.count": len(declarations["features"]),
+                           "features.version": tags["fraudlab.catalog_version"]})
         mlflow.log_dict(model.spec["tiers"], "tiers.json")
         mlflow.set_tags(model_tags(result))
         mlflow.log_table(model.reliability, "calibration/reliability_test.json")
@@ -328,10 +343,13 @@ def _log_training(result, dataset, config, *, source, extra_tags) -> str:
                                       pip_requirements=[f"xgboost-cpu=={xgb.__version__}"])
             spec_path = Path(tmp) / "preprocessing.json"
             spec_path.write_text(json.dumps(model.spec, indent=1))
+            features_path = Path(tmp) / "features.json"
+            features_path.write_text(json.dumps(declarations, indent=1, default=str))
             signature = model_signature(model.spec)
             info = mlflow.pyfunc.log_model(
                 name="model", python_model=_served.__file__,
-                artifacts={"booster": str(booster_dir), "preprocessing": str(spec_path)},
+                artifacts={"booster": str(booster_dir), "preprocessing": str(spec_path),
+                           "features": str(features_path)},
                 signature=signature,
                 pip_requirements=[f"mlflow=={mlflow.__version__}",
                                   f"xgboost-cpu=={xgb.__version__}",

@@ -7,7 +7,9 @@ fraudlab installed. Its artifacts are
 - ``booster``: the XGBoost booster saved with MLflow's xgboost flavour (XGBoost's own
   UBJSON format);
 - ``preprocessing``: a JSON file with the ordered feature list, the fixed categories of
-  categorical features, the calibration and a version number.
+  categorical features, the calibration and a version number;
+- ``features``: the declarations of the model's inputs and the settings they read
+  (``features.json``), so that the inputs can be recomputed from raw rows.
 
 ``mlflow.pyfunc.load_model("models:/NAME@champion").predict(frame)`` returns calibrated
 fraud probabilities. ``unwrap_python_model()`` gives the :class:`FraudModel`, whose
@@ -68,6 +70,8 @@ class FraudModel(PythonModel):
     def load_context(self, context) -> None:
         spec = json.loads(Path(context.artifacts["preprocessing"]).read_text())
         self.load(spec, mlflow.xgboost.load_model(context.artifacts["booster"]))
+        path = context.artifacts.get("features")
+        self.declarations = json.loads(Path(path).read_text()) if path else None
 
     def load(self, spec: dict, booster) -> FraudModel:
         """Attach a spec and a booster directly (training and tests)."""
@@ -75,6 +79,7 @@ class FraudModel(PythonModel):
             raise ValueError(f"preprocessing version {spec['version']} is newer than this "
                              f"code knows ({PREPROCESSING_VERSION}); upgrade fraudlab")
         self.spec, self.booster = spec, booster
+        self.declarations = getattr(self, "declarations", None)
         return self
 
     @property

@@ -78,7 +78,8 @@ def test_split_features_keeps_metadata_out_of_the_model(world_tables):
     assert list(X.columns) == [f.name for f in CATALOG]
     assert not set(X.columns) & set(METADATA)
     assert len(X) == ds["is_mature"].sum() == len(y) == len(meta)
-    leaky = (*CATALOG, Feature("fraud_type", "x", "leak", "transaction", "labels", "value"))
+    leaky = (*CATALOG, Feature(name="fraud_type", description="leak", agg="value",
+                               of="fraud_type", source="labels"))
     with pytest.raises(ValueError, match="fraud_type"):
         split_features(ds, leaky)
 
@@ -95,8 +96,8 @@ def test_dataset_contract_catches_an_implausible_fraud_rate(world_tables):
 
 def test_dataset_contract_catches_out_of_range_features(world_tables):
     as_of = world_tables["transactions"]["ts"].max()
-    bad = (*CATALOG[:1], Feature("amount_zscore_bad", "x", "bad", "account", "transactions",
-                                 "zscore", of="amount", nullable=True, min_value=0.0))
+    bad = (*CATALOG[:1], Feature(name="amount_zscore_bad", description="bad", entity="account",
+                                 agg="zscore", of="amount", nullable=True, min_value=0.0))
     with pytest.raises(DatasetContractError) as err:
         build_dataset(world_tables, as_of, catalog=bad)
     f = err.value.report.failures
@@ -125,8 +126,8 @@ def test_docs_features_md_is_generated_from_the_catalog():
 
 def test_dataset_contract_catches_nulls_the_catalog_does_not_allow(world_tables):
     as_of = world_tables["transactions"]["ts"].max()
-    strict = (*CATALOG[:1], Feature("secs_since_prev_strict", "x", "not nullable", "account",
-                                    "transactions", "since_last", unit="seconds", nullable=False))
+    strict = (*CATALOG[:1], Feature(name="secs_since_prev_strict", description="not nullable",
+                                    entity="account", agg="since_last", unit="seconds"))
     loose = build_dataset(world_tables, as_of, catalog=strict, validate=False)
     with pytest.raises(DatasetContractError) as err:
         build_dataset(world_tables, as_of, catalog=strict)
