@@ -146,3 +146,71 @@ def test_train_prints_tuned_against_baseline_and_registers(tmp_path, labeled_dat
     assert "average_precision_score" in result.output
     assert "registered fraudlab-fraud version 1" in result.output
     assert (tmp_path / "mlruns" / "mlflow.db").exists()
+
+
+FEATURES_FILE = """
+columns:
+  transactions:
+    card_country: {kind: category, categories: [CN, SG, US]}
+features:
+  - name: country_tx_count_2d
+    description: payments by this account from this card country in the last 2 days
+    entity: account+card_country
+    agg: count
+    window: 2d
+    include_current: true
+  - name: big_amount_max_90m
+    description: largest amount above the high-amount limit by this account in 90 minutes
+    entity: account
+    agg: max
+    of: amount
+    window: 90min
+    where: amount > high_amount
+    nullable: true
+"""
+
+
+def test_features_build_with_declared_features_and_extra_columns(tmp_path, world_dir):
+    """A features file with an extra column and a composite entity, built through the CLI;
+    values recomputed independently for sampled rows; undeclared columns named."""
+    tx = pd.read_parquet(world_dir / "transactions.parquet")
+    tx["card_country"] = ["CN", "SG", "US"] * (len(tx) // 3) + ["CN"] * (len(tx) % 3)
+    tx["scratch"] = 1
+    tx.to_parquet(world_dir / "transactions.parquet", index=False)
+    (tmp_path / "mine.yaml").write_text(FEATURES_FILE)
+    cfg = tmp_path / "fraudlab.yaml"
+    cfg.write_text(f"features:\n  definitions: [{tmp_path / 'mine.yaml'}]\n"
+                   "  params: {high_amount: 500}\n  include: [velocity, user]\n")
+    out = tmp_path / "ds.parquet"
+    result = runner.invoke(app, ["features", "build", "--raw", str(world_dir), "--as-of",
+                                 "2026-02-15", "--out", str(out), "-c", str(cfg)],
+                           terminal_width=300)
+    assert result.exit_code == 0, result.output
+    assert "scratch left out" in " ".join(result.output.split())
+    ds = pd.read_parquet(out)
+    assert {"country_tx_count_2d", "big_amount_max_90m", "tx_count_1h"} <= set(ds.columns)
+    assert "blacklist_device_hit" not in ds.columns
+    hist = tx[tx["ts"] < pd.Timestamp("2026-02-15", tz="UTC")].set_index("tx_id")
+    for tx_id in ds["tx_id"].sample(25, random_state=0):
+        row, me = ds.set_index("tx_id").loc[tx_id], hist.loc[tx_id]
+        mine = hist[(hist["account_id"] == me["account_id"]) & (hist["ts"] < me["ts"])]
+        two_days = mine[(mine["ts"] > me["ts"] - pd.Timedelta("2D"))
+                        & (mine["card_country"] == me["card_country"])]
+        assert row["country_tx_count_2d"] == len(two_days) + 1
+        big = mine[(mine["ts"] > me["ts"] - pd.Timedelta("90min")) & (mine["amount"] > 500)]
+        assert (row["big_amount_max_90m"] == big["amount"].max() if len(big)
+                else pd.isna(row["big_amount_max_90m"]))
+    result = runner.invoke(app, ["features", "list", "-c", str(cfg)], terminal_width=300)
+    assert result.exit_code == 0 and "country_tx_count_2d" in result.output
+    assert "blacklist_device_hit" not in result.output
+
+
+def test_a_bad_declaration_exits_2_naming_file_feature_and_field(tmp_path):
+    (tmp_path / "bad.yaml").write_text(FEATURES_FILE.replace("window: 2d", "window: 2 days"))
+    cfg = tmp_path / "fraudlab.yaml"
+    cfg.write_text(f"features:\n  definitions: [{tmp_path / 'bad.yaml'}]\n"
+                   "  params: {high_amount: 500}\n")
+    result = runner.invoke(app, ["features", "list", "-c", str(cfg)], terminal_width=300)
+    assert result.exit_code == EXIT_USAGE
+    text = " ".join(result.output.split())
+    assert "bad.yaml, feature 'country_tx_count_2d', field 'window'" in text

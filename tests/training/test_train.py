@@ -160,3 +160,18 @@ def test_a_model_whose_code_file_changed_is_refused(trained, tmp_path):
         assert not marker.exists()  # refused before anything of it ran
     finally:
         target.write_bytes(original)
+
+
+def test_the_registered_model_carries_its_feature_declarations(trained, labeled_dataset):
+    """features.json holds the declarations and settings of exactly the model's inputs;
+    the features it declares recompute the dataset's values from the raw rows."""
+    from fraudlab.features import features_from_dict
+    from fraudlab.training import load_registered
+
+    config, first, _, _ = trained
+    scorer, _, _ = load_registered(config, f"{config.tracking.registered_model}/{first.version}")
+    doc = scorer.declarations
+    assert doc["format"] == 1 and set(doc["settings"]) >= {"small_amount", "night_end_hour"}
+    fs = features_from_dict({k: v for k, v in doc.items() if k != "settings"})
+    assert fs.names() == scorer.features
+    assert scorer.spec["features_version"] == labeled_dataset.attrs["catalog_version"]
