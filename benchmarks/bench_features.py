@@ -1,9 +1,9 @@
 """Feature-build speed and memory against an idiomatic pandas implementation.
 
-Targets (issue 3): the full build on 1,000,000 simulated transactions at 250,000
-transactions/s or better with peak memory under 3 GB; at least 10x faster than idiomatic
-pandas (groupby-rolling and merge_asof) on the same features; time and memory growing no
-worse than n log n from 1M to 5M.
+Targets (issue 16): the build of the default feature set on 1,000,000 simulated
+transactions at 800,000 transactions/s or better with peak memory at most 1.5 GB; at
+least 10x faster than idiomatic pandas (groupby-rolling and merge_asof) on the same
+features; 5M reported, with time and memory growth from 1M.
 
 Each measurement runs in a fresh worker process reading the world from Parquet, so peak
 memory is that of the build alone. The pandas baseline covers the features pandas has an
@@ -105,7 +105,7 @@ def worker(kind: str, folder: str) -> None:
 
         as_of = tables["transactions"]["ts"].max() + pd.Timedelta("1s")
         seconds = contract = float("inf")
-        first = None
+        first = first_peak = None
         for _ in range(3):  # best of three, as for the other measurements
             t = time.perf_counter()
             ds = build_dataset(tables, as_of, validate=False)
@@ -116,6 +116,7 @@ def worker(kind: str, folder: str) -> None:
             # The first run of a fresh process (what one CLI build sees) is also kept: it
             # pays for first-touch memory that later runs reuse.
             first = first or (t_contract - t, time.perf_counter() - t_contract)
+            first_peak = first_peak or peak_rss_mb()
             seconds = min(seconds, t_contract - t)
             contract = min(contract, time.perf_counter() - t_contract)
             n_rows = len(ds)
@@ -123,6 +124,7 @@ def worker(kind: str, folder: str) -> None:
         f = None
     result = {"seconds": seconds, "contract_seconds": contract,
               "first_run_seconds": sum(first) if kind == "engine" else None,
+              "first_run_peak_mb": first_peak if kind == "engine" else None,
               "rows": n_rows if f is None else len(f),
               "features": len(CATALOG) if f is None else f.shape[1],
               "peak_mb": peak_rss_mb(), "load_peak_mb": base}
@@ -171,12 +173,12 @@ def _measure(args, root: str) -> None:
         line = (f"{rows:,} transactions (best of 3): labeled dataset with the full catalog "
                 f"({full['features']} features) in {full['seconds']:.1f} s = "
                 f"{rows / full['seconds']:,.0f} tx/s; with its contract {total:.1f} s = "
-                f"{rows / total:,.0f} tx/s (target 250,000); peak memory "
-                f"{full['peak_mb']:,.0f} MB ({full['load_peak_mb']:,.0f} MB after loading; "
-                f"target < 3,000)")
+                f"{rows / total:,.0f} tx/s; build target 800,000 tx/s")
         print(line)
         print(f"  first run of the process (build + contract): {full['first_run_seconds']:.1f} s = "
-              f"{rows / full['first_run_seconds']:,.0f} tx/s")
+              f"{rows / full['first_run_seconds']:,.0f} tx/s; peak memory of that build "
+              f"{full['first_run_peak_mb']:,.0f} MB (target <= 1,500; {full['load_peak_mb']:,.0f} "
+              f"MB after loading), {full['peak_mb']:,.0f} MB after all three builds")
         if scale == args.scale[0]:
             sub = run("subset", folder)
             pd_res = run("pandas", folder)

@@ -23,6 +23,7 @@ Three checks, each printed with the published number next to ours:
 
     python benchmarks/bench_public_handbook.py [--trials 30] [--objective average_precision]
                                                [--out reports/handbook.json]
+                                               [--features benchmarks/handbook_features.yaml]
 """
 
 from __future__ import annotations
@@ -310,6 +311,9 @@ def main() -> None:
                         help="the search objective (training.objective), e.g. "
                              "account_precision_at_k for card precision@100")
     parser.add_argument("--out", default="reports/handbook.json")
+    parser.add_argument("--features", action="append", default=[],
+                        help="a features file added to the built-in set (features.definitions), "
+                             "e.g. benchmarks/handbook_features.yaml")
     args = parser.parse_args()
     warnings.simplefilter("ignore")
     report: dict = {}
@@ -326,7 +330,8 @@ def main() -> None:
 
     t0 = time.perf_counter()
     raw = load_raw({"transactions": tx}, HANDBOOK_SOURCES)
-    ds = build_dataset(raw, "2018-10-01", config=FeaturesConfig(night_end_hour=7))
+    ds = build_dataset(raw, "2018-10-01", config=FeaturesConfig(night_end_hour=7,
+                                                                definitions=args.features))
     report["build_seconds"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     ref = handbook_features(tx)

@@ -168,6 +168,9 @@ class Feature:
     categories : tuple of str
         The fixed categories of a category feature, so that its encoding never depends
         on which values a dataset happens to contain.
+    dtype : {"float32", "float64"}
+        Storage of a numeric feature: float32 (what XGBoost trains on) unless the value
+        needs more than about 7 significant digits.
     """
 
     name: str
@@ -187,6 +190,7 @@ class Feature:
     max_value: float | None = None
     kind: Literal["float", "category"] = "float"
     categories: tuple[str, ...] = ()
+    dtype: Literal["float32", "float64"] = "float32"
 
     def entity_parts(self) -> tuple[str, ...]:
         """The columns the entity is keyed on (``region`` as ``_region``)."""
@@ -470,6 +474,8 @@ def check_features(fs: FeatureSet, *, origin: str = "<features>",
             fail("source", f"unknown table {f.source!r}; the tables are {list(SCHEMAS)}")
         if f.kind not in ("float", "category"):
             fail("kind", f"unknown kind {f.kind!r}; a feature is 'float' or 'category'")
+        if f.dtype not in ("float32", "float64"):
+            fail("dtype", f"unknown dtype {f.dtype!r}; a numeric feature is float32 or float64")
         if f.kind == "category" and not f.categories:
             fail("categories", "a category feature needs its categories, so that its "
                  "encoding never depends on the values a dataset happens to hold")
@@ -618,6 +624,9 @@ def _check_shape(f: Feature, cols: dict[str, str], fs: FeatureSet, settings: set
         if len(of) != 1 or of[0] not in numeric or of[0] == "_region":
             fail("of", f"{f.agg} needs a numeric column of {f.source}; the numeric columns are "
                  f"{sorted(numeric)}")
+        if f.agg == "zscore" and f.include_current:
+            fail("include_current", "zscore compares this payment with the mean and spread "
+                 "of the earlier rows; it cannot count itself")
         if f.agg in ("ratio_to_mean", "zscore") and f.source != "transactions":
             fail("source", f"{f.agg} compares this payment's value with the entity's rows: "
                  "source transactions")

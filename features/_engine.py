@@ -181,6 +181,7 @@ class FeatureEngine:
         self._domains = {d: list(m) for d, m in _DOMAINS.items()}
         self._domain_index = {m: d for d, ms in _DOMAINS.items() for m in ms}
         self._event_pairs: set[str] = set()  # composite entities that events are keyed on
+        self._scratch_buffer = np.empty(0)
         self._row: np.ndarray | None = None  # where the float feature being computed goes
         self._vocab: dict[str, int] = {}
 
@@ -484,17 +485,19 @@ class FeatureEngine:
         self._register(catalog)
         self._prefetch_codes(catalog)
         columns = {}
-        # Every float feature gets a row of one block; the last kernel of a feature writes
-        # into it (see ``_out``), anything else is copied in.
-        block = np.empty((sum(f.kind == "float" for f in catalog), len(self.q)))
-        rows = iter(block)
+        # Every float feature gets a row of one block per dtype (float32 unless declared
+        # float64: XGBoost trains on float32, and the block is half the size). The last
+        # kernel of a feature writes into its row (see ``_out``; the kernels compute in
+        # float64 and store in the row's dtype), anything else is copied in.
+        rows = {d: iter(np.empty((sum(f.kind == "float" and f.dtype == d for f in catalog),
+                                  len(self.q)), dtype=d)) for d in ("float32", "float64")}
         for i, f in enumerate(catalog):
-            self._row = row = next(rows) if f.kind == "float" else None
+            self._row = row = next(rows[f.dtype]) if f.kind == "float" else None
             value = self._feature(f)
             self._row = None
             if row is not None:
                 if value is not row:
-                    np.copyto(row, value)
+                    np.copyto(row, value, casting="same_kind")
                 value = row
             elif not isinstance(value, pd.Categorical):
                 value = pd.Categorical(value, categories=list(f.categories))
@@ -542,29 +545,41 @@ class FeatureEngine:
             lo, hi = self._own_window(side, f.window)
             qcode, cur = side.ecode, np.full(len(side.ecode), f.include_current)
             qv = partial(self._values, side)
-        value = self._aggregate(f, side, lo, hi, qcode, cur, qv, own=own is not None)
-        return value if own is None else K.take_or(value, own, np.nan, self._out())
+        if own is None:
+            return self._aggregate(f, side, lo, hi, qcode, cur, qv, own=False, out=self._out())
+        value = self._aggregate(f, side, lo, hi, qcode, cur, qv, own=True,
+                                out=self._scratch(len(qcode)))
+        return K.take_or(value, own, np.nan, self._out())
+
+    def _scratch(self, n: int) -> np.ndarray:
+        """A float64 array of ``n`` values for a result used once and at once (an own-window
+        aggregate before its queries take it): one array for the whole build, so fresh
+        memory is not faulted in for every feature."""
+        if len(self._scratch_buffer) < n:
+            self._scratch_buffer = np.empty(n)
+        return self._scratch_buffer[:n]
 
     def _aggregate(self, f: Feature, side: _Side, lo, hi, qcode, cur, qv, *,
-                   own: bool) -> np.ndarray:
+                   own: bool, out: np.ndarray) -> np.ndarray:
         """A window aggregate for each of ``qcode`` (the queries, or with ``own`` the side's
-        own rows), whose window is [lo, hi) among the side's rows; ``qv`` gives their own
-        values."""
+        own rows), whose window is [lo, hi) among the side's rows, written into ``out``;
+        ``qv`` gives their own values."""
         if f.agg == "count":
-            return K.agg_count(lo, hi, qcode, cur)
+            return K.agg_count(lo, hi, qcode, cur, out)
         if f.agg in _SUM_MODES:
             prefix, vals = self._prefix(side, f.of)
-            return K.agg_sum(prefix, vals, lo, hi, qcode, cur, qv(f.of), _SUM_MODES[f.agg])
+            return K.agg_sum(prefix, vals, lo, hi, qcode, cur, qv(f.of), _SUM_MODES[f.agg], out)
         if f.agg == "max":
-            return K.agg_max(self._values(side, f.of), lo, hi, qcode, cur, qv(f.of))
+            return K.agg_max(self._values(side, f.of), lo, hi, qcode, cur, qv(f.of), out)
         if f.agg == "min":  # the max of the negated values, negated
-            return -K.agg_max(-self._values(side, f.of), lo, hi, qcode, cur, -qv(f.of))
+            K.agg_max(-self._values(side, f.of), lo, hi, qcode, cur, -qv(f.of), out)
+            return np.negative(out, out=out)
         if f.agg == "std":
             return K.agg_std(*self._prefix(side, f.of), *self._prefix(side, f.of, squared=True),
-                             lo, hi, qcode, cur, qv(f.of))
+                             lo, hi, qcode, cur, qv(f.of), out)
         if f.agg == "zscore":
             return K.agg_zscore(*self._prefix(side, f.of), *self._prefix(side, f.of, squared=True),
-                                lo, hi, qcode, qv(f.of))
+                                lo, hi, qcode, qv(f.of), out)
         if f.agg == "nunique":
             data_cats = self._sorted_codes(side, f.source, f.of)
             if own:  # the side's own rows: their own category
@@ -573,7 +588,7 @@ class FeatureEngine:
                 current = np.where(cur & (qcode >= 0), self.codes("queries", f.of), -1)
             n_cats = self._vocab[self._domain_of(f.source, f.of)]
             return K.window_nunique(data_cats, lo, hi, current, n_cats, qcode,
-                                    numba.get_num_threads())
+                                    numba.get_num_threads(), out)
         raise ValueError(f"feature {f.name}: unknown aggregation {f.agg!r}")
 
     def _sorted_codes(self, side: _Side, source: str, column: str) -> np.ndarray:
@@ -639,9 +654,7 @@ class FeatureEngine:
             lat, lon = (self._account_column(c, pos) for c in f.of)
             return _haversine_km(lat, lon, self._query_values("lat"), self._query_values("lon"))
         if f.agg == "age":
-            created = np.full(len(q), np.nan)
-            ok = pos >= 0
-            created[ok] = _micros(accounts[f.of].iloc[pos[ok]]).astype(float)
+            created = self._account_column(f.of, pos)
             # An account opened after the payment was not known then: no age, not a negative one.
             with np.errstate(invalid="ignore"):
                 return np.where(created <= self.qts, (self.qts - created) / _US_PER[f.unit],
@@ -666,8 +679,15 @@ class FeatureEngine:
         return self._cache[key]
 
     def _account_column(self, column: str, pos: np.ndarray) -> np.ndarray:
-        values = self.tables["accounts"][column].to_numpy(dtype=float, na_value=np.nan)
-        return np.where(pos >= 0, values[np.maximum(pos, 0)] if len(values) else np.nan, np.nan)
+        """A numeric accounts column (timestamps as microseconds) at ``pos`` (NaN at -1)."""
+        col = self.tables["accounts"][column]
+        if isinstance(col.dtype, pd.DatetimeTZDtype):
+            values = np.where(col.isna().to_numpy(), np.nan, _micros(col.fillna(
+                pd.Timestamp(0, tz="UTC"))).astype(float))
+        else:
+            values = col.to_numpy(dtype=float, na_value=np.nan)
+        values = np.append(values, np.nan)  # position -1 reads the missing value
+        return values[pos]
 
     def _history(self, f: Feature):
         """Time since the entity's last or first earlier row, whether it has one, or the

@@ -211,14 +211,14 @@ def _window_sum(prefix, values, lo, hi):
 
 # The aggregate kernels below each finish a feature in one pass over the queries: the
 # window aggregate, the query transaction itself when it counts (``cur``), and NaN for a
-# query without an entity (``qcode`` < 0). One pass and one output array per feature,
-# instead of a chain of numpy temporaries.
+# query without an entity (``qcode`` < 0), written into ``out`` (the feature's row of the
+# output, or a scratch array reused across features) and returned. One pass and no
+# temporary per feature.
 
 @njit(cache=True, parallel=True)
-def agg_count(lo, hi, qcode, cur):
+def agg_count(lo, hi, qcode, cur, out):
     """Rows in each window (+1 where ``cur``); NaN without an entity."""
     n = len(lo)
-    out = np.empty(n, np.float64)
     for i in prange(n):
         if qcode[i] < 0:
             out[i] = np.nan
@@ -231,12 +231,11 @@ SUM, MEAN, RATIO_TO_MEAN = 0, 1, 2
 
 
 @njit(cache=True, parallel=True)
-def agg_sum(prefix, values, lo, hi, qcode, cur, qv, mode):
+def agg_sum(prefix, values, lo, hi, qcode, cur, qv, mode, out):
     """Sum (``SUM``), mean (``MEAN``, NaN for an empty window) or the query's value over
     the mean (``RATIO_TO_MEAN``, NaN unless the mean is positive) of each window, from
     per-entity prefix sums; the query's own value ``qv`` is added where ``cur``."""
     n = len(lo)
-    out = np.empty(n, np.float64)
     for i in prange(n):
         if qcode[i] < 0:
             out[i] = np.nan
@@ -258,10 +257,9 @@ def agg_sum(prefix, values, lo, hi, qcode, cur, qv, mode):
 
 
 @njit(cache=True, parallel=True)
-def agg_max(values, lo, hi, qcode, cur, qv):
+def agg_max(values, lo, hi, qcode, cur, qv, out):
     """Max of each window, the query's own value included where ``cur`` (NaN if empty)."""
     n = len(lo)
-    out = np.empty(n, np.float64)
     for i in prange(n):
         if qcode[i] < 0:
             out[i] = np.nan
@@ -278,11 +276,10 @@ def agg_max(values, lo, hi, qcode, cur, qv):
 
 
 @njit(cache=True, parallel=True)
-def agg_zscore(prefix, values, prefix2, values2, lo, hi, qcode, qv):
+def agg_zscore(prefix, values, prefix2, values2, lo, hi, qcode, qv, out):
     """(qv - mean) / std over each window (sample std; NaN below 2 rows or for a
     constant window)."""
     n = len(lo)
-    out = np.empty(n, np.float64)
     for i in prange(n):
         c = hi[i] - lo[i]
         out[i] = np.nan
@@ -298,11 +295,10 @@ def agg_zscore(prefix, values, prefix2, values2, lo, hi, qcode, qv):
 
 
 @njit(cache=True, parallel=True)
-def agg_std(prefix, values, prefix2, values2, lo, hi, qcode, cur, qv):
+def agg_std(prefix, values, prefix2, values2, lo, hi, qcode, cur, qv, out):
     """Sample standard deviation of each window, the query's own value included where
     ``cur`` (NaN below 2 rows). A variance lost in rounding against the mean's square is 0."""
     n = len(lo)
-    out = np.empty(n, np.float64)
     for i in prange(n):
         out[i] = np.nan
         if qcode[i] < 0:
@@ -351,12 +347,11 @@ def listing_lookup(ets, starts, qts, until, source, qcode, rank, listed, src, by
 
 
 @njit(cache=True, parallel=True)
-def window_nunique(cats, lo, hi, current, n_cats, qcode, blocks):
+def window_nunique(cats, lo, hi, current, n_cats, qcode, blocks, out):
     """Distinct non-negative categories in cats[lo:hi], plus ``current`` when >= 0 (NaN
     without an entity). The queries are split into ``blocks`` blocks (one per thread),
     each with its own marks."""
     n = len(lo)
-    out = np.empty(n, np.float64)
     size = (n + blocks - 1) // blocks
     for b in prange(blocks):
         mark = np.full(n_cats + 1, -1, np.int64)
