@@ -1,4 +1,10 @@
-"""The point-in-time feature engine: computes every catalog feature from its declaration.
+"""The point-in-time feature engine: computes any declared feature from its declaration.
+
+``FeatureEngine.plan`` assigns each declaration to one kind of pass (the transaction's own
+values, an accounts lookup, the blacklist, fraud reports, a time-ordered history pass, a
+first use of a pair, window counts, or a window side), and each kind keeps its own typed
+state (``_Side``, ``_Listings``, ``_History``, ...), shared by the features that read it and
+freed after the last one. No feature name is known here.
 
 For each (source table, entity, row filter) the data rows are sorted once by (entity, time);
 every feature on that key reuses the sorted arrays, and every window length is searched
@@ -22,6 +28,7 @@ from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
+from typing import NamedTuple
 
 import numba
 import numpy as np
@@ -132,20 +139,79 @@ def _haversine_km(lat1, lon1, lat2, lon2) -> np.ndarray:
     return K.haversine_km(*as_array)
 
 
+SideKey = tuple  # (source, entity, filter): the data rows one pass reads
+
+
 @dataclass
 class _Side:
-    """Data rows of one (source, entity, filter), sorted by (entity, time), and where each
-    query's entity lies among them."""
+    """A window pass: the data rows of one (source, entity, filter) sorted by (entity,
+    time), where each query's entity lies among them, and what the side's features have
+    derived from them (shared by the features of the side, freed with it)."""
 
     rows: np.ndarray  # positions in the source frame, in sorted order
     ecode: np.ndarray
     ets: np.ndarray
     qcode: np.ndarray
     starts: np.ndarray  # starts[c]:starts[c + 1] is the segment of entity code c
-    frame: pd.DataFrame | None = None
-    bounds: dict = field(default_factory=dict)  # window bounds, sorted values, prefix sums
-    until: np.ndarray | None = None  # blacklist: running max of delisting time
-    source: np.ndarray | None = None  # blacklist: who listed (codes into the source names)
+    frame: pd.DataFrame
+    ends: np.ndarray | None = None  # each query's window end (every length ends there)
+    window_starts: dict = field(default_factory=dict)  # window -> each query's window start
+    values: dict = field(default_factory=dict)  # (column, squared) -> values in sorted order
+    prefix: dict = field(default_factory=dict)  # (column, squared) -> per-entity prefix sums
+    codes: dict = field(default_factory=dict)  # column -> identifier codes in sorted order
+    own: np.ndarray | None = None  # each query's position among the rows (own windows)
+    own_ends: np.ndarray | None = None  # each row's own window end
+    own_starts: dict = field(default_factory=dict)  # window -> each row's own window start
+
+
+@dataclass
+class _Listings:
+    """A blacklist pass: the listings of one entity type sorted by (entity, listing time),
+    with the running latest delisting time and who listed."""
+
+    ets: np.ndarray
+    starts: np.ndarray
+    qcode: np.ndarray
+    until: np.ndarray
+    source: np.ndarray  # codes into FeatureEngine._listing_sources
+
+
+class _History(NamedTuple):
+    """A time-ordered history pass: each query's entity's first and last earlier row
+    (times, and the last location for distances; see ``K.sweep_history``)."""
+
+    first: np.ndarray
+    last: np.ndarray
+    lat: np.ndarray
+    lon: np.ndarray
+
+
+class _PairFirst(NamedTuple):
+    """When each query's account first had a row with the query's second part (an own
+    pass over the account's rows), and 0 / -1 for whether the query has both parts."""
+
+    first: np.ndarray
+    qcode: np.ndarray
+
+
+class _AccountOrder(NamedTuple):
+    """The transactions with an account in (account, time) order: positions, account
+    codes, times, and where each query lies among them."""
+
+    rows: np.ndarray
+    acode: np.ndarray
+    ats: np.ndarray
+    own: np.ndarray
+
+
+@dataclass
+class _Plan:
+    """How a catalog is computed: the pass each feature reads, the window lengths of
+    every counting pass, and after which feature each pass's state is freed."""
+
+    passes: list[str]  # per feature: row, lookup, blacklist, labels, history, pair, counts, window
+    count_windows: dict[SideKey, list]
+    last_use: dict[tuple[str, tuple], int]  # (store, key) -> index of the last feature
 
 
 class FeatureEngine:
@@ -173,11 +239,27 @@ class FeatureEngine:
             queries = take_rows(self.tables["transactions"], self.rows)
         self.q = queries.reset_index(drop=True)
         self.qts = _micros(self.q["ts"])
-        self._sides: dict[tuple, _Side] = {}
         self._codes: dict[tuple[str, str], np.ndarray] = {}
-        # Per-run caches: entity orders, event-type codes, blacklist lookups.
-        self._cache: dict[tuple, tuple] = {}
         self._values_out: dict[str, object] = {}  # features computed so far
+        # The state of each kind of pass, freed after the last feature that reads it.
+        self._windows: dict[SideKey, _Side | None] = {}
+        self._counts: dict[SideKey, dict | None] = {}
+        self._histories: dict[tuple, _History | None] = {}
+        self._pairs: dict[SideKey, _PairFirst] = {}
+        self._account_order: dict[tuple, _AccountOrder] = {}
+        self._orders: dict[tuple[str, str], np.ndarray] = {}  # rows by (entity, time)
+        self._listings: dict[str, _Listings | None] = {}
+        self._listing_sources: list[str] = []
+        self._hits: dict[str, np.ndarray] = {}  # blacklist hit per entity
+        self._newest: tuple[np.ndarray, ...] | None = None  # newest active listing so far
+        # Per-run lookups, kept for the whole run.
+        self._times_of: dict[str, np.ndarray] = {}
+        self._sorted_by_time: dict[str, bool] = {}
+        self._masks: dict[tuple[str, str], np.ndarray] = {}
+        self._query_masks: dict[str, np.ndarray] = {}
+        self._query_columns: dict[str, np.ndarray] = {}
+        self._account_positions: dict[str, np.ndarray] = {}
+        self._query_order: np.ndarray | None = None
         self._domains = {d: list(m) for d, m in _DOMAINS.items()}
         self._domain_index = {m: d for d, ms in _DOMAINS.items() for m in ms}
         self._event_pairs: set[str] = set()  # composite entities that events are keyed on
@@ -336,10 +418,10 @@ class FeatureEngine:
             return None
         if where == "located":
             return (f["lat"].notna() & f["lon"].notna()).to_numpy()
-        key = ("_mask", source, where)
-        if key not in self._cache:
-            self._cache[key] = _expr.mask(_expr.parse(where), self._resolver(f), len(f))
-        return self._cache[key]
+        key = (source, where)
+        if key not in self._masks:
+            self._masks[key] = _expr.mask(_expr.parse(where), self._resolver(f), len(f))
+        return self._masks[key]
 
     def _resolver(self, frame: pd.DataFrame, features: bool = False):
         """Names of an expression: the frame's columns, then (for the queries' own
@@ -371,11 +453,12 @@ class FeatureEngine:
         return _Side(order, sorted_codes, sorted_ts, qcode, starts, frame=frame)
 
     def side(self, source: str, entity: str, where: str | None = None) -> _Side | None:
+        """The window pass of one (source, entity, filter), once per run."""
         key = (source, entity, where)
-        if key not in self._sides:
+        if key not in self._windows:
             frame = self.tables.get(source)
             if frame is None:
-                self._sides[key] = None
+                self._windows[key] = None
                 return None
             ecode, ets = self._key(source, entity), self._times(source)
             mask = self._mask(source, where)
@@ -387,57 +470,54 @@ class FeatureEngine:
                 keep = np.flatnonzero(mask & (ecode >= 0))
                 rows = keep[_entity_time_order(ecode[keep], ets[keep],
                                                self._source_time_sorted(source))]
-            self._sides[key] = self._make_side(ecode, ets, self._key("queries", entity), frame,
-                                               base=rows)
-        return self._sides[key]
+            self._windows[key] = self._make_side(ecode, ets, self._key("queries", entity), frame,
+                                                 base=rows)
+        return self._windows[key]
 
     def _entity_order(self, source: str, entity: str) -> np.ndarray:
         """The order of all of a source's rows by (entity, time), once per source and
         entity (kept until the last feature that reads the entity's rows)."""
-        key = ("_order", source, entity)
-        if key not in self._cache:
-            self._cache[key] = _entity_time_order(self._key(source, entity), self._times(source),
-                                                  self._source_time_sorted(source))
-        return self._cache[key]
+        key = (source, entity)
+        if key not in self._orders:
+            self._orders[key] = _entity_time_order(self._key(source, entity), self._times(source),
+                                                   self._source_time_sorted(source))
+        return self._orders[key]
 
     def _source_time_sorted(self, source: str) -> bool:
         """Whether a source's rows are in time order, checked once per source."""
-        key = ("_time_sorted", source)
-        if key not in self._cache:
-            self._cache[key] = _time_sorted(self._times(source))
-        return self._cache[key]
+        if source not in self._sorted_by_time:
+            self._sorted_by_time[source] = _time_sorted(self._times(source))
+        return self._sorted_by_time[source]
 
     def _times(self, source: str) -> np.ndarray:
-        key = ("_times", source)
-        if key not in self._codes:
-            self._codes[key] = _micros(self.tables[source]["ts"])
-        return self._codes[key]
+        if source not in self._times_of:
+            self._times_of[source] = _micros(self.tables[source]["ts"])
+        return self._times_of[source]
 
     def window(self, side: _Side, window: str | None) -> tuple[np.ndarray, np.ndarray]:
         """[lo, hi) of each query's window among the side's sorted rows (shared per length)."""
-        if window not in side.bounds:
-            if "end" not in side.bounds:
-                side.bounds["end"] = K.window_ends(side.ets, side.starts, side.qcode, self.qts)
-            hi = side.bounds["end"]
-            side.bounds[window] = (K.window_starts(side.ets, side.starts, side.qcode, hi, self.qts,
-                                                   _window_us(window)), hi)
-        return side.bounds[window]
+        if side.ends is None:
+            side.ends = K.window_ends(side.ets, side.starts, side.qcode, self.qts)
+        if window not in side.window_starts:
+            side.window_starts[window] = K.window_starts(side.ets, side.starts, side.qcode,
+                                                         side.ends, self.qts, _window_us(window))
+        return side.window_starts[window], side.ends
 
     def _values(self, side: _Side, column: str, squared: bool = False) -> np.ndarray:
         """Values of ``column`` in the side's sorted order (squared for variances)."""
-        key = ("values", column, squared)
-        if key not in side.bounds:
+        key = (column, squared)
+        if key not in side.values:
             v = side.frame[column].to_numpy(dtype=float, na_value=np.nan)[side.rows]
-            side.bounds[key] = v * v if squared else v
-        return side.bounds[key]
+            side.values[key] = v * v if squared else v
+        return side.values[key]
 
     def _prefix(self, side: _Side, column: str, squared: bool = False):
         """Per-entity prefix sums of a column (and its sorted values), once per side."""
         vals = self._values(side, column, squared)
-        key = ("prefix", column, squared)
-        if key not in side.bounds:
-            side.bounds[key] = K.segment_prefix(side.ecode, vals)
-        return side.bounds[key], vals
+        key = (column, squared)
+        if key not in side.prefix:
+            side.prefix[key] = K.segment_prefix(side.ecode, vals)
+        return side.prefix[key], vals
 
     def _current(self, f: Feature) -> np.ndarray:
         """True where the query transaction itself counts in its own aggregate: the
@@ -446,29 +526,30 @@ class FeatureEngine:
         if not f.include_current:
             return np.zeros(n, dtype=bool)
         if f.where is not None:
-            key = ("_query_mask", f.where)
-            if key not in self._cache:
-                self._cache[key] = _expr.mask(_expr.parse(f.where), self._resolver(self.q), n)
-            return self._cache[key]
+            if f.where not in self._query_masks:
+                self._query_masks[f.where] = _expr.mask(_expr.parse(f.where),
+                                                        self._resolver(self.q), n)
+            return self._query_masks[f.where]
         return np.ones(n, dtype=bool)
 
     def _query_values(self, column: str) -> np.ndarray:
-        key = ("_query_values", column)
-        if key not in self._cache:
-            self._cache[key] = self.q[column].to_numpy(dtype=float, na_value=np.nan)
-        return self._cache[key]
+        if column not in self._query_columns:
+            self._query_columns[column] = self.q[column].to_numpy(dtype=float, na_value=np.nan)
+        return self._query_columns[column]
 
     # -- aggregations ------------------------------------------------------------------
-    def compute(self, catalog: tuple[Feature, ...] = CATALOG) -> pd.DataFrame:
-        """All features of ``catalog`` for the queries, as a DataFrame in catalog order."""
-        # Sorted data and window bounds are freed after the last feature that needs them.
-        last_use = {}
-        for i, f in enumerate(catalog):
-            for key in _sides_of(f):
-                last_use[key] = i
-        # Sides whose features are all window counts (and the merchant fraud rate's
-        # transaction counts) are counted in one time-ordered pass (K.window_counts), for
-        # every window length they need; the other sides are sorted and searched.
+    def plan(self, catalog: tuple[Feature, ...]) -> _Plan:
+        """Which pass computes each feature, the window lengths of each counting pass, and
+        the feature after which each pass's state can be freed.
+
+        Passes: ``row`` (the transaction's own values), ``lookup`` (accounts), ``blacklist``,
+        ``labels`` (fraud reports counted in time order), ``history`` (a time-ordered pass
+        over the entity's rows), ``pair`` (first use of a pair, from the account's rows in
+        order), ``counts`` (window counts in one time-ordered pass: sides whose features
+        all count, and the transactions a fraud rate divides by) and ``window`` (rows
+        sorted by entity and time, windows searched or, for the rows themselves, found in
+        one ordered pass).
+        """
         aggs, windows, label_keys = {}, {}, set()
         for f in catalog:
             if f.source == "labels":  # fraud reports, and transactions of the entity
@@ -480,8 +561,39 @@ class FeatureEngine:
                 key = (f.source, f.entity, f.where)
                 aggs.setdefault(key, set()).add(f.agg)
                 windows.setdefault(key, set()).add(f.window)
-        self._count_windows = {k: sorted(w, key=str) for k, w in windows.items()
-                               if aggs[k] == {"count"} or k in label_keys}
+        count_windows = {k: sorted(w, key=str) for k, w in windows.items()
+                         if aggs[k] == {"count"} or k in label_keys}
+        passes, last_use = [], {}
+        for i, f in enumerate(catalog):
+            key = (f.source, f.entity, f.where)
+            if f.source == "accounts":
+                kind, uses = "lookup", []
+            elif f.agg in ROW_AGGS:
+                kind, uses = "row", []
+            elif f.source == "blacklist":
+                kind, uses = "blacklist", []
+            elif f.source == "labels":
+                kind = "labels"
+                uses = [("counts", ("labels", f.entity, None)),
+                        ("counts", ("transactions", f.entity, None))]
+            elif f.agg in _HISTORY_MODES and _own_pair(f) and self._owns(f):
+                kind = "pair"
+                uses = [("pairs", key), ("account_order", ("transactions", "account"))]
+            elif f.agg in _HISTORY_MODES:
+                kind, uses = "history", [("histories", _history_key(f))]
+            elif f.agg == "count" and key in count_windows:
+                kind, uses = "counts", [("counts", key)]
+            else:
+                kind, uses = "window", [("windows", key)]
+            passes.append(kind)
+            for use in uses:
+                last_use[use] = i
+        return _Plan(passes, count_windows, last_use)
+
+    def compute(self, catalog: tuple[Feature, ...] = CATALOG) -> pd.DataFrame:
+        """All features of ``catalog`` for the queries, as a DataFrame in catalog order."""
+        plan = self.plan(catalog)
+        self._count_windows = plan.count_windows
         self._register(catalog)
         self._prefetch_codes(catalog)
         columns = {}
@@ -491,9 +603,9 @@ class FeatureEngine:
         # float64 and store in the row's dtype), anything else is copied in.
         rows = {d: iter(np.empty((sum(f.kind == "float" and f.dtype == d for f in catalog),
                                   len(self.q)), dtype=d)) for d in ("float32", "float64")}
-        for i, f in enumerate(catalog):
+        for i, (f, kind) in enumerate(zip(catalog, plan.passes, strict=True)):
             self._row = row = next(rows[f.dtype]) if f.kind == "float" else None
-            value = self._feature(f)
+            value = self._feature(f, kind)
             self._row = None
             if row is not None:
                 if value is not row:
@@ -503,12 +615,17 @@ class FeatureEngine:
                 value = pd.Categorical(value, categories=list(f.categories))
             columns[f.name] = value
             self._values_out[f.name] = value if row is not None else pd.Series(value)
-            for key in [k for k, last in last_use.items() if last == i]:
-                self._sides.pop(key, None)
-                if all(last <= i for k, last in last_use.items() if k[:2] == key[:2]):
-                    self._cache.pop(("_order", *key[:2]), None)
+            self._release(plan, i)
         # One pandas block per column, each a view of its row: no copy of the features.
         return pd.DataFrame(columns, copy=False)
+
+    def _release(self, plan: _Plan, i: int) -> None:
+        """Free the pass state whose last feature was the ``i``-th, and the (entity, time)
+        order of a source once no later pass over that source and entity needs it."""
+        for store, key in [u for u, last in plan.last_use.items() if last == i]:
+            getattr(self, f"_{store}").pop(key, None)
+            if all(last <= i for (_, k), last in plan.last_use.items() if k[:2] == key[:2]):
+                self._orders.pop(key[:2], None)
 
     def _out(self) -> np.ndarray:
         """Where a kernel writes the value of the float feature being computed: its row of
@@ -516,18 +633,21 @@ class FeatureEngine:
         row, self._row = self._row, None
         return np.empty(len(self.q)) if row is None else row
 
-    def _feature(self, f: Feature):
-        if f.source == "accounts":
+    def _feature(self, f: Feature, kind: str):
+        """One feature's values, from the pass the plan chose."""
+        if kind == "lookup":
             return self._lookup(f)
-        if f.agg in ROW_AGGS:
+        if kind == "row":
             return self._value(f)
-        if f.source == "blacklist":
+        if kind == "blacklist":
             return self._blacklist(f)
-        if f.source == "labels":
+        if kind == "labels":
             return self._label_feature(f)
-        if f.agg in _HISTORY_MODES:
+        if kind == "pair":
+            return self._own_pair_history(f)
+        if kind == "history":
             return self._history(f)
-        if f.agg == "count" and (f.source, f.entity, f.where) in self._count_windows:
+        if kind == "counts":
             count = self._window_count(f.source, f.entity, f.where, f.window)
             if count is None:
                 return np.full(len(self.q), np.nan)
@@ -540,15 +660,13 @@ class FeatureEngine:
         own = self._own_positions(side, f)
         if own is None:  # each query's window is searched for among the side's rows
             lo, hi = self.window(side, f.window)
-            qcode, cur, qv = side.qcode, self._current(f), self._query_values
-        else:  # every row's own window, in the side's order; the queries take theirs
-            lo, hi = self._own_window(side, f.window)
-            qcode, cur = side.ecode, np.full(len(side.ecode), f.include_current)
-            qv = partial(self._values, side)
-        if own is None:
-            return self._aggregate(f, side, lo, hi, qcode, cur, qv, own=False, out=self._out())
-        value = self._aggregate(f, side, lo, hi, qcode, cur, qv, own=True,
-                                out=self._scratch(len(qcode)))
+            return self._aggregate(f, side, lo, hi, side.qcode, self._current(f),
+                                   self._query_values, own=False, out=self._out())
+        # Every row's own window, in the side's order; the queries take theirs.
+        lo, hi = self._own_window(side, f.window)
+        n_rows = len(side.ecode)
+        value = self._aggregate(f, side, lo, hi, side.ecode, np.full(n_rows, f.include_current),
+                                partial(self._values, side), own=True, out=self._scratch(n_rows))
         return K.take_or(value, own, np.nan, self._out())
 
     def _scratch(self, n: int) -> np.ndarray:
@@ -593,10 +711,9 @@ class FeatureEngine:
 
     def _sorted_codes(self, side: _Side, source: str, column: str) -> np.ndarray:
         """Codes of an identifier column in the side's sorted order, once per side."""
-        key = ("codes", column)
-        if key not in side.bounds:
-            side.bounds[key] = self.codes(source, column)[side.rows]
-        return side.bounds[key]
+        if column not in side.codes:
+            side.codes[column] = self.codes(source, column)[side.rows]
+        return side.codes[column]
 
     def _own_positions(self, side: _Side, f: Feature) -> np.ndarray | None:
         """Where each query lies among the side's sorted rows (-1 without an entity), when
@@ -610,21 +727,18 @@ class FeatureEngine:
         """
         if not self._owns(f):
             return None
-        if "own" not in side.bounds:
-            side.bounds["own"] = K.own_positions(side.rows, self.rows,
-                                                 len(self.tables["transactions"]))
-        return side.bounds["own"]
+        if side.own is None:
+            side.own = K.own_positions(side.rows, self.rows, len(self.tables["transactions"]))
+        return side.own
 
     def _own_window(self, side: _Side, window: str | None) -> tuple[np.ndarray, np.ndarray]:
         """[lo, hi) of each side row's own window among the side's rows (shared per length)."""
-        key = ("own", window)
-        if key not in side.bounds:
-            if ("own", "end") not in side.bounds:
-                side.bounds[("own", "end")] = K.own_window_ends(side.ets, side.ecode)
-            hi = side.bounds[("own", "end")]
-            side.bounds[key] = (K.own_window_starts(side.ets, side.ecode, hi, _window_us(window)),
-                                hi)
-        return side.bounds[key]
+        if side.own_ends is None:
+            side.own_ends = K.own_window_ends(side.ets, side.ecode)
+        if window not in side.own_starts:
+            side.own_starts[window] = K.own_window_starts(side.ets, side.ecode, side.own_ends,
+                                                          _window_us(window))
+        return side.own_starts[window], side.own_ends
 
     def _value(self, f: Feature):
         """A value of the transaction itself: a column, or an expression over its columns,
@@ -669,14 +783,14 @@ class FeatureEngine:
     def _account_rows(self, column: str) -> np.ndarray:
         """Position in accounts of each query's account in ``column`` (-1 if unknown; the
         first row wins for duplicates)."""
-        key = ("_account_rows", column)
-        if key not in self._cache:
+        if column not in self._account_positions:
             codes = self.codes("accounts", "account_id")
             lookup = np.full(self._vocab["account"] + 1, -1, np.int64)
             ok = np.flatnonzero(codes >= 0)
             lookup[codes[ok][::-1]] = ok[::-1]
-            self._cache[key] = lookup[self.codes("queries", column)]  # -1 reads the last slot
-        return self._cache[key]
+            # code -1 reads the last slot
+            self._account_positions[column] = lookup[self.codes("queries", column)]
+        return self._account_positions[column]
 
     def _account_column(self, column: str, pos: np.ndarray) -> np.ndarray:
         """A numeric accounts column (timestamps as microseconds) at ``pos`` (NaN at -1)."""
@@ -692,13 +806,11 @@ class FeatureEngine:
     def _history(self, f: Feature):
         """Time since the entity's last or first earlier row, whether it has one, or the
         distance and speed from the last one's location (see ``K.sweep_history``)."""
-        if _own_pair(f) and self._owns(f):
-            return self._own_pair_history(f)
         key = _history_key(f)
         located = key[3] == "located"
-        if key not in self._sides:
-            self._sides[key] = self._sweep_history(*key[:3], located=located)
-        state = self._sides[key]
+        if key not in self._histories:
+            self._histories[key] = self._sweep_history(*key[:3], located=located)
+        state = self._histories[key]
         if state is None:
             return np.full(len(self.q), np.nan)
         unit = _US_PER[f.unit] if f.agg.startswith("since_") else 1.0
@@ -720,16 +832,16 @@ class FeatureEngine:
         when its account first had a row with the same second part, strictly before it.
         No pair codes are needed, and the table of the second part's first times is read
         by one account at a time."""
-        key = (f.source, f.entity, f.where, "own")
-        if key not in self._sides:
+        key = (f.source, f.entity, f.where)
+        if key not in self._pairs:
             rows, acode, ats, own = self._own_account_order()
             second = _parts(f.entity)[1]
             codes, n_codes = self._dense_codes(second)
             first = K.own_pair_first(acode, ats, codes[rows], n_codes)
             q_first = K.take_or(first, own, K.NEVER, np.empty(len(own), np.int64))
             qcode = np.where((own >= 0) & (codes[self.rows] >= 0), 0, -1)
-            self._sides[key] = (q_first, qcode)
-        q_first, qcode = self._sides[key]
+            self._pairs[key] = _PairFirst(q_first, qcode)
+        q_first, qcode = self._pairs[key]
         unit = _US_PER[f.unit] if f.agg.startswith("since_") else 1.0
         return K.history_feature(q_first, q_first, _NONE, _NONE, qcode, self.qts, _NONE, _NONE,
                                  _HISTORY_MODES[f.agg], unit, self._out())
@@ -737,14 +849,13 @@ class FeatureEngine:
     def _own_account_order(self):
         """The transactions with an account in (account, time) order: their positions,
         account codes and times, and where each query lies among them."""
-        key = ("transactions", "account", None, "order")
-        if key not in self._sides:
+        key = ("transactions", "account")
+        if key not in self._account_order:
             ets = self._times("transactions")
-            rows, acode, ats = K.gather_side(self._entity_order("transactions", "account"),
-                                             self._key("transactions", "account"), ets)
+            rows, acode, ats = K.gather_side(self._entity_order(*key), self._key(*key), ets)
             own = K.own_positions(rows, self.rows, len(ets))
-            self._sides[key] = (rows, acode, ats, own)
-        return self._sides[key]
+            self._account_order[key] = _AccountOrder(rows, acode, ats, own)
+        return self._account_order[key]
 
     def _dense_codes(self, column: str) -> tuple[np.ndarray, int]:
         """Dense codes of a transactions column (regions numbered as they appear)."""
@@ -766,8 +877,8 @@ class FeatureEngine:
                 lat, lon = lat[rows], lon[rows]
         else:
             lat = lon = _NONE
-        return K.sweep_history(dcode, dts, keep, lat, lon, self._time_order(), qcode, self.qts,
-                               _n_codes(dcode, qcode), located)
+        return _History(*K.sweep_history(dcode, dts, keep, lat, lon, self._time_order(), qcode,
+                                         self.qts, _n_codes(dcode, qcode), located))
 
     def _time_rows(self, source: str, entity: str, where: str | None):
         """A source's rows in time order (ties in row order), for a time-ordered pass: entity
@@ -792,11 +903,11 @@ class FeatureEngine:
     def _window_count(self, source: str, entity: str, where: str | None, window: str | None):
         """Rows of each query's entity in a window, for a side that only counts; the counts
         of every window length of the side come from one pass, kept until its last use."""
-        key = (source, entity, where, "counts")
-        if key not in self._sides:
-            self._sides[key] = None
+        key = (source, entity, where)
+        if key not in self._counts:
+            self._counts[key] = None
             if self.tables.get(source) is not None:
-                windows = self._count_windows[(source, entity, where)]
+                windows = self._count_windows[key]
                 if source == "labels":
                     dcode, dts = self._fraud_reports(entity)
                     keep = _ALL
@@ -807,17 +918,17 @@ class FeatureEngine:
                                    dtype=np.int64)
                 counts = K.window_counts(dcode, dts, keep, self._time_order(), qcode, self.qts,
                                          lengths, _n_codes(dcode, qcode))
-                self._sides[key] = dict(zip(windows, counts, strict=True))
-        counts = self._sides[key]
+                self._counts[key] = dict(zip(windows, counts, strict=True))
+        counts = self._counts[key]
         return None if counts is None else counts[window]
 
     def _time_order(self) -> np.ndarray:
         """The queries in time order (ties in their given order)."""
-        if "_time_order" not in self._cache:
+        if self._query_order is None:
             q = self.qts
-            self._cache["_time_order"] = (np.arange(len(q)) if _time_sorted(q)
-                                          else np.argsort(q, kind="stable"))
-        return self._cache["_time_order"]
+            self._query_order = (np.arange(len(q)) if _time_sorted(q)
+                                 else np.argsort(q, kind="stable"))
+        return self._query_order
 
     def _label_feature(self, f: Feature):
         """Fraud reports about the entity's transactions received in a window (at their
@@ -852,58 +963,57 @@ class FeatureEngine:
         _, dcode, dts = _in_time_order(keep, ecode[keep], _micros(fraud["reported_at"])[keep])
         return dcode, dts
 
-    def _blacklist_side(self, entity: str) -> _Side | None:
-        key = ("blacklist", entity, None)
-        if key in self._sides:
-            return self._sides[key]
+    def _blacklist_side(self, entity: str) -> _Listings | None:
+        """The blacklist pass of one entity type, once per run."""
+        if entity in self._listings:
+            return self._listings[entity]
         bl = self.tables.get("blacklist")
         if bl is None:
-            self._sides[key] = None
+            self._listings[entity] = None
             return None
         in_types = bl["entity_type"].isin(_BLACKLIST_TYPES[entity]).to_numpy()
         column = ENTITY_COLUMNS.get(entity, entity)
         domain = self._domain_of("transactions", column)
         qcode = self.codes("queries", column)
         ecode = np.where(in_types, self._codes[(f"blacklist:{domain}", "entity_value")], -1)
-        side = self._make_side(ecode, _micros(bl["listed_at"]),
-                               qcode, bl)
+        side = self._make_side(ecode, _micros(bl["listed_at"]), qcode, bl)
         order = side.rows
         delisted = bl["delisted_at"]
         until = np.where(delisted.isna().to_numpy(), np.iinfo(np.int64).max,
                          _micros(delisted.fillna(pd.Timestamp(0, tz="UTC"))))[order]
-        side.until = K.segment_cummax(side.ecode, until.astype(np.int64))
-        codes, self._bl_sources = pd.factorize(bl["source"])
-        side.source = codes.astype(np.int64)[order]
-        self._sides[key] = side
-        return side
+        codes, names = pd.factorize(bl["source"])
+        self._listing_sources = list(names)
+        listings = _Listings(side.ets, side.starts, side.qcode,
+                             K.segment_cummax(side.ecode, until.astype(np.int64)),
+                             codes.astype(np.int64)[order])
+        self._listings[entity] = listings
+        return listings
 
     def _blacklist_hit(self, entity: str) -> np.ndarray:
         """Whether the query's entity is listed (1/0/NaN), once per entity; the newest
         active listing over the entities looked up so far is kept as it goes (see
         ``_newest_listing``)."""
-        key = ("_blacklist_hit", entity)
-        if key not in self._cache:
+        if entity not in self._hits:
             n = len(self.q)
-            if "_newest_listing" not in self._cache:
-                self._cache["_newest_listing"] = (np.full(n, -1, np.int64),
-                                                  np.full(n, -1, np.int64),
-                                                  np.full(n, len(_BLACKLIST_TYPES), np.int64))
+            if self._newest is None:
+                self._newest = (np.full(n, -1, np.int64), np.full(n, -1, np.int64),
+                                np.full(n, len(_BLACKLIST_TYPES), np.int64))
             side = self._blacklist_side(entity)
             if side is None or not len(side.ets):
                 hit = np.full(n, np.nan) if side is None else np.where(side.qcode >= 0, 0.0, np.nan)
             else:
                 hit = K.listing_lookup(side.ets, side.starts, self.qts, side.until, side.source,
                                        side.qcode, list(_BLACKLIST_TYPES).index(entity),
-                                       *self._cache["_newest_listing"])
-            self._cache[key] = hit
-        return self._cache[key]
+                                       *self._newest)
+            self._hits[entity] = hit
+        return self._hits[entity]
 
     def _newest_listing(self) -> tuple[np.ndarray, np.ndarray]:
         """Listing time and source code of the newest active listing of any of the query's
         entities (-1 if none; between equal times, the entity first in ``_BLACKLIST_TYPES``)."""
         for entity in _BLACKLIST_TYPES:
             self._blacklist_hit(entity)
-        listed, source, _ = self._cache["_newest_listing"]
+        listed, source, _ = self._newest
         return listed, source
 
     def _blacklist(self, f: Feature):
@@ -912,7 +1022,7 @@ class FeatureEngine:
         listed, source = self._newest_listing()
         if f.agg == "blacklist_days":
             return np.where(listed >= 0, (self.qts - listed) / _US_PER["days"], np.nan)
-        names = list(getattr(self, "_bl_sources", []))
+        names = self._listing_sources
         order = [names.index(c) if c in names else -1 for c in f.categories]
         # Recode from this data's source codes to the feature's fixed categories.
         recode = np.full(len(names) + 1, -1, np.int64)
@@ -920,19 +1030,6 @@ class FeatureEngine:
             if own >= 0:
                 recode[own] = fixed
         return pd.Categorical.from_codes(recode[source], categories=list(f.categories))
-
-
-def _sides_of(f: Feature) -> list[tuple]:
-    """The cached data sides a feature reads, so they can be freed after their last use."""
-    if f.agg in ROW_AGGS or f.source in ("blacklist", "accounts"):
-        return []
-    if f.source == "labels":
-        return [("labels", f.entity, None, "counts"),
-                ("transactions", f.entity, None, "counts")]
-    if f.agg in _HISTORY_MODES:
-        own = [(f.source, f.entity, f.where, "own"), ("transactions", "account", None, "order")]
-        return [_history_key(f)] + (own if _own_pair(f) else [])
-    return [(f.source, f.entity, f.where), (f.source, f.entity, f.where, "counts")]
 
 
 def _own_pair(f: Feature) -> bool:
