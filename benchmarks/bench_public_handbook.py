@@ -184,7 +184,8 @@ def compare_features(ref: pd.DataFrame, ours: pd.DataFrame, ties: dict) -> list[
         b = ours[mine].to_numpy(dtype=float)
         b = fn(b) if fn else b
         b = np.nan_to_num(b, nan=0.0) if theirs.startswith("_TERMINAL") else b
-        close = np.isclose(a, b, rtol=1e-9, atol=1e-9)
+        # fraudlab stores features as float32: equal means equal to float32's precision.
+        close = np.isclose(a.astype(np.float32), b, rtol=1e-6, atol=1e-9)
         tie = next((m for k, m in ties.items() if theirs.startswith(k)),
                    np.zeros(len(a), bool))
         rows.append({"handbook": theirs.lstrip("_"), "fraudlab": mine, "rows": len(a),

@@ -15,6 +15,7 @@ from fraudlab.features import (
     Feature,
     FeaturesConfig,
     SimulationConfig,
+    SourcesConfig,
     build_dataset,
     compute_features,
     dump_features,
@@ -150,10 +151,13 @@ def test_declared_features_over_extra_columns_equal_the_reference(user_file):
 def test_the_configured_set_is_built_kept_through_loading_and_carried(user_file, tmp_path):
     tables = _with_category(simulate_world(SimulationConfig(accounts=150, days=40, seed=2)).tables())
     tables["transactions"]["undeclared_note"] = "x"
+    # The user's file calls the category "mcc": the column map names it, as for any column.
+    tables["transactions"] = tables["transactions"].rename(columns={"merchant_category": "mcc"})
     cfg = FeaturesConfig(definitions=[str(user_file)], params={"high_amount": 300.0},
                          exclude=["blacklist", "amount_zscore"])
     fs = resolve_features(cfg)
-    raw = load_raw(tables, columns=fs.columns)
+    sources = SourcesConfig(column_map={"transactions": {"merchant_category": "mcc"}})
+    raw = load_raw(tables, sources, columns=fs.columns)
     assert raw.tables["transactions"].dropped == ("undeclared_note",)
     assert "merchant_category" in raw.tables["transactions"].frame.columns
     ds = build_dataset(raw, tables["transactions"]["ts"].max() + pd.Timedelta("60D"), config=cfg)

@@ -2,6 +2,7 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pandas as pd
 import pytest
 from typer.testing import CliRunner
@@ -198,8 +199,8 @@ def test_features_build_with_declared_features_and_extra_columns(tmp_path, world
                         & (mine["card_country"] == me["card_country"])]
         assert row["country_tx_count_2d"] == len(two_days) + 1
         big = mine[(mine["ts"] > me["ts"] - pd.Timedelta("90min")) & (mine["amount"] > 500)]
-        assert (row["big_amount_max_90m"] == big["amount"].max() if len(big)
-                else pd.isna(row["big_amount_max_90m"]))
+        assert (row["big_amount_max_90m"] == np.float32(big["amount"].max()) if len(big)
+                else pd.isna(row["big_amount_max_90m"]))  # features are stored as float32
     result = runner.invoke(app, ["features", "list", "-c", str(cfg)], terminal_width=300)
     assert result.exit_code == 0 and "country_tx_count_2d" in result.output
     assert "blacklist_device_hit" not in result.output

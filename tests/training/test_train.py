@@ -166,6 +166,7 @@ def test_the_registered_model_carries_its_feature_declarations(trained, labeled_
     """features.json holds the declarations and settings of exactly the model's inputs;
     the features it declares recompute the dataset's values from the raw rows."""
     from fraudlab.features import features_from_dict
+    from fraudlab.features._declarations import features_hash
     from fraudlab.training import load_registered
 
     config, first, _, _ = trained
@@ -174,4 +175,6 @@ def test_the_registered_model_carries_its_feature_declarations(trained, labeled_
     assert doc["format"] == 1 and set(doc["settings"]) >= {"small_amount", "night_end_hour"}
     fs = features_from_dict({k: v for k, v in doc.items() if k != "settings"})
     assert fs.names() == scorer.features
-    assert scorer.spec["features_version"] == labeled_dataset.attrs["catalog_version"]
+    # The version is the hash of that content: declarations and settings.
+    assert scorer.spec["features_version"] == labeled_dataset.attrs["catalog_version"] \
+        == features_hash(fs, doc["settings"])
