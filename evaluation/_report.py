@@ -78,12 +78,23 @@ class Evaluation:
 
 
 def _png(fig) -> str:
+    """A figure as a PNG data URL; a pyplot figure (shap draws through pyplot) is closed,
+    so that a notebook does not show the report's figures as its own."""
     import matplotlib.pyplot as plt
 
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=80, bbox_inches="tight")
     plt.close(fig)
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def _figure(**kwargs):
+    """A figure and its axes drawn without pyplot: no backend is chosen or changed, so the
+    user's (a notebook's inline backend) is left alone."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(**kwargs)
+    return fig, fig.subplots()
 
 
 def _paired_difference(fn, y, p, q, n_resamples: int, seed: int) -> tuple[float, float, float]:
@@ -170,14 +181,11 @@ def log_calibration_table(y_true, y_prob, n_bins: int = 12) -> pd.DataFrame:
 
 
 def _figures(y, p, thresholds, champion_p, contrib_sample, values_sample, weights, top_case):
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from sklearn.metrics import precision_recall_curve
 
     figs = {}
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = _figure(figsize=(6, 4))
     for scores, label in ((p, "this model"), (champion_p, "champion")):
         if scores is None:
             continue
@@ -187,7 +195,7 @@ def _figures(y, p, thresholds, champion_p, contrib_sample, values_sample, weight
     ax.legend()
     figs["pr_curve"] = _png(fig)
 
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = _figure(figsize=(6, 4))
     prec, rec, thr = precision_recall_curve(y, p)
     ax.plot(thr, prec[:-1], label="precision")
     ax.plot(thr, rec[:-1], label="recall")
@@ -200,7 +208,7 @@ def _figures(y, p, thresholds, champion_p, contrib_sample, values_sample, weight
     figs["thresholds"] = _png(fig)
 
     cal = log_calibration_table(y, p)
-    fig, ax = plt.subplots(figsize=(5.5, 4))
+    fig, ax = _figure(figsize=(5.5, 4))
     lo = max(min(cal["predicted"].min(), 1e-5), 1e-6)
     ax.plot([lo, 1], [lo, 1], color="grey", linestyle=":", label="perfect")
     seen = cal[cal["observed"] > 0]
@@ -518,12 +526,8 @@ def render_backtest(periods: pd.DataFrame, first_caught: pd.DataFrame,
     """A self-contained HTML page: cumulative fraud amount saved per policy, totals, the
     first day each fraud type was caught, and the per-period table."""
     import jinja2
-    import matplotlib
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(8, 4))
+    fig, ax = _figure(figsize=(8, 4))
     for policy, g in periods.groupby("policy", sort=False):
         ax.plot(g["period_start"], g["fraud_amount_saved"].cumsum(), marker="o", label=policy)
     ax.set(ylabel="cumulative fraud amount saved", title="Fraud amount saved by policy")

@@ -193,9 +193,8 @@ def _create_sqlite_store(config: FraudlabConfig) -> None:
 
 
 def _figures(study) -> dict:
-    import matplotlib
-
-    matplotlib.use("Agg")
+    """Optuna's plots of a study, as figures (drawn through pyplot, which Optuna uses;
+    the backend is the user's: a notebook's inline one, or Agg without a display)."""
     import optuna.visualization.matplotlib as ov
 
     out = {}
@@ -308,8 +307,11 @@ def _log_training(result, dataset, config, *, source, extra_tags) -> str:
                          "states": trials["state"].value_counts().to_dict(),
                          "best_trial": best.number, "best_value": best.value,
                          "best_params": best.params}, "optuna/study.json")
+        import matplotlib.pyplot as plt
+
         for name, fig in _figures(study).items():
             mlflow.log_figure(fig, f"optuna/{name}.png")
+            plt.close(fig)  # logged, not shown: a notebook shows only what it draws itself
         mlflow.log_dict(result.protocol_summary, "protocol.json")
         declarations = model_declarations(dataset)
         mlflow.log_dict(declarations, "features.json")

@@ -53,3 +53,8 @@ def test_notebook_runs(path, tmp_path):
     out = json.loads((tmp_path / path.name).read_text())
     errors = [o for c in out["cells"] for o in c.get("outputs", []) if o.get("output_type") == "error"]
     assert errors == []
+    # A notebook that draws shows its plots: nothing in the library switches the backend.
+    drawn = "plt.show()" in path.read_text()
+    images = [o for c in out["cells"] for o in c.get("outputs", [])
+              if "image/png" in o.get("data", {})]
+    assert images or not drawn, f"{path.name} calls plt.show() but shows no image"
