@@ -75,14 +75,15 @@ def available_features(tables: Mapping[str, pd.DataFrame | None],
     left out is left out too."""
     fs = as_feature_set(catalog)
     present = {name for name, frame in tables.items() if frame is not None}
-    kept: list[Feature] = []
-    names: set[str] = set()
     from . import _expr
 
+    kept: list[Feature] = []
+    names: set[str] = set()
+    declared = set(fs.names())
     for f in fs.features:
         if f.source not in present:
             continue
-        if f.agg == "expr" and any(n in {g.name for g in fs.features} and n not in names
+        if f.agg == "expr" and any(n in declared and n not in names
                                    for n in _expr.names(_expr.parse(f.expr))):
             continue
         kept.append(f)

@@ -46,6 +46,11 @@ ENTITY_COLUMNS = {"account": "account_id", "device": "device_id",
 """Entity names that stand for a canonical column; any other part names a column itself.
 ``region`` is the grid cell of the row's location (``features.region_cell_deg``)."""
 
+def entity_columns(entity: str) -> tuple[str, ...]:
+    """The columns an entity such as ``account+merchant_category`` is keyed on."""
+    return tuple(ENTITY_COLUMNS.get(p, p) for p in entity.split("+"))
+
+
 BLACKLIST_ENTITIES = ("account", "device", "ip", "counterparty", "merchant")
 TIME_UNITS = {"seconds": 1e6, "minutes": 60e6, "hours": 3_600e6, "days": 86_400e6}
 # Label columns: reading them outside the label-aware aggregations would leak the target.
@@ -194,9 +199,7 @@ class Feature:
 
     def entity_parts(self) -> tuple[str, ...]:
         """The columns the entity is keyed on (``region`` as ``_region``)."""
-        if self.entity == "transaction":
-            return ()
-        return tuple(ENTITY_COLUMNS.get(p, p) for p in self.entity.split("+"))
+        return () if self.entity == "transaction" else entity_columns(self.entity)
 
     def to_dict(self) -> dict:
         """The declaration as a features-file entry (fields at their default left out)."""
@@ -534,9 +537,7 @@ def _check_shape(f: Feature, cols: dict[str, str], fs: FeatureSet, settings: set
     if f.include_current and f.source != "transactions":
         fail("include_current", "only a transactions feature can count the transaction "
              "being scored")
-    if f.unit in TIME_UNITS or f.agg not in ("since_last", "since_first", "age"):
-        pass
-    else:
+    if f.agg in ("since_last", "since_first", "age") and f.unit not in TIME_UNITS:
         fail("unit", f"the unit of {f.agg} is a time unit: {list(TIME_UNITS)}")
 
     if f.source == "blacklist":

@@ -40,7 +40,14 @@ from . import _expr
 from . import _kernels as K
 from ._catalog import CATALOG, as_feature_set
 from ._config import FeaturesConfig
-from ._declarations import ENTITY_COLUMNS, ROW_AGGS, TIME_UNITS, Feature, FeatureSet
+from ._declarations import (
+    ENTITY_COLUMNS,
+    ROW_AGGS,
+    TIME_UNITS,
+    Feature,
+    FeatureSet,
+    entity_columns,
+)
 from ._factorize import factorize_strings
 from ._lookup import positions, take_rows
 
@@ -57,11 +64,6 @@ _ALL = np.empty(0, dtype=bool)  # no row filter: a time-ordered pass uses every 
 _COUNT_ALL = np.int64(2**62)  # a window longer than any history: nothing ever leaves it
 _BLACKLIST_TYPES = {"account": ("account",), "device": ("device",), "ip": ("ip",),
                     "counterparty": ("counterparty", "account"), "merchant": ("merchant",)}
-
-
-def _parts(entity: str) -> tuple[str, ...]:
-    """The columns an entity is keyed on (see ``ENTITY_COLUMNS``)."""
-    return tuple(ENTITY_COLUMNS.get(p, p) for p in entity.split("+"))
 
 
 def _micros(ts: pd.Series) -> np.ndarray:
@@ -310,14 +312,14 @@ class FeatureEngine:
         for f in catalog:
             if f.source not in ("transactions", "events", "labels") or f.agg in ROW_AGGS:
                 continue
-            cols = [c for c in _parts(f.entity) if c != "_region"]
+            cols = [c for c in entity_columns(f.entity) if c != "_region"]
             if f.agg == "nunique":
                 cols.append(f.of)
             for c in cols:
                 self._domain_of("transactions", c)
                 if f.source == "events":
                     self._domain_of("events", c)
-            if f.source == "events" and len(_parts(f.entity)) > 1:
+            if f.source == "events" and len(entity_columns(f.entity)) > 1:
                 self._event_pairs.add(f.entity)
 
     def _domain_codes(self, domain: str) -> None:
@@ -357,7 +359,7 @@ class FeatureEngine:
             elif f.source == "accounts":
                 columns.update(("account_id", ENTITY_COLUMNS[f.entity]))
             elif f.agg not in ROW_AGGS:
-                columns.update(c for c in _parts(f.entity) if c != "_region")
+                columns.update(c for c in entity_columns(f.entity) if c != "_region")
                 if f.agg == "nunique":
                     columns.add(f.of)
         domains = sorted({self._domain_of("transactions", c) for c in columns}
@@ -383,7 +385,7 @@ class FeatureEngine:
         transactions and the queries together, so its rows are ordered by a counting sort
         and its segments found from a histogram, as for a single identifier.
         """
-        cols = _parts(entity)
+        cols = entity_columns(entity)
         if len(cols) == 1:
             return self.codes(table, cols[0])
         name = "+".join(cols)
@@ -835,7 +837,7 @@ class FeatureEngine:
         key = (f.source, f.entity, f.where)
         if key not in self._pairs:
             rows, acode, ats, own = self._own_account_order()
-            second = _parts(f.entity)[1]
+            second = entity_columns(f.entity)[1]
             codes, n_codes = self._dense_codes(second)
             first = K.own_pair_first(acode, ats, codes[rows], n_codes)
             q_first = K.take_or(first, own, K.NEVER, np.empty(len(own), np.int64))
@@ -1035,7 +1037,7 @@ class FeatureEngine:
 def _own_pair(f: Feature) -> bool:
     """Whether a history feature is a first use of a pair of the account and one more
     column of the transactions (computed from the account's rows in order)."""
-    parts = _parts(f.entity)
+    parts = entity_columns(f.entity)
     return (f.agg in _FIRST_MODES and f.source == "transactions" and len(parts) == 2
             and parts[0] == "account_id")
 

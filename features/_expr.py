@@ -29,6 +29,7 @@ true/false and missing where the expression is.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Callable, Mapping
@@ -51,8 +52,10 @@ class ExpressionError(ValueError):
     """An expression that does not parse; the message says where."""
 
 
+@functools.lru_cache(maxsize=4096)
 def parse(text: str) -> tuple:
-    """Parse an expression into its tree.
+    """Parse an expression into its tree (trees are immutable tuples: each text is parsed
+    once per process).
 
     Parameters
     ----------

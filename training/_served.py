@@ -67,6 +67,8 @@ def calibrate(spec: dict, margin: np.ndarray) -> np.ndarray:
 class FraudModel(PythonModel):
     """Preprocessing, the XGBoost booster and the calibration, applied in that order."""
 
+    declarations: dict | None = None  # features.json, when the model was logged with it
+
     def load_context(self, context) -> None:
         spec = json.loads(Path(context.artifacts["preprocessing"]).read_text())
         self.load(spec, mlflow.xgboost.load_model(context.artifacts["booster"]))
@@ -79,7 +81,6 @@ class FraudModel(PythonModel):
             raise ValueError(f"preprocessing version {spec['version']} is newer than this "
                              f"code knows ({PREPROCESSING_VERSION}); upgrade fraudlab")
         self.spec, self.booster = spec, booster
-        self.declarations = getattr(self, "declarations", None)
         return self
 
     @property
