@@ -1,9 +1,67 @@
 """Training: configuration, search, fit, registry, the refresh cycle and the CLI.
 
-Exports are loaded on first use so that the CLI's ``--help`` does not import the stack.
+Exports are loaded on first use so that the CLI's ``--help`` does not import the stack
+(importing every module eagerly takes about a second and loads pandas, numba and
+scikit-learn); the ``TYPE_CHECKING`` imports spell them out for IDEs and type checkers.
 """
 
 from importlib import import_module
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # what IDEs and type checkers read; at run time, __getattr__ below
+    from ._backtest import (
+        BacktestResult,
+        dataset_known_at,
+        run_backtest,
+    )
+    from ._config import (
+        FraudlabConfig,
+        PathsConfig,
+        RefreshConfig,
+        TrackingConfig,
+        TrainingConfig,
+        config_to_yaml,
+        load_config,
+    )
+    from ._fit import (
+        FittedModel,
+        fit_final,
+    )
+    from ._pipeline import (
+        ContractFailure,
+        build_and_save,
+        load_validated,
+        read_dataset,
+    )
+    from ._protocol import (
+        Protocol,
+        ProtocolError,
+        build_protocol,
+    )
+    from ._rebalance import (
+        MissingAwareSMOTE,
+        rebalance,
+    )
+    from ._refresh import (
+        RefreshLocked,
+        RefreshOrderError,
+        RefreshOutcome,
+        refresh,
+    )
+    from ._registry import (
+        UntrustedModel,
+        load_registered,
+    )
+    from ._reporting import (
+        write_model_report,
+    )
+    from ._study import (
+        storage_url,
+    )
+    from ._train import (
+        TrainingResult,
+        train_model,
+    )
 
 _EXPORTS = {
     "BacktestResult": "._backtest",
@@ -39,7 +97,39 @@ _EXPORTS = {
     "load_config": "._config",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "BacktestResult",
+    "ContractFailure",
+    "FittedModel",
+    "FraudlabConfig",
+    "MissingAwareSMOTE",
+    "PathsConfig",
+    "Protocol",
+    "ProtocolError",
+    "RefreshConfig",
+    "RefreshLocked",
+    "RefreshOrderError",
+    "RefreshOutcome",
+    "TrackingConfig",
+    "TrainingConfig",
+    "TrainingResult",
+    "UntrustedModel",
+    "build_and_save",
+    "build_protocol",
+    "config_to_yaml",
+    "dataset_known_at",
+    "fit_final",
+    "load_config",
+    "load_registered",
+    "load_validated",
+    "read_dataset",
+    "rebalance",
+    "refresh",
+    "run_backtest",
+    "storage_url",
+    "train_model",
+    "write_model_report",
+]
 
 
 def __getattr__(name: str):
