@@ -85,6 +85,9 @@ def build_and_save(config: FraudlabConfig, as_of, out: Path, *, raw: Path | None
         paths = write_report(exc.report, config.path(config.contracts.report_dir))
         raise ContractFailure("the labeled dataset", paths["report"], str(exc),
                               exc.report) from exc
+    if log is not None:
+        for line in feature_gaps(ds, config):
+            log(line)
     out.parent.mkdir(parents=True, exist_ok=True)
     contract = {"raw": raw_report.to_dict(), "dataset": ds.attrs.get("contract")}
     attrs = dict(ds.attrs)
@@ -100,6 +103,32 @@ def build_and_save(config: FraudlabConfig, as_of, out: Path, *, raw: Path | None
     os.replace(tmp, out)
     ds.attrs["contract"] = contract
     return ds
+
+
+def feature_gaps(dataset: pd.DataFrame, config: FraudlabConfig) -> list[str]:
+    """Lines that say which configured features a dataset lacks (their source table is
+    absent) and which it holds without information (constant or all missing)."""
+    from fraudlab.features import dataset_features, resolve_features
+
+    built = dataset_features(dataset)
+    names = set(built.names())
+    absent: dict[str, list[str]] = {}
+    for f in resolve_features(config.features).features:
+        if f.name not in names:
+            absent.setdefault(f.source, []).append(f.name)
+    lines = []
+    if absent:
+        n = sum(len(v) for v in absent.values())
+        lines.append(f"{n} configured feature(s) not computed, their source table is absent: "
+                     + "; ".join(f"{src} ({len(v)}: {', '.join(v[:4])}"
+                                 + (", ..." if len(v) > 4 else "") + ")"
+                                 for src, v in absent.items()))
+    flat = [f.name for f in built.features if dataset[f.name].nunique(dropna=True) <= 1]
+    if flat:
+        lines.append(f"{len(flat)} feature(s) constant or all missing in this dataset, so "
+                     f"they carry no information: {', '.join(flat[:10])}"
+                     + (f" and {len(flat) - 10} more" if len(flat) > 10 else ""))
+    return lines
 
 
 def read_dataset(path: Path) -> pd.DataFrame:

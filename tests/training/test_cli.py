@@ -215,3 +215,22 @@ def test_a_bad_declaration_exits_2_naming_file_feature_and_field(tmp_path):
     assert result.exit_code == EXIT_USAGE
     text = " ".join(result.output.split())
     assert "bad.yaml, feature 'country_tx_count_2d', field 'window'" in text
+
+
+def test_features_build_names_the_features_it_could_not_compute(tmp_path, world_dir):
+    """Without the events table its features are not computed, and the build says so;
+    features with no information in this dataset are named too."""
+    (world_dir / "events.parquet").unlink()
+    out = tmp_path / "ds.parquet"
+    result = runner.invoke(app, ["features", "build", "--raw", str(world_dir), "--as-of",
+                                 "2026-02-15", "--out", str(out)], terminal_width=400)
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    from fraudlab.features import CATALOG
+
+    n_events = sum(f.source == "events" for f in CATALOG)
+    assert f"{n_events} configured feature(s) not computed, their source table is absent: " \
+           f"events ({n_events}: login_failed_count_1h" in text
+    ds = pd.read_parquet(out)
+    flat = [f.name for f in CATALOG if f.name in ds and ds[f.name].nunique() <= 1]
+    assert flat and f"{len(flat)} feature(s) constant or all missing" in text
