@@ -23,6 +23,7 @@ from fraudlab.data_contracts import (
     validate_dataset,
 )
 
+from . import _expr
 from ._catalog import (
     CATALOG,
     as_feature_set,
@@ -75,8 +76,6 @@ def available_features(tables: Mapping[str, pd.DataFrame | None],
     left out is left out too."""
     fs = as_feature_set(catalog)
     present = {name for name, frame in tables.items() if frame is not None}
-    from . import _expr
-
     kept: list[Feature] = []
     names: set[str] = set()
     declared = set(fs.names())

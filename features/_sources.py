@@ -267,8 +267,7 @@ def normalise_table(frame: pd.DataFrame, name: str, origin: str,
                 failures.append(ParseFailure(col.name, col.kind, bad, tuple(raw_values.tolist())))
     # Undeclared columns are left out (and named); a labels column on the transactions
     # is kept for _add_default_labels.
-    keep = [c for c in out.columns if c not in schema.column_names and c == "is_fraud"
-            and name == "transactions"]
+    keep = ["is_fraud"] if name == "transactions" and "is_fraud" in out.columns else []
     dropped = tuple(str(c) for c in out.columns
                     if c not in schema.column_names and c not in keep)
     result = pd.DataFrame(data, index=pd.RangeIndex(len(out)))
