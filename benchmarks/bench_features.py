@@ -105,11 +105,12 @@ def worker(kind: str, folder: str) -> None:
 
         as_of = tables["transactions"]["ts"].max() + pd.Timedelta("1s")
         seconds = contract = float("inf")
-        first = first_peak = None
+        first = first_peak = build_peak = None
         for _ in range(3):  # best of three, as for the other measurements
             t = time.perf_counter()
             ds = build_dataset(tables, as_of, validate=False)
             t_contract = time.perf_counter()
+            build_peak = build_peak or peak_rss_mb()  # the build's own high-water mark
             validate_dataset(RawTable("dataset", ds, "bench"), dataset_schema(), as_of=as_of,
                              label=LABEL, mature="is_mature", fraud_rate=(0.0, 1.0),
                              features=[x.name for x in CATALOG])
@@ -125,6 +126,7 @@ def worker(kind: str, folder: str) -> None:
     result = {"seconds": seconds, "contract_seconds": contract,
               "first_run_seconds": sum(first) if kind == "engine" else None,
               "first_run_peak_mb": first_peak if kind == "engine" else None,
+              "build_peak_mb": build_peak if kind == "engine" else None,
               "rows": n_rows if f is None else len(f),
               "features": len(CATALOG) if f is None else f.shape[1],
               "peak_mb": peak_rss_mb(), "load_peak_mb": base}
@@ -177,8 +179,9 @@ def _measure(args, root: str) -> None:
         print(line)
         print(f"  first run of the process (build + contract): {full['first_run_seconds']:.1f} s = "
               f"{rows / full['first_run_seconds']:,.0f} tx/s; peak memory of that build "
-              f"{full['first_run_peak_mb']:,.0f} MB (target <= 1,500; {full['load_peak_mb']:,.0f} "
-              f"MB after loading), {full['peak_mb']:,.0f} MB after all three builds")
+              f"{full['build_peak_mb']:,.0f} MB (target <= 1,500; {full['load_peak_mb']:,.0f} "
+              f"MB after loading), {full['first_run_peak_mb']:,.0f} MB with its contract, "
+              f"{full['peak_mb']:,.0f} MB after all three builds")
         if scale == args.scale[0]:
             sub = run("subset", folder)
             pd_res = run("pandas", folder)
