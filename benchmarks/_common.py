@@ -47,9 +47,11 @@ def matured_dataset(accounts: int = 20_000, days: int = 131, seed: int = 7):
     30 days after its end so that every label has matured."""
     import pandas as pd
 
-    from fraudlab.features import SimulationConfig, build_dataset, simulate_world
+    from fraudlab.datasets import SimulationConfig, simulate_world
+    from fraudlab.features import build_dataset
 
-    sim = SimulationConfig(accounts=accounts, days=days, seed=seed)
+    # No history before the start: the row count stays that of the measurements on record.
+    sim = SimulationConfig(accounts=accounts, days=days, seed=seed, history_days=0)
     world = simulate_world(sim)
     as_of = pd.Timestamp(sim.start, tz="UTC") + pd.Timedelta(days=days + 30)
     return build_dataset(world.tables(), as_of)

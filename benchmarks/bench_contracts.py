@@ -20,7 +20,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _common import peak_rss_mb, reference_seconds
 
 from fraudlab.data_contracts import CHANNELS, TX_TYPES, validate_raw
-from fraudlab.features import SimulationConfig, load_raw, simulate_world
+from fraudlab.datasets import SimulationConfig, simulate_world
+from fraudlab.features import load_raw
 
 
 def pandas_baseline(tx: pd.DataFrame, as_of: pd.Timestamp) -> int:
@@ -41,7 +42,7 @@ def main() -> None:
     parser.add_argument("--transactions", type=int, default=1_000_000)
     args = parser.parse_args()
     accounts = int(args.transactions / (0.45 * 60 * 0.87))
-    world = simulate_world(SimulationConfig(accounts=accounts, days=60, seed=1))
+    world = simulate_world(SimulationConfig(accounts=accounts, days=60, seed=1, history_days=0))
     raw = load_raw({"transactions": world.transactions}, tables=("transactions",))
     as_of = pd.Timestamp("2027-01-01", tz="UTC")
     n = len(world.transactions)

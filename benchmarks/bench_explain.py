@@ -25,8 +25,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 import pandas as pd
 from _common import reference_seconds
 
+from fraudlab.datasets import SimulationConfig, simulate_world
 from fraudlab.evaluation import EvaluationConfig, contributions, evaluate, render_report
-from fraudlab.features import SimulationConfig, build_dataset, simulate_world
+from fraudlab.features import build_dataset
 from fraudlab.training import TrainingConfig, build_protocol, fit_final
 
 
@@ -46,7 +47,7 @@ def main() -> None:
     args = parser.parse_args()
     warnings.simplefilter("ignore")
 
-    world = simulate_world(SimulationConfig(accounts=args.accounts, days=85, seed=11))
+    world = simulate_world(SimulationConfig(accounts=args.accounts, days=85, seed=11, history_days=0))
     ds = build_dataset(world.tables(), pd.Timestamp("2026-05-15", tz="UTC"))
     cfg = TrainingConfig(n_splits=1, validation_window="14d", gap="7d")
     params = {"max_depth": 6, "learning_rate": 0.1, "min_child_weight": 1.0, "subsample": 0.8,

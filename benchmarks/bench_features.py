@@ -160,13 +160,16 @@ def main() -> None:
 
 
 def _measure(args, root: str) -> None:
-    from fraudlab.features import SimulationConfig, simulate_world, write_tables
+    from fraudlab.datasets import SimulationConfig, simulate_world
+    from fraudlab.features import write_tables
 
     results, folders = {}, {}
     for scale in args.scale:
         n = args.transactions * scale
         folder = folders[scale] = str(Path(root) / f"x{scale}")
-        w = simulate_world(SimulationConfig(accounts=int(n / (0.45 * 60 * 0.87)), days=60, seed=3))
+        # No history before the start, so that n is the number of rows built.
+        w = simulate_world(SimulationConfig(accounts=int(n / (0.45 * 60 * 0.87)), days=60, seed=3,
+                                            history_days=0))
         write_tables(w.tables(), folder)
         rows = len(w.transactions)
         del w

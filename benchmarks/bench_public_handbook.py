@@ -42,18 +42,13 @@ import numpy as np
 import pandas as pd
 from _common import peak_rss_mb
 
+from fraudlab.datasets import HANDBOOK_SOURCES, handbook_transactions
 from fraudlab.evaluation import (
     account_precision_at_k_score,
     average_precision_score,
     roc_auc_score,
 )
-from fraudlab.features import (
-    HANDBOOK_SOURCES,
-    FeaturesConfig,
-    build_dataset,
-    handbook_transactions,
-    load_raw,
-)
+from fraudlab.features import FeaturesConfig, build_dataset, load_raw
 from fraudlab.training import load_config
 
 PUBLISHED = {"transactions": 1_754_155, "frauds": 14_681,

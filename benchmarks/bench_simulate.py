@@ -17,7 +17,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import peak_rss_mb, reference_seconds
 
-from fraudlab.features import SimulationConfig, simulate_world, write_tables
+from fraudlab.datasets import SimulationConfig, simulate_world
+from fraudlab.features import write_tables
 
 
 def main() -> None:
@@ -26,8 +27,10 @@ def main() -> None:
     parser.add_argument("--days", type=int, default=60)
     args = parser.parse_args()
     cfg0 = SimulationConfig()
-    # Weekday thinning and accounts opened during the period leave ~87% of the nominal rate.
-    accounts = int(args.transactions / (cfg0.tx_per_account_day * args.days * 0.87))
+    # Weekday thinning and accounts opened during the period leave ~87% of the nominal
+    # rate; the history before the start is written too.
+    span = args.days + cfg0.history_days
+    accounts = int(args.transactions / (cfg0.tx_per_account_day * span * 0.87))
     cfg = SimulationConfig(accounts=accounts, days=args.days, seed=1)
     ref = reference_seconds()
     t = time.perf_counter()

@@ -17,20 +17,35 @@ moderate shift, above 0.25 a major shift."""
 def psi(reference, current, bins: int = 10, eps: float = 1e-4) -> float:
     """Population stability index of ``current`` against ``reference``.
 
-    Bins are the reference's quantiles (ties merged); missing values form their own bin,
-    so a feature that starts or stops being missing shows up as drift.
+    A feature with at most ``bins`` distinct reference values (a flag, a small count) gets
+    one bin per value and one for any value the reference never had, so a flag that
+    starts to be set, which no model trained on the reference could have used, shows up
+    as drift (quantile bins would put 0 and 1 of an all-0 reference in one bin). Other
+    features are binned at the reference's quantiles (ties merged). Missing values form
+    their own bin, so a feature that starts or stops being missing shows up as drift.
     """
     ref = np.asarray(reference, dtype=np.float64)
     cur = np.asarray(current, dtype=np.float64)
     if len(ref) == 0 or len(cur) == 0:
         return float("nan")
     finite = ref[~np.isnan(ref)]
-    edges = np.unique(np.quantile(finite, np.linspace(0, 1, bins + 1)[1:-1])) if len(finite) else []
+    values = np.unique(finite)
+
+    if len(values) <= bins:
+        def codes(x: np.ndarray) -> np.ndarray:
+            i = np.minimum(np.searchsorted(values, x), max(len(values) - 1, 0))
+            exact = (values[i] == x) if len(values) else np.zeros(len(x), bool)
+            return np.where(exact, i, len(values)), len(values) + 1
+    else:
+        edges = np.unique(np.quantile(finite, np.linspace(0, 1, bins + 1)[1:-1]))
+
+        def codes(x: np.ndarray) -> np.ndarray:
+            return np.searchsorted(edges, x, side="right"), len(edges) + 1
 
     def shares(x: np.ndarray) -> np.ndarray:
         nan = np.isnan(x)
-        counts = np.bincount(np.searchsorted(edges, x[~nan], side="right"), minlength=len(edges) + 1)
-        return np.r_[counts, nan.sum()] / len(x)
+        code, n = codes(x[~nan])
+        return np.r_[np.bincount(code, minlength=n), nan.sum()] / len(x)
 
     return _psi_of_shares(shares(ref), shares(cur), eps)
 

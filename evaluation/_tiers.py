@@ -61,11 +61,16 @@ def choose_thresholds(y_true, y_score, times, *, block_precision_target: float,
     return {"block": block, "review": review}
 
 
-def tier_of(y_score, thresholds: dict[str, float]) -> np.ndarray:
-    """``"block"``, ``"review"`` or ``"pass"`` for each score."""
+def tier_of(y_score, thresholds: dict[str, float | None]) -> np.ndarray:
+    """``"block"``, ``"review"`` or ``"pass"`` for each score.
+
+    A threshold of ``inf``, or ``None`` (how JSON records carry ``inf``), leaves its tier
+    empty.
+    """
     s = np.asarray(y_score, dtype=np.float64)
-    return np.where(s >= thresholds["block"], "block",
-                    np.where(s >= thresholds["review"], "review", "pass"))
+    block, review = (np.inf if thresholds[k] is None else float(thresholds[k])
+                     for k in ("block", "review"))
+    return np.where(s >= block, "block", np.where(s >= review, "review", "pass"))
 
 
 def tier_table(y_true, y_score, thresholds: dict[str, float], *, times, amounts=None,

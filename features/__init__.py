@@ -1,5 +1,5 @@
-"""Features: raw-data sources and column mapping, the simulated world, feature declarations
-and the engine that computes them."""
+"""Features: raw-data sources and column mapping, feature declarations and the engine that
+computes them, and the labeled dataset. The simulated world moved to :mod:`fraudlab.datasets`."""
 
 from ._catalog import (
     BUILTIN,
@@ -11,7 +11,7 @@ from ._catalog import (
     feature_settings,
     resolve_features,
 )
-from ._config import FeaturesConfig, SimulationConfig, SourcesConfig
+from ._config import FeaturesConfig, SourcesConfig
 from ._dataset import (
     LABEL,
     METADATA,
@@ -33,8 +33,6 @@ from ._declarations import (
     load_features,
 )
 from ._engine import compute_features
-from ._public import HANDBOOK_SOURCES, handbook_transactions
-from ._simulator import FRAUD_TYPES, SimulatedWorld, simulate_world
 from ._sources import (
     RawData,
     SourceError,
@@ -49,8 +47,6 @@ __all__ = [
     "AGGS",
     "BUILTIN",
     "CATALOG",
-    "FRAUD_TYPES",
-    "HANDBOOK_SOURCES",
     "LABEL",
     "METADATA",
     "ColumnSpec",
@@ -60,8 +56,6 @@ __all__ = [
     "FeatureSet",
     "FeaturesConfig",
     "RawData",
-    "SimulatedWorld",
-    "SimulationConfig",
     "SourceError",
     "SourcesConfig",
     "available_features",
@@ -77,13 +71,27 @@ __all__ = [
     "feature_names",
     "feature_settings",
     "features_from_dict",
-    "handbook_transactions",
     "known_at",
     "load_features",
     "load_raw",
     "normalise_table",
     "resolve_features",
-    "simulate_world",
     "split_features",
     "write_tables",
 ]
+
+# Moved to fraudlab.datasets in 0.2; the old names stay for one release, with a warning.
+_MOVED = {"FRAUD_TYPES", "HANDBOOK_SOURCES", "SimulatedWorld", "SimulationConfig",
+          "handbook_transactions", "simulate_world"}
+
+
+def __getattr__(name: str):
+    if name in _MOVED:
+        import warnings
+
+        import fraudlab.datasets
+
+        warnings.warn(f"fraudlab.features.{name} moved to fraudlab.datasets.{name}; the old "
+                      "name will be removed in fraudlab 0.3", DeprecationWarning, stacklevel=2)
+        return getattr(fraudlab.datasets, name)
+    raise AttributeError(f"module 'fraudlab.features' has no attribute {name!r}")

@@ -140,7 +140,9 @@ def _read_sql(name: str, config: SourcesConfig) -> tuple[pd.DataFrame, str] | No
     if not url:
         raise SourceError("config", f"format {config.format!r} needs sources.sql_url")
     if config.format == "duckdb":
-        import duckdb
+        from fraudlab._optional import require
+
+        duckdb = require("duckdb", "sql", "sources.format 'duckdb'")
 
         try:
             with duckdb.connect(url, read_only=True) as con:
@@ -159,8 +161,9 @@ def _read_sql(name: str, config: SourcesConfig) -> tuple[pd.DataFrame, str] | No
         safe = sa.engine.make_url(url).render_as_string(hide_password=True)
         engine = sa.create_engine(url)
     except (sa.exc.ArgumentError, ImportError) as exc:
+        hint = " (database drivers: pip install 'fraudlab[sql]')" if isinstance(exc, ImportError) else ""
         raise SourceError("config", f"sources.sql_url is not a usable SQLAlchemy URL: "
-                                    f"{_first_line(exc)}") from exc
+                                    f"{_first_line(exc)}{hint}") from exc
     try:
         if not sa.inspect(engine).has_table(table):
             return None
@@ -236,6 +239,14 @@ def normalise_table(frame: pd.DataFrame, name: str, origin: str,
     if missing:
         raise SourceError(origin, f"column map names column(s) {', '.join(missing)} that "
                                   f"the file does not have; it has {list(frame.columns)}")
+    sources = set(mapping.values())
+    shadowed = [f"{user!r} onto {canon!r}" for canon, user in mapping.items()
+                if canon != user and canon in frame.columns and canon not in sources]
+    if shadowed:
+        raise SourceError(origin, f"column map for {name} maps {', '.join(shadowed)}, but the "
+                                  "file has its own column of that name too: map the file's "
+                                  "column onto a declared extra column (columns: in a "
+                                  "features file) or leave it out of the file")
     out = frame.rename(columns={user: canon for canon, user in mapping.items()})
     fills = {c: v for c, v in config.fill_missing.get(name, {}).items() if c not in out.columns}
     unknown = [c for c in fills if c not in schema.column_names]

@@ -19,10 +19,12 @@ def as_of():
 
 @pytest.fixture(scope="session")
 def small_world():
-    """200 accounts over 40 days; every fraud incident labelled so every type shows up."""
-    from fraudlab.features import SimulationConfig, simulate_world
+    """200 accounts over 40 days after 30 days of history (70 in all: less than the
+    default protocol needs); every fraud incident labelled so every type shows up."""
+    from fraudlab.datasets import SimulationConfig, simulate_world
 
-    return simulate_world(SimulationConfig(accounts=200, days=40, seed=5, unlabeled_fraud_share=0))
+    return simulate_world(SimulationConfig(accounts=200, days=40, seed=5, history_days=30,
+                                           unlabeled_fraud_share=0))
 
 
 @pytest.fixture
@@ -37,11 +39,13 @@ def world_dir(tmp_path, small_world):
 
 @pytest.fixture(scope="session")
 def labeled_dataset():
-    """3,000 accounts over 85 days, built as of mid-May so that every label has matured:
-    about 97k transactions and 470 frauds, enough for two folds, calibration and test."""
-    from fraudlab.features import SimulationConfig, build_dataset, simulate_world
+    """3,000 accounts over 85 days after 30 days of history, built as of mid-May so that
+    every label has matured: about 131k transactions and 670 frauds, enough for two folds,
+    calibration and test."""
+    from fraudlab.datasets import SimulationConfig, simulate_world
+    from fraudlab.features import build_dataset
 
-    world = simulate_world(SimulationConfig(accounts=3000, days=85, seed=11))
+    world = simulate_world(SimulationConfig(accounts=3000, days=85, seed=11, history_days=30))
     return build_dataset(world.tables(), pd.Timestamp("2026-05-15", tz="UTC"))
 
 

@@ -141,6 +141,8 @@ def simulate(
     out: Annotated[Path | None, typer.Option(help="Output folder (default: paths.raw).")] = None,
     accounts: Annotated[int | None, typer.Option(help="Number of customer accounts.")] = None,
     days: Annotated[int | None, typer.Option(help="Days to simulate.")] = None,
+    history_days: Annotated[int | None, typer.Option(
+        help="Days of history written before --start (default 180).")] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
     start: Annotated[dt.datetime | None, typer.Option(formats=["%Y-%m-%d"],
                                                       help="First day (UTC).")] = None,
@@ -149,16 +151,18 @@ def simulate(
     config: ConfigOpt = None,
 ) -> None:
     """Generate the simulated payments world: five Parquet tables and manifest.json."""
-    given = {"accounts": accounts, "days": days, "seed": seed,
+    given = {"accounts": accounts, "days": days, "history_days": history_days, "seed": seed,
              "start": start.date() if start else None,
              "emerging_from": emerging_from.date() if emerging_from else None}
     cfg = _load(config, simulation={k: v for k, v in given.items() if v is not None})
     target = out or cfg.path(cfg.paths.raw)
     console = _console()
-    from fraudlab.features import simulate_world, write_tables
+    from fraudlab.datasets import simulate_world
+    from fraudlab.features import write_tables
 
     with console.status(f"simulating {cfg.simulation.accounts:,} accounts over "
-                        f"{cfg.simulation.days} days ..."):
+                        f"{cfg.simulation.days} days after {cfg.simulation.history_days} "
+                        "days of history ..."):
         world = simulate_world(cfg.simulation)
         write_tables(world.tables(), target, world.manifest)
     rows = ", ".join(f"{n} {k}" for k, n in world.manifest["rows"].items())
@@ -260,6 +264,7 @@ def features_build(
 
 def _guarded(console, step, *args, **kwargs):
     """Run a step; turn the failures a user can act on into messages and exit codes."""
+    from fraudlab._optional import MissingExtra
     from fraudlab.features import DeclarationError, SourceError
 
     from ._lock import RefreshLocked
@@ -279,7 +284,7 @@ def _guarded(console, step, *args, **kwargs):
         _fail(console, EXIT_CONTRACT, f"contract failed: {exc}; nothing built, nothing "
               "registered", report=str(exc.report_path), failures=failures[:20],
               quarantined_rows=len(exc.report.quarantine) if exc.report is not None else 0)
-    except (ProtocolError, RefreshOrderError, DeclarationError) as exc:
+    except (ProtocolError, RefreshOrderError, DeclarationError, MissingExtra) as exc:
         _fail(console, EXIT_USAGE, str(exc))
     except RefreshLocked as exc:
         _fail(console, EXIT_LOCKED, str(exc))
@@ -507,7 +512,8 @@ def demo(
     t0 = time.perf_counter()
     raw = cfg.path(cfg.paths.raw)
     if not (raw / "manifest.json").exists():
-        from fraudlab.features import simulate_world, write_tables
+        from fraudlab.datasets import simulate_world
+        from fraudlab.features import write_tables
 
         with console.status(f"simulating {cfg.simulation.accounts:,} accounts over "
                             f"{cfg.simulation.days} days ..."):

@@ -14,8 +14,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from fraudlab.data_contracts import ContractsConfig
+from fraudlab.datasets import SimulationConfig
 from fraudlab.evaluation import EvaluationConfig
-from fraudlab.features import FeaturesConfig, SimulationConfig, SourcesConfig
+from fraudlab.features import FeaturesConfig, SourcesConfig
 
 CONFIG_ENV = "FRAUDLAB_CONFIG"
 
@@ -73,7 +74,8 @@ class TrainingConfig(BaseModel):
         "judged on (also before the test window), so that everything a model learns from "
         "is mature when it is deployed; default: features.label_maturity.")
     train_window: str | None = Field(
-        None, description="Sliding training window of each fold; none: all history.")
+        None, description="How much history a model learns from: the sliding training "
+        "window of each fold and of the final fit (before calibration); none: all history.")
     calibration_window: str = Field(
         "14d", description="Held-out window before the test window for calibration.")
     test_window: str = Field(

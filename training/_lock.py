@@ -140,7 +140,9 @@ def _pg_dsn(url: str) -> str:
 
 @contextlib.contextmanager
 def _pg_lock(url: str, config: FraudlabConfig, as_of, log) -> Iterator[None]:
-    import psycopg
+    from fraudlab._optional import require
+
+    psycopg = require("psycopg", "sql", "refresh.lock_url on PostgreSQL")
 
     from fraudlab.features import expand_env
 

@@ -177,12 +177,17 @@ def build_protocol(dataset: pd.DataFrame, config: TrainingConfig | None = None) 
     cal_start = t["cut"] - parse_duration(config.calibration_window)
     in_cal = (dev["ts"] >= cal_start).to_numpy()
     test = data.iloc[test_pos]
-    times = {"train_start": data["ts"].min(), "calibration_start": cal_start,
+    # The final fit learns from the same length of history as each fold's training (the
+    # search tuned rounds and regularisation for it), right before calibration.
+    in_fit = ~in_cal
+    if config.train_window:
+        in_fit &= (dev["ts"] >= cal_start - parse_duration(config.train_window)).to_numpy()
+    times = {"train_start": dev["ts"][in_fit].min(), "calibration_start": cal_start,
              "calibration_end": t["cut"], "test_start": deploy, "test_end": t["valid_end"]}
     refit_frame = dev[~in_cal].reset_index(drop=True)
     refit_y = dev_y[~in_cal]
     protocol = Protocol(spec=spec, folds=[], times=times,
-                        refit=_window(refit_frame, spec, refit_y),
+                        refit=_window(dev[in_fit].reset_index(drop=True), spec, dev_y[in_fit]),
                         calibration=_window(dev[in_cal], spec, dev_y[in_cal]),
                         test=_window(test, spec, test[LABEL].to_numpy()))
     splitter = TemporalSplit(config.n_splits, validation_window=config.validation_window,

@@ -62,3 +62,17 @@ def test_one_pattern_is_not_split_into_look_alike_clusters():
                             "distance_from_home_km": rng.normal(0.5, 0.3, 18), "bias": -6.0})
     meta = pd.DataFrame({"amount": np.ones(18), "channel": ["mini_program"] * 18})
     assert len(missed_fraud_patterns(contrib, meta)) == 1
+
+
+def test_a_flag_that_starts_to_be_set_is_major_drift():
+    """A reference that is all 0 (a new fraud signal nobody had) against a window where a
+    third of the rows have it: every value the reference never took is a bin of its own."""
+    ref = np.zeros(700)
+    cur = np.r_[np.zeros(20), np.ones(10)]
+    got = psi(ref, cur)
+    expected = (20 / 30 - 1) * np.log((20 / 30 + 1e-4) / (1 + 1e-4)) \
+        + (10 / 30) * np.log((10 / 30 + 1e-4) / 1e-4)
+    assert got == pytest.approx(expected)
+    assert got > 0.25
+    # Small counts: 3 and 4 accounts on one device, never seen in the reference.
+    assert psi(np.r_[np.ones(95), np.full(5, 2.0)], np.r_[np.ones(80), np.full(20, 3.0)]) > 1

@@ -22,7 +22,7 @@ def world_tables(small_world_module):
 
 @pytest.fixture(scope="module")
 def small_world_module():
-    from fraudlab.features import SimulationConfig, simulate_world
+    from fraudlab.datasets import SimulationConfig, simulate_world
 
     return simulate_world(SimulationConfig(accounts=200, days=40, seed=5, unlabeled_fraud_share=0))
 

@@ -8,13 +8,13 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from fraudlab.datasets import SimulationConfig, simulate_world
 from fraudlab.features import (
     BUILTIN,
     CATALOG,
     DeclarationError,
     Feature,
     FeaturesConfig,
-    SimulationConfig,
     SourcesConfig,
     build_dataset,
     compute_features,
@@ -23,7 +23,6 @@ from fraudlab.features import (
     load_features,
     load_raw,
     resolve_features,
-    simulate_world,
     split_features,
 )
 from fraudlab.features._expr import ExpressionError, evaluate, evaluate_row, parse
@@ -149,7 +148,7 @@ def test_declared_features_over_extra_columns_equal_the_reference(user_file):
 
 
 def test_the_configured_set_is_built_kept_through_loading_and_carried(user_file, tmp_path):
-    tables = _with_category(simulate_world(SimulationConfig(accounts=150, days=40, seed=2)).tables())
+    tables = _with_category(simulate_world(SimulationConfig(accounts=150, days=40, seed=2, history_days=2)).tables())
     tables["transactions"]["undeclared_note"] = "x"
     # The user's file calls the category "mcc": the column map names it, as for any column.
     tables["transactions"] = tables["transactions"].rename(columns={"merchant_category": "mcc"})
@@ -174,7 +173,7 @@ def test_the_configured_set_is_built_kept_through_loading_and_carried(user_file,
 def test_extra_columns_are_checked_by_the_contract(user_file):
     from fraudlab.data_contracts import validate_raw
 
-    tables = _with_category(simulate_world(SimulationConfig(accounts=60, days=20, seed=1)).tables())
+    tables = _with_category(simulate_world(SimulationConfig(accounts=60, days=20, seed=1, history_days=2)).tables())
     tx = tables["transactions"]
     tx.loc[[3, 7], "merchant_category"] = "casino"
     fs = load_features(user_file, settings=["high_amount"])

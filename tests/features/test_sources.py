@@ -157,3 +157,35 @@ def test_text_timestamps_with_and_without_offsets():
                           pd.Timestamp("2026-01-05 00:00", tz="UTC"),
                           pd.Timestamp("2026-01-05 00:00", tz="UTC"),
                           pd.Timestamp("2026-01-05 00:00", tz="UTC")]
+
+
+def test_a_missing_sql_extra_names_the_install_command(tmp_path, monkeypatch):
+    import sys
+
+    from fraudlab._optional import MissingExtra
+
+    monkeypatch.setitem(sys.modules, "duckdb", None)  # as if not installed
+    with pytest.raises(MissingExtra, match=r"pip install 'fraudlab\[sql\]'"):
+        load_raw(tmp_path, SourcesConfig(format="duckdb", sql_url=str(tmp_path / "x.duckdb")))
+
+
+def test_a_column_mapped_onto_a_name_the_file_has_is_a_clear_error():
+    """A card file with the holder's home (lat, long) and the merchant's place (merch_lat,
+    merch_long): mapping merch_lat onto lat would leave two lat columns."""
+    from fraudlab.features import SourceError
+
+    cards = pd.DataFrame({"trans_num": ["t1", "t2"], "unix_time": [1_700_000_000, 1_700_000_060],
+                          "cc_num": [11, 11], "amt": [10.0, 20.0], "lat": [40.1, 40.1],
+                          "long": [-73.9, -73.9], "merch_lat": [40.5, 41.0],
+                          "merch_long": [-74.0, -74.2]})
+    mapping = {"tx_id": "trans_num", "ts": "unix_time", "account_id": "cc_num",
+               "amount": "amt", "lat": "merch_lat", "lon": "merch_long"}
+    with pytest.raises(SourceError, match=r"maps 'merch_lat' onto 'lat', but the file has its "
+                                          r"own column of that name") as err:
+        normalise_table(cards, "transactions", "cards.csv",
+                        SourcesConfig(column_map={"transactions": mapping}))
+    assert "cards.csv" in str(err.value)
+    # Without the file's own lat and long, the same map works.
+    table = normalise_table(cards.drop(columns=["lat", "long"]), "transactions", "cards.csv",
+                            SourcesConfig(column_map={"transactions": mapping}))
+    assert table.frame["lat"].tolist() == [40.5, 41.0]

@@ -26,7 +26,7 @@ def test_dataset_known_at_hides_later_labels_and_rows(labeled_dataset):
 def backtest(labeled_dataset, tmp_path_factory):
     config = load_config(None, paths={"root": str(tmp_path_factory.mktemp("bt"))},
                          features={"label_maturity": "7d"}, training=SHORT)
-    return run_backtest(labeled_dataset, config, "2026-03-06", "2026-03-27", every="7d",
+    return run_backtest(labeled_dataset, config, "2026-03-13", "2026-04-03", every="7d",
                         log=lambda m: None)
 
 

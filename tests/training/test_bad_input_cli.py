@@ -18,7 +18,7 @@ from fraudlab.training._cli import (
     app,
 )
 
-AS_OF = "2026-02-05"  # the small world runs 2026-01-01 .. 2026-02-09: some rows lie after it
+AS_OF = "2026-02-05"  # the small world runs 2025-12-02 .. 2026-02-09: some rows lie after it
 runner = CliRunner()
 
 

@@ -17,11 +17,11 @@ def test_windows_are_ordered_and_disjoint(labeled_dataset):
     assert p.refit.meta["ts"].max() < t["calibration_start"] <= p.calibration.meta["ts"].min()
     assert p.calibration.meta["ts"].max() < t["calibration_end"]
     # The gap (label delay) separates calibration from the test window.
-    assert t["test_start"] - t["calibration_end"] == pd.Timedelta("7d")
+    assert t["test_start"] - t["calibration_end"] == pd.Timedelta("7D")
     assert p.test.meta["ts"].min() >= t["test_start"]
     for f in p.folds:
         assert f.train.meta["ts"].max() < f.times["cut"]
-        assert f.valid.meta["ts"].min() >= f.times["valid_start"] == f.times["cut"] + pd.Timedelta("7d")
+        assert f.valid.meta["ts"].min() >= f.times["valid_start"] == f.times["cut"] + pd.Timedelta("7D")
         assert f.valid.meta["ts"].max() < t["calibration_start"]
     ids = [set(w.meta["tx_id"]) for w in (p.refit, p.calibration, p.test)]
     assert not (ids[0] & ids[1]) and not (ids[1] & ids[2]) and not (ids[0] & ids[2])
@@ -72,4 +72,23 @@ def test_the_gap_defaults_to_the_label_maturity(labeled_dataset):
     p = build_protocol(labeled_dataset, TrainingConfig(n_splits=1, validation_window="7d",
                                                        calibration_window="7d", test_window="7d"))
     # FeaturesConfig's default maturity (30 days): calibration rows are mature at deployment.
-    assert p.times["test_start"] - p.times["calibration_end"] == pd.Timedelta("30d")
+    assert p.times["test_start"] - p.times["calibration_end"] == pd.Timedelta("30D")
+
+
+def test_the_training_window_bounds_the_folds_and_the_final_fit(labeled_dataset):
+    base = dict(n_splits=2, validation_window="7d", gap="7d", calibration_window="7d",
+                test_window="7d")
+    every = build_protocol(labeled_dataset, TrainingConfig(**base))
+    window = build_protocol(labeled_dataset, TrainingConfig(**base, train_window="30d"))
+    cal = window.times["calibration_start"]
+    assert every.refit.meta["ts"].min() == labeled_dataset["ts"].min()
+    fit = window.refit.meta["ts"]
+    assert fit.min() >= cal - pd.Timedelta("30D") and fit.max() < cal
+    assert fit.min() < cal - pd.Timedelta("29D")  # the whole window is used
+    assert window.times["train_start"] == fit.min()
+    for f in window.folds:
+        span = f.train.meta["ts"]
+        assert span.min() >= f.times["cut"] - pd.Timedelta("30D")
+    # Calibration and test windows do not depend on how much history the fit takes.
+    assert window.calibration.meta["tx_id"].equals(every.calibration.meta["tx_id"])
+    assert window.test.meta["tx_id"].equals(every.test.meta["tx_id"])

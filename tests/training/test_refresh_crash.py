@@ -26,10 +26,11 @@ AFTER_DECISION = ["registered", "audit", "aliases"]
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    from fraudlab.features import SimulationConfig, simulate_world, write_tables
+    from fraudlab.datasets import SimulationConfig, simulate_world
+    from fraudlab.features import write_tables
 
     raw = tmp_path_factory.mktemp("crash-world") / "raw"
-    w = simulate_world(SimulationConfig(accounts=2000, days=80, seed=3))
+    w = simulate_world(SimulationConfig(accounts=2000, days=80, seed=3, history_days=30))
     write_tables(w.tables(), raw, w.manifest)
     return raw
 

@@ -6,8 +6,15 @@ component draws from its own child of one :class:`numpy.random.SeedSequence`, so
 same seed gives the same world, byte for byte, and a change to one scenario does not
 shift the others.
 
+The world starts in the middle of its customers' lives: ``history_days`` of activity
+before the period are written too (dated before ``start``), with the established fraud
+scenarios, so the period's first day sees settled device, channel and amount histories.
+Account lifecycle events (device binds, password resets, profile changes) go back to each
+account's opening, as a profile system keeps them; transactions and logins go back
+``history_days``.
+
 Ground truth that a real feed would not carry (which transactions are fraud but were
-never reported, which reports are wrong) is only counted in the manifest.
+never reported, which reports are wrong) is only in the manifest.
 """
 
 from __future__ import annotations
@@ -90,6 +97,13 @@ _REPORT_SOURCES = {
     "blacklisted_entity": (("manual_review", 0.5), ("internal", 0.3), ("chargeback", 0.2)),
     "device_farm": (("internal", 0.5), ("manual_review", 0.3), ("chargeback", 0.2)),
 }
+# What a customer claims when they wrongly report a legitimate payment of theirs.
+_WRONG_REPORT_CLAIMS = {
+    "transfer": (("account_takeover", 0.6), ("mule_account", 0.4)),
+    "other": (("large_off_location", 0.5), ("card_testing", 0.3), ("compromised_merchant", 0.2)),
+}
+# Mean life of a device id: phones are replaced, apps reinstalled, fingerprints reset.
+_DEVICE_LIFE_DAYS = 90.0
 # Label delay per source in days: (fixed minimum, gamma shape, gamma scale).
 _DELAY_DAYS = {
     "chargeback": (10.0, 2.0, 12.0),
@@ -155,6 +169,27 @@ def _label_delays(rng: np.random.Generator, sources: list[str]) -> np.ndarray:
 
 
 @dataclass
+class _Devices:
+    """Each account's device ids over time: segments ``[start, next start)`` of one id,
+    sorted by account, then start."""
+
+    acct: np.ndarray
+    start: np.ndarray
+    ids: np.ndarray
+
+    def __post_init__(self) -> None:
+        self._keys = self.acct.astype(np.int64) * 2**32 + self.start
+
+    def at(self, acct: np.ndarray, ts: np.ndarray) -> np.ndarray:
+        """The device id each account used at each time (None without one)."""
+        acct = np.asarray(acct, dtype=np.int64)
+        ts = np.broadcast_to(np.asarray(ts, dtype=np.int64), acct.shape)
+        pos = np.searchsorted(self._keys, acct * 2**32 + ts, side="right") - 1
+        ok = (pos >= 0) & (self.acct[np.maximum(pos, 0)] == acct)
+        return np.where(ok, self.ids[np.maximum(pos, 0)], None)
+
+
+@dataclass
 class _Rows:
     """Column buffers for generated transactions or events."""
 
@@ -191,6 +226,7 @@ class _World:
                              strict=True))
         self.t0 = int(pd.Timestamp(config.start, tz="UTC").timestamp())
         self.t1 = self.t0 + config.days * DAY
+        self.t_hist = self.t0 - config.history_days * DAY
         self.t_emerging = int(pd.Timestamp(config.emerging_start(), tz="UTC").timestamp())
         self.next_account = config.accounts
         self.used_devices: set[int] = set()
@@ -215,7 +251,7 @@ class _World:
         self.home_city = city
         self.home_lat = np.round(self.city_lat[city] + rng.normal(0, 0.06, n), 5)
         self.home_lon = np.round(self.city_lon[city] + rng.normal(0, 0.06, n), 5)
-        age_days = rng.lognormal(np.log(700), 0.9, n)
+        age_days = np.minimum(rng.lognormal(np.log(700), 0.9, n), 15 * 365)  # platform age
         created = self.t0 - (age_days * DAY).astype(np.int64)
         fresh = rng.random(n) < 0.05  # opened during the period
         created[fresh] = self.t0 + rng.integers(0, max(1, self.cfg.days - 1) * DAY, fresh.sum())
@@ -226,22 +262,46 @@ class _World:
         self.rate = rng.gamma(1.6, self.cfg.tx_per_account_day / 1.6, n)
         self.peak = np.where(rng.random(n) < 0.55, rng.normal(12.5, 2, n), rng.normal(20, 1.5, n))
         self.channel_p = rng.dirichlet(_CHANNEL_ALPHA, size=n)
-        self.device1 = self._new_devices(n)
-        self.device2 = np.where(rng.random(n) < 0.25, self._new_devices(n), None)
+        # A phone for everyone, a second device (a tablet, a laptop) for a quarter.
+        self.device1 = self._device_timeline(rng, np.arange(n))
+        self.has_device2 = rng.random(n) < 0.25
+        self.device2 = self._device_timeline(rng, np.flatnonzero(self.has_device2))
         self.rooted = rng.random(n) < 0.02
         self.home_ip = _ips(rng, 36 + city * 3 + rng.integers(0, 3, n), n)
-        # Usual payees are accounts that existed before the period (no payments to the future).
-        self.established = np.flatnonzero(~fresh) if (~fresh).any() else np.arange(n)
+        # Usual payees are accounts that existed before the history (no payments to the future).
+        old = created < self.t_hist
+        self.established = np.flatnonzero(old) if old.any() else np.arange(n)
         self.payees = self._established(rng, (n, 3))
-        # Most customers take no trip; some spend a few days in another city.
-        self.trip = rng.random(n) < 0.15
+        # Most customers take no trip; some spend a few days in another city, at any time
+        # of the history and the period (15% in a 120-day stretch).
+        span = self.t1 - self.t_hist
+        self.trip = rng.random(n) < min(0.9, 0.15 * span / (120 * DAY))
         self.trip_city = rng.integers(0, len(_CITIES), n)
-        self.trip_start = self.t0 + rng.integers(0, self.cfg.days * DAY, n)
+        self.trip_start = self.t_hist + rng.integers(0, span, n)
         self.trip_end = self.trip_start + rng.integers(2, 8, n) * DAY
 
     def _established(self, rng: np.random.Generator, size) -> np.ndarray:
         """Random accounts that already existed when the period started."""
         return self.established[rng.integers(0, len(self.established), size=size)]
+
+    def _device_timeline(self, rng: np.random.Generator, accts: np.ndarray) -> _Devices:
+        """Device ids of ``accts`` from the start of the history to the end of the period.
+
+        Ids live an exponential time (memoryless), so the id in use when the history
+        starts was bound an exponential time before (not before the account opened), and
+        the later changes are a Poisson process."""
+        life = _DEVICE_LIFE_DAYS * DAY
+        created = self.created[accts]
+        first = np.maximum(created, self.t_hist - rng.exponential(life, len(accts)).astype(np.int64))
+        begin = np.maximum(first, self.t_hist)
+        span = np.maximum(0, self.t1 - begin)
+        k = rng.poisson(span / life)
+        which = np.repeat(np.arange(len(accts)), k)
+        later = begin[which] + (rng.random(len(which)) * span[which]).astype(np.int64)
+        acct = np.concatenate([accts, accts[which]]).astype(np.int64)
+        start = np.concatenate([first, later]).astype(np.int64)
+        order = np.lexsort((start, acct))
+        return _Devices(acct[order], start[order], self._new_devices(len(acct)))
 
     def _new_devices(self, n: int) -> np.ndarray:
         """Fresh device ids, never given out before in this world.
@@ -287,13 +347,13 @@ class _World:
     def make_legit(self) -> pd.DataFrame:
         rng = self.rngs["legit"]
         cfg = self.cfg
-        start = np.maximum(self.created, self.t0)
+        start = np.maximum(self.created, self.t_hist)
         active_days = np.maximum(0, self.t1 - start) / DAY
         counts = rng.poisson(self.rate * active_days)
         acct = np.repeat(np.arange(cfg.accounts), counts)
         n = len(acct)
         day = start[acct] // DAY + np.floor(rng.random(n) * active_days[acct]).astype(np.int64)
-        day0 = self.t0 // DAY
+        day0 = self.t_hist // DAY
         keep = (rng.random(n) * _WEEKDAY.max()) < _WEEKDAY[(day + 3) % 7]  # 1970-01-01 was a Thursday
         acct, day = acct[keep], day[keep]
         n = len(acct)
@@ -331,8 +391,8 @@ class _World:
         currency = np.where(rng.random(n) < 0.985, "CNY", np.where(rng.random(n) < 0.5, "USD", "HKD"))
 
         card_present = channel == "pos_card"
-        second = (self.device2[acct] != None) & (rng.random(n) < 0.3)  # noqa: E711
-        device = np.where(second, self.device2[acct], self.device1[acct])
+        second = self.has_device2[acct] & (rng.random(n) < 0.3)
+        device = np.where(second, self.device2.at(acct, ts), self.device1.at(acct, ts))
         device_id = np.where(card_present, None, device)
         mobile_ip = _ips(rng, rng.integers(100, 124, n), n)
         ip = np.where(rng.random(n) < 0.78, self.home_ip[acct], mobile_ip)
@@ -386,25 +446,29 @@ class _World:
                       np.full(len(tr), "otp_failed", dtype=object),
                       legit["device_id"].to_numpy()[tr], legit["ip"].to_numpy()[tr],
                       self.home_lat[acct[tr]], self.home_lon[acct[tr]]))
-        # Background activity: logins without payment, rare resets and profile changes.
+        # Background activity: logins without payment (from the start of the history), rare
+        # resets and profile changes (from the account's opening: lifecycle events).
         cfg = self.cfg
-        start = np.maximum(self.created, self.t0)
-        span = np.maximum(1, self.t1 - start)
+        n_activity = len(parts) + 1
         for kind_name, per_day in (("login", 0.25), ("password_reset", 0.002),
                                    ("profile_change", 0.003)):
+            start = np.maximum(self.created, self.t_hist if kind_name == "login" else self.created)
+            span = np.maximum(1, self.t1 - start)
             c = rng.poisson(per_day * span / DAY)
             aa = np.repeat(np.arange(cfg.accounts), c)
             tt = start[aa] + (rng.random(len(aa)) * span[aa]).astype(np.int64)
-            parts.append((tt, aa, np.full(len(aa), kind_name, dtype=object), self.device1[aa],
-                          self.home_ip[aa], self.home_lat[aa], self.home_lon[aa]))
-        # Device binds: the account's phone when a fresh account opens.
-        fresh = np.flatnonzero(self.created >= self.t0)
-        parts.append((self.created[fresh], fresh, np.full(len(fresh), "device_bind", dtype=object),
-                      self.device1[fresh], self.home_ip[fresh], self.home_lat[fresh],
-                      self.home_lon[fresh]))
+            parts.append((tt, aa, np.full(len(aa), kind_name, dtype=object),
+                          self.device1.at(aa, tt), self.home_ip[aa], self.home_lat[aa],
+                          self.home_lon[aa]))
+        # Device binds: every device id, when it starts to be used.
+        for devices in (self.device1, self.device2):
+            a = devices.acct
+            parts.append((devices.start, a, np.full(len(a), "device_bind", dtype=object),
+                          devices.ids, self.home_ip[a], self.home_lat[a], self.home_lon[a]))
+        lifecycle = np.concatenate([np.full(len(p[0]), i >= n_activity) for i, p in enumerate(parts)])
         cols = [np.concatenate(p) for p in zip(*parts, strict=True)]
-        # Logins just before the first payment of the period fall before it: drop them.
-        inside = (cols[0] >= self.t0) & (cols[0] < self.t1)
+        # Logins just before the first payment of the history fall before it: drop them.
+        inside = ((cols[0] >= self.t_hist) | lifecycle) & (cols[0] < self.t1)
         cols = [c[inside] for c in cols]
         a_all = cols[1]
         out = pd.DataFrame({
@@ -444,7 +508,7 @@ class _World:
         return days * DAY + rng.choice(24, size=k, p=_DIURNAL) * HOUR + rng.integers(0, HOUR, k)
 
     def _incidents(self, scenario: str, n_legit: int) -> int:
-        span = self.cfg.days * DAY
+        span = self.t1 - self.t_hist
         active = span if scenario != "device_farm" else max(0, self.t1 - self.t_emerging)
         share = self.cfg.emerging_share if scenario == "device_farm" else _SCENARIO_SHARE[scenario]
         target_tx = self.cfg.fraud_rate * n_legit * share * active / span
@@ -470,7 +534,7 @@ class _World:
     def fraud_card_testing(self, n_legit: int) -> None:
         rng = self.rngs["card_testing"]
         k = self._incidents("card_testing", n_legit)
-        times = self._incident_times(rng, k, self.t0 + DAY, self.t1 - DAY)
+        times = self._incident_times(rng, k, self.t_hist + DAY, self.t1 - DAY)
         digital = self._digital_merchants()
         for t in times:
             v = self._victims(rng, 1, t)
@@ -502,7 +566,7 @@ class _World:
     def fraud_large_off_location(self, n_legit: int) -> None:
         rng = self.rngs["large_off_location"]
         k = self._incidents("large_off_location", n_legit)
-        times = self._incident_times(rng, k, self.t0 + DAY, self.t1 - DAY)
+        times = self._incident_times(rng, k, self.t_hist + DAY, self.t1 - DAY)
         big_cats = np.flatnonzero(np.isin(self.m_cat, [3, 4, 5]))  # fashion, electronics, travel
         for t in times:
             v = self._victims(rng, 1, t)
@@ -532,7 +596,7 @@ class _World:
     def fraud_account_takeover(self, n_legit: int) -> None:
         rng = self.rngs["account_takeover"]
         k = self._incidents("account_takeover", n_legit)
-        times = self._incident_times(rng, k, self.t0 + DAY, self.t1 - DAY)
+        times = self._incident_times(rng, k, self.t_hist + DAY, self.t1 - DAY)
         for t in times:
             v = self._victims(rng, 1, t)
             if not len(v):
@@ -570,7 +634,7 @@ class _World:
     def fraud_mule_account(self, n_legit: int) -> None:
         rng = self.rngs["mule_account"]
         k = self._incidents("mule_account", n_legit)
-        times = self._incident_times(rng, k, self.t0 + 2 * DAY, self.t1 - 3 * DAY)
+        times = self._incident_times(rng, k, self.t_hist + 2 * DAY, self.t1 - 3 * DAY)
         for t in times:
             city = int(rng.integers(0, len(_CITIES)))
             created = t - int(rng.integers(1, 10)) * DAY - int(rng.integers(0, DAY))
@@ -585,7 +649,7 @@ class _World:
                 counterparty_id=mule, merchant_id=None,
                 amount=np.round(rng.uniform(500, 5000, m), 2), currency="CNY",
                 channel=rng.choice(["app", "mini_program", "h5"], m, p=[0.7, 0.2, 0.1]),
-                tx_type="transfer", device_id=self.device1[payers], ip=self.home_ip[payers],
+                tx_type="transfer", device_id=self.device1.at(payers, ts), ip=self.home_ip[payers],
                 lat=lat, lon=lon,
             )
             dev, ip = self._fraud_kit(rng, 1)
@@ -602,7 +666,7 @@ class _World:
     def fraud_compromised_merchant(self, n_legit: int) -> None:
         rng = self.rngs["compromised_merchant"]
         k = self._incidents("compromised_merchant", n_legit)
-        times = self._incident_times(rng, k, self.t0 + DAY, self.t1 - 5 * DAY)
+        times = self._incident_times(rng, k, self.t_hist + DAY, self.t1 - 5 * DAY)
         for t in times:
             merchant = int(rng.integers(0, self.n_merchants))
             length = int(rng.integers(3, 11)) * DAY
@@ -618,7 +682,7 @@ class _World:
                 "compromised_merchant", ts=ts, account_id=_ids("A", payers, 7),
                 counterparty_id=None, merchant_id=self.m_id[merchant], amount=amount,
                 currency="CNY", channel=channel, tx_type="payment",
-                device_id=np.where(card_present, None, self.device1[payers]),
+                device_id=np.where(card_present, None, self.device1.at(payers, ts)),
                 ip=np.where(card_present, None, self.home_ip[payers]),
                 lat=self.m_lat[merchant], lon=self.m_lon[merchant],
             )
@@ -633,14 +697,14 @@ class _World:
         devs, ips = self._fraud_kit(rng, pool)
         listed_before = rng.random(pool) < 0.5
         for i in np.flatnonzero(listed_before):
-            listed = self.t0 - int(rng.integers(0, 60)) * DAY + int(rng.integers(0, DAY))
+            listed = self.t_hist - int(rng.integers(0, 60)) * DAY + int(rng.integers(0, DAY))
             src = rng.choice(["third_party", "card_scheme", "bank"])
             self.blacklist.add(entity_type="device", entity_value=devs[i], listed_at=listed,
                                delisted_at=None, source=src, reason="device linked to fraud")
             if rng.random() < 0.6:
                 self.blacklist.add(entity_type="ip", entity_value=ips[i], listed_at=listed,
                                    delisted_at=None, source=src, reason="proxy used in fraud")
-        times = self._incident_times(rng, k, self.t0 + DAY, self.t1 - DAY)
+        times = self._incident_times(rng, k, self.t_hist + DAY, self.t1 - DAY)
         for t in times:
             v = self._victims(rng, 1, t)
             if not len(v):
@@ -663,7 +727,7 @@ class _World:
                 self.blacklist_later.append(("device", devs[j], t, "device linked to fraud"))
 
     def fraud_device_farm(self, n_legit: int) -> None:
-        """The emerging pattern: emulator farms driving fresh accounts through mini_program."""
+        """The emerging pattern: emulator farms driving aged accounts through mini_program."""
         rng = self.rngs["device_farm"]
         k = self._incidents("device_farm", n_legit)
         if self.t_emerging >= self.t1 - DAY:
@@ -679,7 +743,9 @@ class _World:
                            dtype=object)
             n_acc = int(rng.integers(8, 22))
             city = rng.integers(0, len(_CITIES), n_acc)
-            created = t - rng.integers(1 * HOUR, 3 * DAY, n_acc)
+            # Farmed accounts are opened weeks ahead and left to age, so that they do not
+            # look new when they start paying.
+            created = t - rng.integers(30 * DAY, 90 * DAY, n_acc)
             accts = self._new_accounts(rng, n_acc, created, city)
             which = rng.integers(0, n_dev, n_acc)
             self.fraud_events.add(
@@ -713,12 +779,12 @@ class _World:
                           p=[0.3, 0.3, 0.25, 0.1, 0.05])
         accts = rng.integers(0, self.cfg.accounts, n)
         value = np.where(kind == "account", _ids("A", accts, 7),
-                         np.where(kind == "device", self.device1[accts],
+                         np.where(kind == "device", self.device1.at(accts, self.t0),
                                   np.where(kind == "ip", self.home_ip[accts],
                                            np.where(kind == "merchant",
                                                     self.m_id[accts % self.n_merchants],
                                                     _ids("C", rng.integers(0, 10**12, n), 12)))))
-        listed = self.t0 + rng.integers(-365 * DAY, self.cfg.days * DAY, n)
+        listed = self.t_hist + rng.integers(-365 * DAY, self.t1 - self.t_hist, n)
         delisted = listed + rng.integers(3 * DAY, 120 * DAY, n)
         delisted = np.where(rng.random(n) < 0.5, delisted, np.iinfo(np.int64).min)
         src = rng.choice(["regulator", "bank", "internal", "third_party", "card_scheme"], n)
@@ -752,13 +818,21 @@ class _World:
         n_review = rng.binomial(len(legit_pos), self.cfg.review_label_rate)
         picked = rng.choice(legit_pos, n_noisy + n_review, replace=False)
         noisy, review = picked[:n_noisy], picked[n_noisy:]
+        # A wrong report names the fraud the customer believes happened; only the manifest
+        # says it is wrong.
+        transfer = tx["tx_type"].to_numpy()[noisy] == "transfer"
+        claimed = np.empty(n_noisy, dtype=object)
+        for kind, rows_of_kind in (("transfer", transfer), ("other", ~transfer)):
+            names, p = zip(*_WRONG_REPORT_CLAIMS[kind], strict=True)
+            claimed[rows_of_kind] = rng.choice(names, size=int(rows_of_kind.sum()), p=np.array(p))
         rows.add(tx_pos=noisy, is_fraud=True,
                  reported_at=ts_all[noisy] + _label_delays(rng, ["customer_report"] * n_noisy),
-                 source="customer_report", fraud_type=None)
+                 source="customer_report", fraud_type=claimed)
         rows.add(tx_pos=review, is_fraud=False,
                  reported_at=ts_all[review] + _label_delays(rng, ["manual_review"] * n_review),
                  source="manual_review", fraud_type=None)
         stats["noisy_reports"] = int(n_noisy)
+        stats["wrong_report_tx_ids"] = sorted(tx["tx_id"].to_numpy()[noisy].tolist())
         stats["cleared_reviews"] = int(n_review)
         frame = rows.frame(["tx_pos", "is_fraud", "reported_at", "source", "fraud_type"])
         frame["tx_pos"] = frame["tx_pos"].astype(np.int64)
@@ -835,7 +909,7 @@ def simulate_world(config: SimulationConfig | None = None) -> SimulatedWorld:
     fraud = w.fraud_tx.frame(tx_cols)
     fraud["ts"] = fraud["ts"].astype(np.int64)
     both = pd.concat([legit[tx_cols], fraud], ignore_index=True)
-    both = both[(both["ts"] >= w.t0) & (both["ts"] < w.t1)] if len(fraud) else both
+    both = both[(both["ts"] >= w.t_hist) & (both["ts"] < w.t1)] if len(fraud) else both
     origin = both.index.to_numpy()
     order = np.argsort(both["ts"].to_numpy(), kind="stable")
     tx = both.iloc[order].reset_index(drop=True)
@@ -889,7 +963,7 @@ def simulate_world(config: SimulationConfig | None = None) -> SimulatedWorld:
     world.manifest = {
         "generator": "fraudlab.features.simulate_world",
         "config": config.model_dump(mode="json"),
-        "period": {"start": _iso(w.t0), "end": _iso(w.t1),
+        "period": {"history_from": _iso(w.t_hist), "start": _iso(w.t0), "end": _iso(w.t1),
                    "emerging_from": _iso(w.t_emerging)},
         "rows": {name: len(df) for name, df in world.tables().items()},
         "fraud": {
@@ -897,6 +971,7 @@ def simulate_world(config: SimulationConfig | None = None) -> SimulatedWorld:
             "labelled_by_type": stats["labelled_fraud"],
             "never_labelled": stats["unlabelled_fraud"],
             "noisy_reports_on_legit": stats["noisy_reports"],
+            "wrong_report_tx_ids": stats["wrong_report_tx_ids"],
             "cleared_reviews_on_legit": stats["cleared_reviews"],
             "first_report_by_type": {k: _iso(v) for k, v in sorted(first_seen.items())},
             "fraud_rate": round(

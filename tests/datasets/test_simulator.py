@@ -1,9 +1,12 @@
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from fraudlab.data_contracts import SCHEMAS
-from fraudlab.features import FRAUD_TYPES, SimulationConfig, simulate_world, write_tables
+from fraudlab.datasets import FRAUD_TYPES, SimulationConfig, simulate_world
+from fraudlab.features import write_tables
 
 
 def _bytes(folder):
@@ -77,13 +80,29 @@ def test_fraud_rate_default_is_in_the_realistic_band():
     never = counts["never_labelled"]
     total = sum(counts["transactions_by_type"].values())
     assert total == sum(counts["labelled_by_type"].values()) + never
-    # Noisy reports: legitimate transactions reported as fraud without a fraud_type.
-    noisy = w.labels[w.labels["is_fraud"] & w.labels["fraud_type"].isna()]
-    assert len(noisy) == counts["noisy_reports_on_legit"]
+    # Wrong reports on legitimate payments: only the manifest knows which they are.
+    wrong = w.labels[w.labels["tx_id"].isin(counts["wrong_report_tx_ids"])]
+    assert len(wrong) == counts["noisy_reports_on_legit"] > 0
+    assert wrong["is_fraud"].all()
+
+
+def test_wrong_reports_name_the_fraud_the_reporter_claims():
+    w = simulate_world(SimulationConfig(accounts=1500, days=60, seed=9, noisy_report_rate=0.01))
+    wrong = w.labels[w.labels["tx_id"].isin(w.manifest["fraud"]["wrong_report_tx_ids"])]
+    wrong = wrong.merge(w.transactions[["tx_id", "tx_type"]], on="tx_id")
+    assert wrong["fraud_type"].notna().all()
+    assert set(wrong["fraud_type"]) <= set(FRAUD_TYPES) - {"device_farm"}
+    transfers = wrong[wrong["tx_type"] == "transfer"]
+    assert set(transfers["fraud_type"]) <= {"account_takeover", "mule_account"}
+    assert wrong["fraud_type"].nunique() >= 3
+    # Every fraud report carries a type, wrong or not.
+    assert w.labels.loc[w.labels["is_fraud"], "fraud_type"].notna().all()
 
 
 def test_scenarios_leave_their_traces(small_world):
-    tx = small_world.transactions.merge(small_world.labels, on="tx_id", how="left")
+    wrong = small_world.manifest["fraud"]["wrong_report_tx_ids"]
+    labels = small_world.labels[~small_world.labels["tx_id"].isin(wrong)]
+    tx = small_world.transactions.merge(labels, on="tx_id", how="left")
     ct = tx[tx["fraud_type"] == "card_testing"]
     assert (ct["amount"] < 5).mean() > 0.6  # bursts of tiny charges
     farm = tx[tx["fraud_type"] == "device_farm"]
@@ -111,13 +130,66 @@ def test_tiny_worlds_still_work(n):
     assert np.isfinite(w.transactions["amount"]).all()
 
 
-def test_everything_happens_inside_the_period(small_world):
-    start = pd.Timestamp(small_world.manifest["period"]["start"])
-    end = pd.Timestamp(small_world.manifest["period"]["end"])
-    for frame in (small_world.transactions, small_world.events):
-        assert frame["ts"].min() >= start and frame["ts"].max() < end
-    # No pile-up of clipped timestamps at the start of the period.
-    assert (small_world.events["ts"] == start).sum() <= 1
+def test_activity_happens_inside_the_history_and_the_period(small_world):
+    period = small_world.manifest["period"]
+    history, start, end = (pd.Timestamp(period[k]) for k in ("history_from", "start", "end"))
+    assert start - history == pd.Timedelta(days=30)  # the fixture's history_days
+    tx, ev = small_world.transactions, small_world.events
+    assert tx["ts"].min() >= history and tx["ts"].max() < end
+    assert (tx["ts"] < start).any() and (tx["ts"] >= start).any()
+    # Logins and failures go back as far as the transactions; lifecycle events further.
+    activity = ev[ev["event_type"].isin(["login", "login_failed", "otp_failed"])]
+    assert activity["ts"].min() >= history and ev["ts"].max() < end
+    lifecycle = ev[ev["ts"] < history]
+    assert len(lifecycle) and set(lifecycle["event_type"]) <= {"device_bind", "password_reset",
+                                                               "profile_change"}
+    opened = lifecycle["account_id"].map(small_world.accounts.set_index("account_id")["created_at"])
+    assert (opened <= lifecycle["ts"]).all()
+    # No pile-up of clipped timestamps at the start of the history.
+    assert (ev["ts"] == history).sum() <= 1
+
+
+def test_without_history_everything_starts_with_the_period():
+    w = simulate_world(SimulationConfig(accounts=150, days=20, seed=3, history_days=0))
+    start = pd.Timestamp(w.manifest["period"]["start"])
+    assert w.transactions["ts"].min() >= start
+
+
+def test_every_device_id_is_bound_when_first_used():
+    w = simulate_world(SimulationConfig(accounts=400, days=30, seed=5, history_days=60))
+    ev, tx = w.events, w.transactions
+    binds = ev[ev["event_type"] == "device_bind"].groupby(["account_id", "device_id"])["ts"].min()
+    real = tx[tx["device_id"].notna() & ~tx["device_id"].isin(ev.loc[ev["is_emulator"], "device_id"])]
+    legit = real[~real["tx_id"].isin(w.labels.loc[w.labels["is_fraud"], "tx_id"])]
+    first = legit.groupby(["account_id", "device_id"])["ts"].min()
+    bound = binds.reindex(first.index)
+    assert bound.notna().mean() > 0.99
+    assert (bound.dropna() <= first[bound.notna()]).all()
+    # Device ids change over time: accounts use more than one phone over 90 days.
+    assert legit.groupby("account_id")["device_id"].nunique().mean() > 1.2
+
+
+def test_history_makes_legitimate_features_stationary_over_the_demo_period():
+    """On the demo world every feature of legitimate payments by accounts open for 30 days
+    or more has the same distribution in the first and the last 30 days of the period
+    (PSI < 0.1). Without the history, device age, amount z-score and 10 more drift."""
+    import yaml
+
+    from fraudlab.evaluation import feature_drift
+    from fraudlab.features import build_dataset, dataset_features
+
+    cfg = yaml.safe_load((Path(__file__).parents[2] / "configs" / "demo.yaml").read_text())
+    w = simulate_world(SimulationConfig(**cfg["simulation"]))
+    start, end = (pd.Timestamp(w.manifest["period"][k]) for k in ("start", "end"))
+    ds = build_dataset(w.tables(), end, validate=False)
+    opened = pd.to_datetime(ds["account_id"].map(w.accounts.set_index("account_id")["created_at"]),
+                            utc=True)
+    keep = (ds["is_fraud"] == 0) & (ds["ts"] - opened >= pd.Timedelta("30D"))
+    first = ds[keep & (ds["ts"] >= start) & (ds["ts"] < start + pd.Timedelta("30D"))]
+    last = ds[keep & (ds["ts"] >= end - pd.Timedelta("30D"))]
+    drift = feature_drift(first, last, dataset_features(ds).names())
+    assert len(drift) == 76 and drift["psi"].notna().all()
+    assert drift["psi"].max() < 0.1, drift.head(5)[["feature", "psi"]].to_string()
 
 
 def test_payees_exist_when_they_are_paid(small_world):

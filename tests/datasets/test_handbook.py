@@ -4,7 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fraudlab.features import HANDBOOK_SOURCES, build_dataset, handbook_transactions, load_raw
+from fraudlab.datasets import HANDBOOK_SOURCES, handbook_transactions
+from fraudlab.features import build_dataset, load_raw
 
 # Customer 0's first five days as printed in the handbook (customer profiles seeded with 0;
 # its terminals differ there, so only times and amounts are compared).

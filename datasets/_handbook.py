@@ -8,7 +8,7 @@ customers, 10,000 terminals, 183 days from 2018-04-01, terminals within a radius
 XGBoost. No download is allowed at run time, so :func:`handbook_transactions` re-creates the
 dataset from that specification, drawing from the same seeded generators in the same order;
 the published row and fraud counts, the rows left with the first scenario and the first
-and last rows are what check it (``benchmarks/bench_public_handbook.py``, ``tests/features/test_public.py``).
+and last rows are what check it (``benchmarks/bench_public_handbook.py``, ``tests/datasets/test_handbook.py``).
 
 The frame comes in the handbook's own column names, as a user would load the published
 files; :data:`HANDBOOK_SOURCES` is the column map that points fraudlab at it.
@@ -21,7 +21,7 @@ import random
 import numpy as np
 import pandas as pd
 
-from ._config import SourcesConfig
+from fraudlab.features import SourcesConfig
 
 HANDBOOK_SOURCES = SourcesConfig(
     column_map={"transactions": {"tx_id": "TRANSACTION_ID", "ts": "TX_DATETIME",
