@@ -149,7 +149,10 @@ def setup_mlflow(config: FraudlabConfig):
             art.mkdir(parents=True, exist_ok=True)
             location = art.as_uri()
         try:
-            client.create_experiment(config.tracking.experiment, artifact_location=location)
+            # A model-training experiment: MLflow's UI opens it on runs and models, not on
+            # its GenAI overview.
+            client.create_experiment(config.tracking.experiment, artifact_location=location,
+                                     tags={"mlflow.experimentKind": "custom_model_development"})
         except mlflow.exceptions.MlflowException:
             # Another process created it first (two jobs on a new store): use theirs.
             if client.get_experiment_by_name(config.tracking.experiment) is None:
@@ -227,13 +230,19 @@ def model_signature(spec: dict):
     """The served model's signature, built from the preprocessing spec rather than
     inferred from a few rows: every feature is optional (missing means missing),
     categorical features accept strings or pandas categoricals, the output is one fraud
-    probability per row."""
+    probability per row. A labeled dataset's metadata and label columns are declared
+    too, as optional inputs the model ignores, so that a dataset scores as it is, without
+    a warning about extra columns."""
     from mlflow.models import ModelSignature
     from mlflow.types.schema import AnyType, ColSpec, Schema
 
+    from fraudlab.features import LABEL, METADATA
+
     cats = spec.get("categories", {})
+    ignored = [c for c in (*METADATA, LABEL) if c not in spec["features"]]
     inputs = Schema([ColSpec(AnyType() if f in cats else "double", f, required=False)
-                     for f in spec["features"]])
+                     for f in spec["features"]]
+                    + [ColSpec(AnyType(), c, required=False) for c in ignored])
     return ModelSignature(inputs=inputs, outputs=Schema([ColSpec("double", "fraud_probability")]))
 
 
@@ -262,7 +271,6 @@ def log_training(result, dataset: pd.DataFrame, config: FraudlabConfig, *,
 
 def _log_training(result, dataset, config, *, source, extra_tags) -> str:
     import mlflow
-    import xgboost as xgb
 
     from . import _served
     from ._failpoint import failpoint
@@ -318,6 +326,17 @@ def _log_training(result, dataset, config, *, source, extra_tags) -> str:
         mlflow.log_params({"features.count": len(declarations["features"]),
                            "features.version": tags["fraudlab.catalog_version"]})
         mlflow.log_dict(model.spec["tiers"], "tiers.json")
+        # What the data and the decisions were read with: sources (column map, label
+        # delay), features, contracts and evaluation settings, secrets hidden.
+        dumped = config.model_dump(mode="json")
+        settings = {k: dumped[k] for k in ("sources", "features", "contracts", "evaluation")}
+        mlflow.log_dict(json.loads(_redact(json.dumps(settings))), "config.json")
+        mlflow.log_params({"features.label_maturity": config.features.label_maturity,
+                           "sources.default_label_delay": config.sources.default_label_delay,
+                           "evaluation.review_capacity_per_day":
+                               config.evaluation.review_capacity_per_day,
+                           "evaluation.block_precision_target":
+                               config.evaluation.block_precision_target})
         mlflow.set_tags(model_tags(result))
         mlflow.log_table(model.reliability, "calibration/reliability_test.json")
         if "contract" in dataset.attrs:
@@ -342,7 +361,7 @@ def _log_training(result, dataset, config, *, source, extra_tags) -> str:
             booster_dir = Path(tmp) / "booster"
             # Explicit requirements: inferring them starts a process that imports the model.
             mlflow.xgboost.save_model(model.booster, booster_dir, model_format="ubj",
-                                      pip_requirements=[f"xgboost-cpu=={xgb.__version__}"])
+                                      pip_requirements=[_xgboost_requirement()])
             spec_path = Path(tmp) / "preprocessing.json"
             spec_path.write_text(json.dumps(model.spec, indent=1))
             features_path = Path(tmp) / "features.json"
@@ -354,7 +373,7 @@ def _log_training(result, dataset, config, *, source, extra_tags) -> str:
                            "features": str(features_path)},
                 signature=signature,
                 pip_requirements=[f"mlflow=={mlflow.__version__}",
-                                  f"xgboost-cpu=={xgb.__version__}",
+                                  _xgboost_requirement(),
                                   f"numpy=={np.__version__}", f"pandas=={pd.__version__}"])
         result.run_id = run.info.run_id
     return info.model_uri
@@ -447,3 +466,18 @@ def model_summary(config: FraudlabConfig, mv, run) -> dict:
         "optuna study": tags.get("fraudlab.study", "?"),
         "tracking store": _redact(config.tracking_uri()),
     }
+
+
+def _xgboost_requirement() -> str:
+    """The installed distribution that provides ``xgboost`` (``xgboost`` or the CPU-only
+    ``xgboost-cpu``), pinned, so that loading the model finds what it was saved with."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    for dist in ("xgboost", "xgboost-cpu"):
+        try:
+            return f"{dist}=={version(dist)}"
+        except PackageNotFoundError:
+            continue
+    import xgboost
+
+    return f"xgboost=={xgboost.__version__}"

@@ -49,7 +49,20 @@ def test_run_holds_lineage_metrics_trials_and_plots(trained, labeled_dataset):
     tags, metrics = run.data.tags, run.data.metrics
     assert tags["fraudlab.catalog_version"] == labeled_dataset.attrs["catalog_version"]
     assert tags["fraudlab.dataset_fingerprint"] == first.fingerprint
-    assert len(tags["fraudlab.git_commit"]) >= 40 or tags["fraudlab.git_commit"].startswith("unknown")
+    # The checkout's commit, exactly (a checkout without git records no commit).
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent,
+                          capture_output=True, text=True)
+    expected = head.stdout.strip() if head.returncode == 0 else "unknown"
+    assert tags["fraudlab.git_commit"].removesuffix("+dirty").startswith(expected)
+    assert head.returncode != 0 or len(tags["fraudlab.git_commit"].removesuffix("+dirty")) == 40
+    experiment = client.get_experiment(run.info.experiment_id)
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+    settings = json.loads(Path(client.download_artifacts(first.run_id, "config.json",
+                                                         str(path.parent))).read_text())
+    assert settings["features"]["label_maturity"] == config.features.label_maturity
+    assert set(settings) == {"sources", "features", "contracts", "evaluation"}
+    assert run.data.params["evaluation.review_capacity_per_day"] == str(
+        config.evaluation.review_capacity_per_day)
     assert metrics["test.average_precision_score"] == pytest.approx(
         first.model.test_metrics["average_precision_score"])
     assert "baseline.test.average_precision_score" in metrics
@@ -75,7 +88,10 @@ def test_champion_loads_in_a_clean_process_and_returns_probabilities(trained, la
         "np.save(sys.argv[1], np.asarray(p))\n")
     out = path.parent / "pred.npy"
     env = {**os.environ, "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
-    subprocess.run([sys.executable, "-c", code, str(out)], check=True, env=env, timeout=300)
+    done = subprocess.run([sys.executable, "-c", code, str(out)], check=True, env=env,
+                          timeout=300, capture_output=True, text=True)
+    # The dataset scores as it is: its metadata columns are declared, not "extra inputs".
+    assert "extra inputs" not in done.stderr, done.stderr
     served = np.load(out)
     local = first.model.scorer().predict(None, labeled_dataset.tail(500))
     np.testing.assert_allclose(served, local, rtol=1e-6)
@@ -178,3 +194,21 @@ def test_the_registered_model_carries_its_feature_declarations(trained, labeled_
     # The version is the hash of that content: declarations and settings.
     assert scorer.spec["features_version"] == labeled_dataset.attrs["catalog_version"] \
         == features_hash(fs, doc["settings"])
+
+
+def test_the_model_requires_the_packages_this_environment_has(trained):
+    """Its pip requirements name installed distributions at their installed versions, so
+    loading it does not warn of mismatches (the CPU-only wheel is xgboost-cpu)."""
+    from importlib.metadata import version
+
+    import mlflow
+
+    config, first, _, _ = trained
+    mlflow.set_tracking_uri(config.tracking_uri())
+    reqs = Path(mlflow.pyfunc.get_model_dependencies(
+        f"models:/{config.tracking.registered_model}/{first.version}")).read_text().split()
+    pins = dict(r.split("==") for r in reqs if "==" in r)
+    assert {"mlflow", "numpy", "pandas"} <= set(pins)
+    assert {"xgboost", "xgboost-cpu"} & set(pins)
+    for dist, pinned in pins.items():
+        assert version(dist) == pinned, dist
