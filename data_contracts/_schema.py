@@ -159,10 +159,13 @@ ACCOUNTS = TableSchema(
     description="Account master data.",
     columns=(
         Column("account_id", "string", unique=True, description="Account id."),
-        Column("created_at", "timestamp", description="Account opening time (UTC)."),
+        Column("created_at", "timestamp", nullable=True,
+               description="Account opening time (UTC); missing when unknown (the account "
+               "is then known from the start, and its age is missing)."),
         Column("home_lat", "float", nullable=True, min_value=-90.0, max_value=90.0, description="Home latitude."),
         Column("home_lon", "float", nullable=True, min_value=-180.0, max_value=180.0, description="Home longitude."),
-        Column("kyc_level", "int", min_value=0, max_value=3, description="KYC level 0 (none) to 3 (full)."),
+        Column("kyc_level", "int", nullable=True, min_value=0, max_value=3,
+               description="KYC level 0 (none) to 3 (full); missing when unknown."),
     ),
 )
 

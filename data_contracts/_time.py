@@ -51,7 +51,8 @@ def known_mask(table: str, frame: pd.DataFrame, as_of):
 
     Transactions and events happened strictly before it, labels were reported by then,
     blacklist listings were made and accounts opened by then. Rows whose time is missing
-    are not known (the contracts report them).
+    are not known (the contracts report them), except accounts: an account whose opening
+    time is unknown is master data known from the start.
 
     Parameters
     ----------
@@ -73,8 +74,10 @@ def known_mask(table: str, frame: pd.DataFrame, as_of):
     t = frame[column]
     if not pd.api.types.is_datetime64_any_dtype(t.dtype):
         return np.ones(len(frame), dtype=bool)  # wrongly typed: the contracts refuse it
-    keep = (t < as_of) if strict else (t <= as_of)
-    return keep.fillna(False).to_numpy(dtype=bool)
+    keep = ((t < as_of) if strict else (t <= as_of)).fillna(False)
+    if table == "accounts":
+        keep |= t.isna()
+    return keep.to_numpy(dtype=bool)
 
 
 # Per table, the column that dates a row and whether it must lie strictly before the cut.

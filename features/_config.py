@@ -114,7 +114,9 @@ class FeaturesConfig(BaseModel):
         6, ge=1, le=12, description="Night runs from midnight to this hour (UTC).")
     label_maturity: str = Field(
         "30d", description="Transactions younger than this at the as-of time are flagged "
-        "is_mature = False: their fraud labels may not have arrived yet.")
+        "is_mature = False: their fraud labels may not have arrived yet. In a full "
+        "configuration, at least a configured sources.default_label_delay (a longer delay "
+        "raises the default; a shorter explicit value is refused).")
     fraud_rate_min: float = Field(
         0.0001, ge=0, le=1, description="Lowest plausible fraud rate among mature rows; "
         "below it the dataset contract fails (labels probably missing).")

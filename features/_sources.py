@@ -375,9 +375,11 @@ def _as_kind(s: pd.Series, kind: str, tz: str,
         if kind == "int":
             whole = v.isna() | (v == np.floor(v))
             bad |= ~whole.to_numpy()
-            if bad.any() or v.isna().any():
+            if bad.any():
                 return v.astype("float64"), bad
-            return v.astype("int64"), bad
+            # Whole numbers with gaps stay integers (nullable), so the not-null rule, not
+            # the type rule, speaks of the gaps.
+            return v.astype("Int64" if v.isna().any() else "int64"), bad
         return v.astype("float64"), bad
     if kind == "bool":
         if pd.api.types.is_bool_dtype(s.dtype):

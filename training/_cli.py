@@ -348,6 +348,12 @@ def train(
         tm, tb = result.model.type_recall.get(k, float("nan")), result.baseline.type_recall.get(k, float("nan"))
         t.add_row(f"recall at review threshold: {k}", f"{tm:.3f}", f"{tb:.3f}", f"{tm - tb:+.3f}")
     console.print(t)
+    left_out = result.protocol.spec.get("left_out", {})
+    if left_out:
+        console.print(f"{len(left_out)} feature(s) left out of the model, constant or all "
+                      "missing before the test window: "
+                      + ", ".join(f"{k} ({v})" for k, v in list(left_out.items())[:8])
+                      + (f" and {len(left_out) - 8} more" if len(left_out) > 8 else ""))
     console.print(f"best trial {result.study.best_trial.number} of {len(result.study.trials)}: "
                   f"{result.model.params['rebalancing']} rebalancing, "
                   f"{result.model.params['n_rounds']} rounds")

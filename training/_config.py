@@ -13,7 +13,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from fraudlab.data_contracts import ContractsConfig
+from fraudlab.data_contracts import ContractsConfig, parse_duration
 from fraudlab.datasets import SimulationConfig
 from fraudlab.evaluation import EvaluationConfig
 from fraudlab.features import FeaturesConfig, SourcesConfig
@@ -177,6 +177,23 @@ class FraudlabConfig(BaseModel):
     refresh: RefreshConfig = Field(default_factory=RefreshConfig)
     log_format: Literal["text", "json"] = Field(
         "text", description="Log lines as plain text or JSON lines (for orchestrators).")
+
+    @model_validator(mode="after")
+    def _maturity_covers_the_label_delay(self) -> FraudlabConfig:
+        # Labels dated by a configured sources.default_label_delay arrive that long after
+        # the payment: a row is not mature before then, whatever the default maturity says.
+        # The delay's own default says nothing of the user's labels and is not enforced.
+        delay, maturity = self.sources.default_label_delay, self.features.label_maturity
+        if ("default_label_delay" in self.sources.model_fields_set
+                and parse_duration(maturity) < parse_duration(delay)):
+            if "label_maturity" in self.features.model_fields_set:
+                raise ValueError(
+                    f"features.label_maturity {maturity} is shorter than "
+                    f"sources.default_label_delay {delay}: rows would count as mature before "
+                    "the labels assumed for them arrive; set label_maturity to at least "
+                    f"{delay}")
+            self.features.label_maturity = delay
+        return self
 
     @model_validator(mode="after")
     def _gap_defaults_to_label_maturity(self) -> FraudlabConfig:

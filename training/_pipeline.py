@@ -123,10 +123,11 @@ def feature_gaps(dataset: pd.DataFrame, config: FraudlabConfig) -> list[str]:
                      + "; ".join(f"{src} ({len(v)}: {', '.join(v[:4])}"
                                  + (", ..." if len(v) > 4 else "") + ")"
                                  for src, v in absent.items()))
-    flat = [f.name for f in built.features if dataset[f.name].nunique(dropna=True) <= 1]
+    flat = [f.name for f in built.features if dataset[f.name].nunique(dropna=False) <= 1]
     if flat:
         lines.append(f"{len(flat)} feature(s) constant or all missing in this dataset, so "
-                     f"they carry no information: {', '.join(flat[:10])}"
+                     "they carry no information (training leaves out those that are so "
+                     f"before its test window): {', '.join(flat[:10])}"
                      + (f" and {len(flat) - 10} more" if len(flat) > 10 else ""))
     return lines
 

@@ -86,6 +86,42 @@ def preprocessing_spec(dataset: pd.DataFrame) -> dict:
             "features_version": dataset.attrs.get("catalog_version", "unknown")}
 
 
+def without_flat_features(spec: dict, rows: pd.DataFrame) -> dict:
+    """The spec without the features that hold one value, or none, over ``rows``.
+
+    A model cannot learn from a feature that never varies in what it is trained and
+    calibrated on (a column the data do not have, a field filled with one constant), so
+    such features are left out of its inputs and named under ``left_out``, with the reason.
+    A feature that is sometimes missing and otherwise constant stays: missing or not is
+    information. The model's ``features.json`` still holds every declaration of its
+    dataset, so the inputs it keeps can be recomputed whatever they read.
+
+    Raises
+    ------
+    ProtocolError
+        When no feature varies.
+    """
+    left_out = {}
+    for name in spec["features"]:
+        col = rows[name]
+        if not col.notna().any():
+            left_out[name] = "all missing"
+        elif col.nunique(dropna=False) <= 1:
+            value = col.iloc[0]
+            left_out[name] = f"constant ({value:g})" if isinstance(value, (int, float, np.number)) \
+                else f"constant ({value})"
+    if not left_out:
+        return spec
+    kept = [f for f in spec["features"] if f not in left_out]
+    if not kept:
+        raise ProtocolError(f"every one of the {len(left_out)} features is constant or all "
+                            "missing in the rows before the test window: there is nothing "
+                            "to learn from")
+    return {**spec, "features": kept,
+            "categories": {k: v for k, v in spec["categories"].items() if k in kept},
+            "left_out": left_out}
+
+
 def _window(frame: pd.DataFrame, spec: dict, y: np.ndarray) -> Window:
     from ._served import encode
 
@@ -173,6 +209,7 @@ def build_protocol(dataset: pd.DataFrame, config: TrainingConfig | None = None) 
                             f"{_needs(config)}") from exc
     deploy = t["valid_start"]
     dev = data.iloc[dev_pos].reset_index(drop=True)
+    spec = without_flat_features(spec, dev)
     dev_y = labels_known_at(dev, deploy)
     cal_start = t["cut"] - parse_duration(config.calibration_window)
     in_cal = (dev["ts"] >= cal_start).to_numpy()

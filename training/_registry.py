@@ -323,8 +323,12 @@ def _log_training(result, dataset, config, *, source, extra_tags) -> str:
         mlflow.log_dict(result.protocol_summary, "protocol.json")
         declarations = model_declarations(dataset)
         mlflow.log_dict(declarations, "features.json")
+        left_out = model.spec.get("left_out", {})
         mlflow.log_params({"features.count": len(declarations["features"]),
+                           "features.inputs": len(model.spec["features"]),
                            "features.version": tags["fraudlab.catalog_version"]})
+        if left_out:  # constant or all missing in the rows the model learnt from
+            mlflow.log_dict(left_out, "features_left_out.json")
         mlflow.log_dict(model.spec["tiers"], "tiers.json")
         # What the data and the decisions were read with: sources (column map, label
         # delay), features, contracts and evaluation settings, secrets hidden.

@@ -189,3 +189,20 @@ def test_a_column_mapped_onto_a_name_the_file_has_is_a_clear_error():
     table = normalise_table(cards.drop(columns=["lat", "long"]), "transactions", "cards.csv",
                             SourcesConfig(column_map={"transactions": mapping}))
     assert table.frame["lat"].tolist() == [40.5, 41.0]
+
+
+def test_an_accounts_table_with_only_the_home_location(small_world):
+    """Opening time and KYC level may be unknown: the account is known from the start, its
+    home feeds the distance features, and its age and KYC level are missing, not invented."""
+    from fraudlab.features import build_dataset
+
+    homes = small_world.accounts[["account_id", "home_lat", "home_lon"]]
+    tables = {**small_world.tables(), "accounts": homes}
+    config = SourcesConfig(fill_missing={"accounts": {"created_at": None, "kyc_level": None}})
+    as_of = small_world.transactions["ts"].quantile(0.8)
+    raw = load_raw(tables, config, as_of=as_of)
+    assert len(raw.frame("accounts")) == len(homes)  # none dropped for a missing opening time
+    assert validate_raw(raw.tables, as_of=as_of).success
+    ds = build_dataset(raw, as_of)
+    assert ds["account_age_days"].isna().all() and ds["kyc_level"].isna().all()
+    assert ds["distance_from_home_km"].notna().mean() > 0.5

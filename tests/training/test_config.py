@@ -32,3 +32,19 @@ def test_env_var_selects_the_file(tmp_path, monkeypatch):
 def test_bad_duration_is_rejected():
     with pytest.raises(ValueError, match="not a duration"):
         load_config(sources={"default_label_delay": "a fortnight"})
+
+
+def test_the_label_maturity_follows_a_longer_default_label_delay():
+    """Labels dated by the default delay arrive 45 days after the payment: rows are not
+    mature before then, and the protocol's gap follows; a shorter explicit maturity is
+    refused."""
+    from pydantic import ValidationError
+
+    cfg = FraudlabConfig(sources={"default_label_delay": "45d"})
+    assert cfg.features.label_maturity == "45d" and cfg.training.gap == "45d"
+    assert FraudlabConfig().features.label_maturity == "30d"  # the 14d default delay is shorter
+    assert FraudlabConfig(sources={"default_label_delay": "45d"},
+                          features={"label_maturity": "60d"}).features.label_maturity == "60d"
+    with pytest.raises(ValidationError, match="label_maturity 30d is shorter than "
+                                              "sources.default_label_delay 45d"):
+        FraudlabConfig(sources={"default_label_delay": "45d"}, features={"label_maturity": "30d"})

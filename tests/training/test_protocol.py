@@ -92,3 +92,31 @@ def test_the_training_window_bounds_the_folds_and_the_final_fit(labeled_dataset)
     # Calibration and test windows do not depend on how much history the fit takes.
     assert window.calibration.meta["tx_id"].equals(every.calibration.meta["tx_id"])
     assert window.test.meta["tx_id"].equals(every.test.meta["tx_id"])
+
+
+def test_features_without_information_are_left_out_of_the_inputs(labeled_dataset):
+    """A constant and an all-missing feature are left out and named with the reason; a
+    feature that is constant where present but sometimes missing stays."""
+    from fraudlab.training import ProtocolError
+
+    ds = labeled_dataset.copy()
+    ds["kyc_level"] = np.float32(2.0)
+    ds["account_age_days"] = np.float32(np.nan)
+    gappy = np.where(np.arange(len(ds)) % 3 == 0, np.nan, 1.0).astype(np.float32)
+    ds["is_night"] = gappy
+    cfg = TrainingConfig(n_splits=2, validation_window="14d", gap="7d",
+                         calibration_window="14d", test_window="14d")
+    full = build_protocol(labeled_dataset, cfg)
+    p = build_protocol(ds, cfg)
+    assert p.spec["left_out"] == {"kyc_level": "constant (2)", "account_age_days": "all missing"}
+    assert p.spec["features"] == [f for f in full.spec["features"]
+                                  if f not in ("kyc_level", "account_age_days")]
+    assert p.refit.X.shape[1] == len(full.spec["features"]) - 2
+    assert "left_out" not in full.spec or not ({"kyc_level", "account_age_days"}
+                                                & set(full.spec["left_out"]))
+
+    flat = ds.copy()
+    for f in full.spec["features"]:
+        flat[f] = np.nan if flat[f].dtype.kind == "f" else flat[f].iloc[0]
+    with pytest.raises(ProtocolError, match="constant or all missing"):
+        build_protocol(flat, cfg)
