@@ -33,6 +33,7 @@ from ._declarations import (
     load_features,
 )
 from ._engine import compute_features
+from ._online import OnlineFeatures, event_stream, replay
 from ._sources import (
     RawData,
     SourceError,
@@ -49,6 +50,7 @@ __all__ = [
     "CATALOG",
     "LABEL",
     "METADATA",
+    "OnlineFeatures",
     "ColumnSpec",
     "DatasetContractError",
     "DeclarationError",
@@ -67,6 +69,7 @@ __all__ = [
     "dataset_features",
     "dataset_schema",
     "dump_features",
+    "event_stream",
     "expand_env",
     "feature_names",
     "feature_settings",
@@ -75,6 +78,7 @@ __all__ = [
     "load_features",
     "load_raw",
     "normalise_table",
+    "replay",
     "resolve_features",
     "split_features",
     "write_tables",

@@ -1,5 +1,6 @@
 """Imports run downward only: training -> evaluation -> features -> data_contracts, with
-datasets (the simulated world, the handbook's data) beside evaluation, over features."""
+datasets (the simulated world, the handbook's data) beside evaluation, over features, and
+serving beside training (training's CLI and refresh cycle compose it)."""
 
 import ast
 from pathlib import Path
@@ -13,7 +14,8 @@ ALLOWED = {
     "features": {"data_contracts"},
     "datasets": {"features", "data_contracts"},
     "evaluation": {"features", "data_contracts"},
-    "training": {"evaluation", "datasets", "features", "data_contracts"},
+    "serving": {"evaluation", "features", "data_contracts"},
+    "training": {"serving", "evaluation", "datasets", "features", "data_contracts"},
 }
 # The old fraudlab.features names of the datasets, resolved on first use (until 0.3).
 EXCEPTIONS = {("features/__init__.py", "datasets")}

@@ -32,6 +32,7 @@ if TYPE_CHECKING:  # what IDEs and type checkers read; at run time, __getattr__ 
         build_and_save,
         load_validated,
         read_dataset,
+        replay_and_save,
     )
     from ._protocol import (
         Protocol,
@@ -51,6 +52,7 @@ if TYPE_CHECKING:  # what IDEs and type checkers read; at run time, __getattr__ 
     from ._registry import (
         UntrustedModel,
         load_registered,
+        load_scorer,
     )
     from ._reporting import (
         write_model_report,
@@ -79,6 +81,8 @@ _EXPORTS = {
     "load_registered": "._registry",
     "load_validated": "._pipeline",
     "read_dataset": "._pipeline",
+    "replay_and_save": "._pipeline",
+    "load_scorer": "._registry",
     "rebalance": "._rebalance",
     "refresh": "._refresh",
     "run_backtest": "._backtest",
@@ -121,10 +125,12 @@ __all__ = [
     "fit_final",
     "load_config",
     "load_registered",
+    "load_scorer",
     "load_validated",
     "read_dataset",
     "rebalance",
     "refresh",
+    "replay_and_save",
     "run_backtest",
     "storage_url",
     "train_model",

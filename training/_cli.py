@@ -39,6 +39,9 @@ features_app = typer.Typer(help="The feature catalog and labeled datasets.", no_
 app.add_typer(config_app, name="config")
 app.add_typer(contracts_app, name="contracts")
 app.add_typer(features_app, name="features")
+decisions_app = typer.Typer(help="The risk service's decision log (kept serving.retention).",
+                            invoke_without_command=True)
+app.add_typer(decisions_app, name="decisions")
 
 ConfigOpt = Annotated[
     Path | None,
@@ -362,6 +365,136 @@ def train(
                       f"(run {result.run_id}); aliases: challenger"
                       + (", champion" if result.version == "1" else ""))
     console.print(f"MLflow UI: mlflow ui --backend-store-uri {cfg.tracking_uri()}")
+
+
+@app.command("replay")
+def replay_cmd(
+    out: Annotated[Path, typer.Option(help="Output Parquet file: tx_id, every feature "
+                                      "(and with --model, fraud_probability and tier).")],
+    raw: Annotated[Path | None, typer.Option(help="Folder of raw tables (default: paths.raw).")] = None,
+    as_of: Annotated[dt.datetime | None, typer.Option(help="Replay what was known at this "
+                                                      "time (UTC); default: now.")] = None,
+    model: Annotated[str | None, typer.Option(help="Score with this registered model, "
+                                              "NAME@ALIAS or NAME/VERSION; its own "
+                                              "features.json decides the features.")] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Replay the raw tables in time order through the incremental features, one event at
+    a time, as a scoring service would see them."""
+    cfg = _load(config)
+    console = _console()
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    from ._pipeline import replay_and_save
+
+    with Progress("replaying", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  console=console, transient=True) as bar:
+        task = bar.add_task("replay", total=None)
+        frame, online = _guarded(console, replay_and_save, cfg, out, raw=raw, as_of=as_of,
+                                 model=model, log=_log(console),
+                                 progress=lambda n: bar.update(task, completed=n))
+    size = online.state_size()
+    console.print(f"wrote {out}: {len(frame):,} transactions x {len(online.features.features)} "
+                  f"features; late rows {online.late:,}; state {size['entities']:,} entities, "
+                  f"{size['bytes'] / 1e6:.1f} MB")
+    if model:
+        counts = frame["tier"].value_counts()
+        console.print("tiers: " + ", ".join(f"{t} {int(counts.get(t, 0)):,}"
+                                            for t in ("block", "review", "pass")))
+
+
+@app.command()
+def serve(
+    model: Annotated[str, typer.Option(help="The model to serve, NAME@ALIAS or NAME/VERSION.")],
+    host: Annotated[str | None, typer.Option(help="Interface (default serving.host, "
+                                             "127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default serving.port).")] = None,
+    state: Annotated[Path | None, typer.Option(help="State directory (default "
+                                               "serving.state).")] = None,
+    warm_from: Annotated[Path | None, typer.Option(help="Replay this folder of raw tables "
+                                                   "into a new state before serving.")] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Serve the risk service: score each payment with the model and its own features."""
+    cfg = _load(config)
+    console = _console()
+    import uvicorn
+
+    from fraudlab.serving import RiskService, Scorer, create_app
+
+    from ._registry import load_registered
+
+    scorer_model, mv, _ = _guarded(console, load_registered, cfg, model)
+    scorer = Scorer(scorer_model)
+    state_dir = state or cfg.path(cfg.serving.state)
+    from fraudlab.data_contracts import parse_duration
+
+    service = RiskService(scorer, state_dir, model_version=f"{mv.name}/{mv.version}",
+                          features_version=scorer_model.spec.get("features_version", "?"),
+                          fsync=cfg.serving.fsync,
+                          dedup_window=parse_duration(cfg.serving.dedup_window).total_seconds())
+    warm = None
+    if warm_from is not None:
+        import pandas as pd
+
+        from fraudlab.features import event_stream
+
+        from ._pipeline import load_validated
+
+        data, _ = _guarded(console, load_validated, cfg, pd.Timestamp.now(tz="UTC"), warm_from,
+                           log=_log(console))
+        warm = event_stream({k: t.frame for k, t in data.tables.items()})
+    with console.status("restoring the state ..."):
+        done = service.start(warm)
+    console.print(f"{mv.name} version {mv.version}: state {state_dir} "
+                  + ("restored" if done["restored"] else f"warmed with {done['warmed']:,} rows")
+                  + f", {done['replayed']:,} logged rows replayed; serving on "
+                  f"http://{host or cfg.serving.host}:{port or cfg.serving.port} (docs at /docs)")
+    app = create_app(service, token_env=cfg.serving.token_env,
+                     max_body_bytes=cfg.serving.max_body_bytes, max_rows=cfg.serving.max_rows,
+                     max_future_seconds=parse_duration(cfg.serving.max_future).total_seconds())
+    try:
+        uvicorn.run(app, host=host or cfg.serving.host, port=port or cfg.serving.port,
+                    log_level="warning")
+    finally:
+        service.close()
+
+
+@decisions_app.callback()
+def decisions(
+    ctx: typer.Context,
+    since: Annotated[dt.datetime | None, typer.Option(help="Decided at or after (UTC).")] = None,
+    tier: Annotated[str | None, typer.Option(help="block, review or pass.")] = None,
+    state: Annotated[Path | None, typer.Option(help="State directory (default serving.state).")] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Print decision records as JSON lines, oldest first."""
+    if ctx.invoked_subcommand is not None:
+        return
+    import json
+
+    from fraudlab.serving import read_decisions
+
+    cfg = _load(config)
+    for rec in read_decisions(state or cfg.path(cfg.serving.state), since=since, tier=tier):
+        typer.echo(json.dumps(rec))
+
+
+@decisions_app.command("purge")
+def decisions_purge(
+    before: Annotated[dt.datetime, typer.Option(help="Delete days before this (UTC), only "
+                                                "those older than serving.retention.")],
+    state: Annotated[Path | None, typer.Option(help="State directory (default serving.state).")] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Delete decision days older than both --before and serving.retention."""
+    from fraudlab.data_contracts import parse_duration
+    from fraudlab.serving import purge_decisions
+
+    cfg = _load(config)
+    days = parse_duration(cfg.serving.retention).days
+    gone = purge_decisions(state or cfg.path(cfg.serving.state), before, days)
+    typer.echo(f"deleted {len(gone)} day file(s) older than {days} days and {before:%Y-%m-%d}")
 
 
 @app.command()

@@ -17,6 +17,7 @@ from fraudlab.data_contracts import ContractsConfig, parse_duration
 from fraudlab.datasets import SimulationConfig
 from fraudlab.evaluation import EvaluationConfig
 from fraudlab.features import FeaturesConfig, SourcesConfig
+from fraudlab.serving import ServingConfig
 
 CONFIG_ENV = "FRAUDLAB_CONFIG"
 
@@ -175,6 +176,7 @@ class FraudlabConfig(BaseModel):
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     refresh: RefreshConfig = Field(default_factory=RefreshConfig)
+    serving: ServingConfig = Field(default_factory=ServingConfig)
     log_format: Literal["text", "json"] = Field(
         "text", description="Log lines as plain text or JSON lines (for orchestrators).")
 

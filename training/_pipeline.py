@@ -139,3 +139,57 @@ def read_dataset(path: Path) -> pd.DataFrame:
     if side.exists():
         ds.attrs["contract"] = json.loads(side.read_text())
     return ds
+
+
+def replay_and_save(config: FraudlabConfig, out: Path, *, raw: Path | None = None,
+                    as_of=None, model: str | None = None, log=None, progress=None):
+    """Validate the raw data, replay it in time order through the incremental features
+    (and with ``model``, score every transaction), and write one row per transaction.
+
+    Parameters
+    ----------
+    config : FraudlabConfig
+    out : Path
+        Parquet file: ``tx_id``, every feature, and with ``model`` ``fraud_probability``
+        and ``tier``.
+    raw : Path, optional
+        Folder of raw tables (default ``paths.raw``).
+    as_of : timestamp, optional
+        Replay what was known then (default: now).
+    model : str, optional
+        ``NAME@ALIAS`` or ``NAME/VERSION``: its own ``features.json`` decides the features.
+    log, progress : callable, optional
+        Lines to print; the number of transactions replayed so far.
+
+    Returns
+    -------
+    (DataFrame, OnlineFeatures)
+    """
+    from fraudlab.data_contracts import to_utc
+    from fraudlab.evaluation import tier_of
+    from fraudlab.features import OnlineFeatures, replay, resolve_features
+
+    as_of = to_utc(as_of if as_of is not None else pd.Timestamp.now(tz="UTC"))
+    data, _ = load_validated(config, as_of, raw, log=log)
+    scorer = None
+    if model:
+        from ._registry import load_scorer
+
+        scorer = load_scorer(config, model)
+        online = scorer.online
+    else:
+        online = OnlineFeatures(resolve_features(config.features), config.features)
+    tables = {name: t.frame for name, t in data.tables.items()}
+    frame, online = replay(tables, online=online, progress=progress)
+    if scorer is not None:
+        from ._served import calibrate, encode
+
+        spec = scorer.model.spec
+        margin = scorer.model.booster.inplace_predict(encode(spec, frame), predict_type="margin")
+        frame["fraud_probability"] = calibrate(spec["calibration"], margin)
+        frame["tier"] = tier_of(frame["fraud_probability"], spec["tiers"])
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp")
+    frame.to_parquet(tmp, index=False)
+    os.replace(tmp, out)
+    return frame, online

@@ -450,6 +450,15 @@ def load_registered(config: FraudlabConfig, ref: str):
     return model.unwrap_python_model(), mv, run
 
 
+def load_scorer(config: FraudlabConfig, ref: str):
+    """A :class:`fraudlab.serving.Scorer` for ``NAME@ALIAS`` or ``NAME/VERSION``, loaded
+    once through :func:`load_registered` (its code verified); no MLflow call afterwards."""
+    from fraudlab.serving import Scorer
+
+    model, _, _ = load_registered(config, ref)
+    return Scorer(model)
+
+
 def model_summary(config: FraudlabConfig, mv, run) -> dict:
     """The lineage of a model version, for reports (no secrets)."""
     tags, params = run.data.tags, run.data.params

@@ -1,0 +1,178 @@
+"""The risk service under a bounded load on loopback, next to the in-process scorer.
+
+Targets (issue 18): p50/p99 latency at 200 requests/s, the highest rate sustained with
+p99 <= 20 ms and no error; what durability (fsync of every answer) costs in latency.
+
+A world is simulated, a model trained and registered in a temporary MLflow store, and
+``fraudlab serve`` started on it (warmed from the world's history); an async httpx client
+then sends new payments at fixed rates, one step per rate.
+
+    python benchmarks/bench_serve.py                      # 60 s per step
+    python benchmarks/bench_serve.py --seconds 20 --rates 200 400
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+from _common import reference_seconds
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--accounts", type=int, default=1_000)
+    ap.add_argument("--days", type=int, default=110)
+    ap.add_argument("--seconds", type=float, default=60.0)
+    ap.add_argument("--rates", type=int, nargs="+", default=[200, 400, 600, 800])
+    args = ap.parse_args()
+
+    import httpx
+
+    from fraudlab.datasets import SimulationConfig, simulate_world
+    from fraudlab.features import build_dataset, write_tables
+    from fraudlab.training import load_config, train_model
+
+    print(f"machine reference (numpy stable argsort of 5M floats): {reference_seconds():.2f} s")
+    root = Path(tempfile.mkdtemp(prefix="fraudlab-bench-serve-"))
+    world = simulate_world(SimulationConfig(accounts=args.accounts, days=args.days, seed=4,
+                                            history_days=30))
+    write_tables(world.tables(), root / "raw", world.manifest)
+    cfg_path = root / "fraudlab.yaml"
+    cfg_path.write_text(f"paths: {{root: {root}, raw: raw}}\ntraining: {{n_trials: 2, n_splits: 2, "
+                        "validation_window: 14d, gap: 7d, max_rounds: 100, "
+                        "early_stopping_rounds: 10, report_every: 10}\n")
+    config = load_config(cfg_path)
+    tx = world.transactions
+    ds = build_dataset(world.tables(), tx["ts"].max() + pd.Timedelta("31D"), config=config.features)
+    train_model(ds, config)
+
+    payments = _payments(tx, int(max(args.rates) * args.seconds) + 100)
+    _in_process(config, root, payments[:2_000])
+
+    port = _port()
+    proc = subprocess.Popen([sys.executable, "-m", "fraudlab", "serve", "--model",
+                             "fraudlab-fraud@champion", "-c", str(cfg_path), "--port", str(port),
+                             "--state", str(root / "state"), "--warm-from", str(root / "raw")],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        t = time.perf_counter()
+        while True:
+            try:
+                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if proc.poll() is not None:
+                raise SystemExit("serve exited before it was ready")
+            time.sleep(0.5)
+        print(f"service warmed from {len(tx):,} payments of history in "
+              f"{time.perf_counter() - t:.0f} s")
+        best, offset = None, 0
+        for rate in args.rates:
+            n = int(rate * args.seconds)
+            lat, errors, achieved = asyncio.run(_load(url, payments[offset:offset + n], rate))
+            offset += n
+            lat.sort()
+            p50, p99 = statistics.median(lat), lat[int(0.99 * (len(lat) - 1))]
+            ok = errors == 0 and p99 <= 20.0 and achieved >= 0.95 * rate
+            best = rate if ok else best
+            print(f"{rate:>5} req/s for {args.seconds:.0f} s: achieved {achieved:,.0f} req/s, "
+                  f"p50 {p50:.1f} ms, p99 {p99:.1f} ms, errors {errors}"
+                  + ("" if ok else "  (not sustained)"))
+        print(f"highest rate sustained with p99 <= 20 ms and no error: "
+              f"{best if best is not None else 'none of'} req/s")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+
+
+def _payments(tx: pd.DataFrame, n: int) -> list[dict]:
+    """New payments after the world's end: its last payments sent again (new ids) one
+    every 10 ms of payment time from a week after its end, so that a long load stays in
+    the past of the service's clock."""
+    base = tx.sort_values("ts").tail(min(len(tx), 20_000)).to_dict("records")
+    start = tx["ts"].max() + pd.Timedelta("7D")
+    out = []
+    for k in range(n):
+        r = {key: (None if isinstance(v, float) and v != v else v)
+             for key, v in base[k % len(base)].items()}
+        r["ts"] = (start + pd.Timedelta(milliseconds=10 * k)).isoformat()
+        r["tx_id"] = f"B{k}-{r['tx_id']}"
+        out.append(r)
+    return out
+
+
+def _in_process(config, root: Path, payments: list[dict]) -> None:
+    """The service core without HTTP, with and without fsync: what durability costs."""
+    from fraudlab.features import event_stream, load_raw
+    from fraudlab.serving import RiskService
+    from fraudlab.training import load_scorer
+
+    raw = load_raw(root / "raw", config.sources)
+    history = list(event_stream({k: t.frame for k, t in raw.tables.items()}))
+    for fsync in (False, True):
+        service = RiskService(load_scorer(config, "fraudlab-fraud@champion"),
+                              root / f"inproc-{fsync}", model_version="bench",
+                              features_version="bench", fsync=fsync)
+        service.start(iter(history))
+        lat = []
+        for p in payments:
+            row = {**p, "ts": pd.Timestamp(p["ts"]).to_pydatetime()}
+            t = time.perf_counter()
+            service.score(row)
+            lat.append((time.perf_counter() - t) * 1e3)
+        service.close()
+        lat.sort()
+        print(f"in process, fsync {'on ' if fsync else 'off'}: {len(lat):,} payments, p50 "
+              f"{statistics.median(lat):.2f} ms, p99 {lat[int(0.99 * (len(lat) - 1))]:.2f} ms "
+              "(features, model, reasons for flagged payments, logs)")
+
+
+async def _load(url: str, payments: list[dict], rate: int):
+    """Send ``payments`` at ``rate`` per second (open loop); latencies in ms."""
+    import httpx
+
+    lat, errors = [], 0
+    limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
+    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=10) as client:
+        async def one(p):
+            nonlocal errors
+            t = time.perf_counter()
+            try:
+                r = await client.post("/v1/transactions", json=p)
+                if r.status_code != 200:
+                    errors += 1
+            except httpx.HTTPError:
+                errors += 1
+            lat.append((time.perf_counter() - t) * 1e3)
+
+        start = time.perf_counter()
+        tasks = []
+        for i, p in enumerate(payments):
+            delay = start + i / rate - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one(p)))
+        await asyncio.gather(*tasks)
+        achieved = len(payments) / (time.perf_counter() - start)
+    return lat, errors, achieved
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,993 @@
+"""The incremental executor: the same declarations as the batch build, one event at a time.
+
+Every declaration is executed by per-entity state that follows one algebra per
+aggregation (in the manner of Chronon's aggregators): a row is *added* to its entity's
+state, a windowed state *removes* what falls out of the window (count, sums and
+distinct counts are reversible; minimum and maximum keep a monotonic queue), and a query
+*finalises* the state at the transaction's time, adding the transaction's own value where
+the declaration includes it. Declarations that share a source, entity, filter and window
+share one state.
+
+Time semantics are the batch build's (``features/_kernels.py``): a window of length ``w``
+at time ``t`` holds rows with ``t - w < time < t``. Rows tied with a transaction at ``t``
+are not before it: a data row enters the state only once time has moved past it (it
+waits in a buffer of the current instant), so the order of rows within one instant does
+not matter. Listings count from their ``listed_at`` inclusive until ``delisted_at``;
+label reports from their ``reported_at``. Account rows are master data: an update takes
+effect at once, as the batch build looks every account up whatever its opening time.
+
+A row older than a transaction already scored arrives *late*: it is applied (the batch
+build would have seen it for later transactions) and counted in :attr:`OnlineFeatures.late`;
+transactions scored before it arrived did not see it.
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+import math
+from collections import deque
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+
+from fraudlab.data_contracts import parse_duration
+
+from . import _expr
+from ._config import FeaturesConfig
+from ._declarations import (
+    ENTITY_COLUMNS,
+    FORMAT_VERSION,
+    SETTINGS,
+    TIME_UNITS,
+    Feature,
+    FeatureSet,
+    features_from_dict,
+)
+
+STATE_FORMAT = 1
+"""Version of the snapshot format written by :meth:`OnlineFeatures.snapshot`."""
+
+# Which listing entity types hit each entity of a payment, in the order that breaks ties
+# between equally new listings (as the batch build's blacklist pass).
+_BLACKLIST_TYPES = {"account": ("account",), "device": ("device",), "ip": ("ip",),
+                    "counterparty": ("counterparty", "account"), "merchant": ("merchant",)}
+_NAN = math.nan
+_UNSET = object()
+
+
+def _missing(v) -> bool:
+    if v is None:
+        return True
+    if isinstance(v, float):
+        return v != v
+    return v is _NA or v is _NAT
+
+
+try:
+    import pandas as _pd
+
+    _NA, _NAT = _pd.NA, _pd.NaT
+except ImportError:  # pragma: no cover - pandas is a dependency
+    _NA = _NAT = None
+
+
+def _micros(ts) -> int | None:
+    """Microseconds since the epoch (UTC) of a timestamp, an int (already micros) or None."""
+    if ts is None:
+        return None
+    if isinstance(ts, int):
+        return ts
+    import pandas as pd
+
+    t = pd.Timestamp(ts)
+    if t is pd.NaT:
+        return None
+    if t.tzinfo is None:
+        t = t.tz_localize("UTC")
+    return t.value // 1000
+
+
+def _haversine(lat1, lon1, lat2, lon2) -> float:
+    r = math.pi / 180.0
+    p1, p2 = lat1 * r, lat2 * r
+    a = math.sin((p2 - p1) / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin((lon2 - lon1) * r / 2) ** 2
+    return 6371.0088 * 2 * math.asin(math.sqrt(min(max(a, 0.0), 1.0)))
+
+
+class _Key:
+    """One entity's state in a group (windowed or whole history)."""
+
+    __slots__ = ("entries", "n", "nan", "s", "ss", "shift", "distinct", "lo", "hi",
+                 "first", "last", "loc")
+
+    def __init__(self, columns: int):
+        self.entries = deque()  # windowed: (time, values, lat, lon) in time order
+        self.n = 0
+        self.nan = [0] * columns  # per column: missing values among the rows
+        self.s = [0.0] * columns  # sums of (value - shift), for mean and std
+        self.ss = [0.0] * columns
+        self.shift = [None] * columns
+        self.distinct = [None] * columns  # value -> count, for nunique
+        self.lo = [None] * columns  # windowed: monotonic queue (time, value); else the minimum
+        self.hi = [None] * columns
+        self.first = None  # time of the first and last row (whole history)
+        self.last = None
+        self.loc = None  # (time, lat, lon) of the last located row (whole history)
+
+
+class _Group:
+    """The state shared by declarations with one source, entity, filter and window."""
+
+    def __init__(self, source: str, parts: tuple[str, ...], where, window: int | None):
+        self.source, self.parts, self.where, self.window = source, parts, where, window
+        self.columns: list[str] = []  # the values the group keeps per row
+        self.moments: set[int] = set()
+        self.extremes: set[int] = set()
+        self.uniques: set[int] = set()
+        self.located = False
+        self.current = False  # some declaration counts the transaction itself
+        self.keys: dict[tuple, _Key] = {}
+
+    def column(self, name: str) -> int:
+        if name not in self.columns:
+            self.columns.append(name)
+        return self.columns.index(name)
+
+    # -- the algebra ---------------------------------------------------------------
+    def add(self, key: tuple, t: int, row: Mapping, lat, lon) -> None:
+        st = self.keys.get(key)
+        if st is None:
+            st = self.keys[key] = _Key(len(self.columns))
+        vals = tuple(row.get(c) for c in self.columns)
+        if self.window is not None:
+            if st.entries and st.entries[-1][0] > t:  # late: insert in time order, rebuild
+                items = list(st.entries)
+                bisect.insort_right(items, (t, vals, lat, lon), key=lambda e: e[0])
+                self._rebuild(key, items)
+                return
+            st.entries.append((t, vals, lat, lon))
+        self._update(st, t, vals, lat, lon)
+
+    def _update(self, st: _Key, t: int, vals, lat, lon) -> None:
+        st.n += 1
+        for j in self.moments:
+            v = vals[j]
+            if _missing(v):
+                st.nan[j] += 1
+                continue
+            v = float(v)
+            if st.shift[j] is None:
+                st.shift[j] = v
+            d = v - st.shift[j]
+            st.s[j] += d
+            st.ss[j] += d * d
+        for j in self.uniques:
+            v = vals[j]
+            if not _missing(v):
+                d = st.distinct[j]
+                if d is None:
+                    d = st.distinct[j] = {}
+                d[v] = d.get(v, 0) + 1
+        for j in self.extremes:
+            v = vals[j]
+            if _missing(v):
+                continue
+            v = float(v)
+            if self.window is None:
+                st.lo[j] = v if st.lo[j] is None else min(st.lo[j], v)
+                st.hi[j] = v if st.hi[j] is None else max(st.hi[j], v)
+                continue
+            lo, hi = st.lo[j], st.hi[j]
+            if lo is None:
+                lo, hi = st.lo[j], st.hi[j] = deque(), deque()
+            while lo and lo[-1][1] >= v:
+                lo.pop()
+            lo.append((t, v))
+            while hi and hi[-1][1] <= v:
+                hi.pop()
+            hi.append((t, v))
+        if self.window is None:
+            st.first = t if st.first is None else min(st.first, t)
+            st.last = t if st.last is None else max(st.last, t)
+            if self.located and lat is not None and (st.loc is None or t >= st.loc[0]):
+                st.loc = (t, lat, lon)
+
+    def _remove(self, st: _Key, vals) -> None:
+        st.n -= 1
+        for j in self.moments:
+            v = vals[j]
+            if _missing(v):
+                st.nan[j] -= 1
+                continue
+            d = float(v) - st.shift[j]
+            st.s[j] -= d
+            st.ss[j] -= d * d
+        for j in self.uniques:
+            v = vals[j]
+            if not _missing(v):
+                d = st.distinct[j]
+                d[v] -= 1
+                if not d[v]:
+                    del d[v]
+
+    def _rebuild(self, key: tuple, items: list) -> None:
+        st = self.keys[key] = _Key(len(self.columns))
+        for t, vals, lat, lon in items:
+            st.entries.append((t, vals, lat, lon))
+            self._update(st, t, vals, lat, lon)
+
+    def expire(self, key: tuple, st: _Key, t: int) -> None:
+        """Remove the rows of ``key`` at or before ``t - window``."""
+        edge = t - self.window
+        e = st.entries
+        while e and e[0][0] <= edge:
+            self._remove(st, e.popleft()[1])
+        for j in self.extremes:
+            for q in (st.lo[j], st.hi[j]):
+                while q and q[0][0] <= edge:
+                    q.popleft()
+        if not e:
+            del self.keys[key]
+
+    def sweep(self, t: int) -> None:
+        """Expire every entity (state of entities nobody queries any more)."""
+        if self.window is None:
+            return
+        for key, st in list(self.keys.items()):
+            self.expire(key, st, t)
+
+    def at(self, key: tuple, t: int) -> _Key | None:
+        st = self.keys.get(key)
+        if st is not None and self.window is not None:
+            self.expire(key, st, t)
+            st = self.keys.get(key)
+        return st
+
+
+class _Labels:
+    """Fraud reports and transactions of one entity in one window, for the label-aware
+    aggregations."""
+
+    def __init__(self, parts: tuple[str, ...], window: int | None):
+        self.parts, self.window = parts, window
+        self.reports: dict[tuple, deque | int] = {}
+        self.tx: dict[tuple, deque | int] = {}
+
+    @staticmethod
+    def _add(table: dict, key: tuple, t: int, window) -> None:
+        if window is None:
+            table[key] = table.get(key, 0) + 1
+            return
+        q = table.get(key)
+        if q is None:
+            q = table[key] = deque()
+        if q and q[-1] > t:
+            bisect.insort_right(q, t)  # deque supports insert: a late row
+        else:
+            q.append(t)
+
+    def count(self, table: dict, key: tuple, t: int) -> int:
+        q = table.get(key)
+        if q is None:
+            return 0
+        if self.window is None:
+            return q
+        edge = t - self.window
+        while q and q[0] <= edge:
+            q.popleft()
+        if not q:
+            del table[key]
+            return 0
+        return len(q)
+
+    def sweep(self, t: int) -> None:
+        if self.window is None:
+            return
+        for table in (self.reports, self.tx):
+            for key in list(table):
+                self.count(table, key, t)
+
+
+def _spec_key(f: Feature) -> tuple:
+    return (f.source, f.entity, f.where, f.window)
+
+
+class OnlineFeatures:
+    """Features of one payment at a time, equal to the batch build's.
+
+    Parameters
+    ----------
+    features : FeatureSet, sequence of Feature, or mapping
+        The declarations, or a model's ``features.json`` document (declarations and the
+        settings they read).
+    config : FeaturesConfig, optional
+        The feature settings (``small_amount``, ``params``, ...); ignored when ``features``
+        is a ``features.json`` document, which carries its own.
+    label_horizon : str
+        How long a transaction's entities are remembered for fraud reports about it; a
+        report about an older transaction is counted in :attr:`dropped_labels`.
+
+    Notes
+    -----
+    Feed rows with :meth:`update` (events, labels, blacklist, accounts, and transactions
+    that need no score) and transactions with :meth:`score`, which returns the feature
+    vector the batch build computes for that transaction and then takes it into the
+    state. Rows are expected in time order; see the module docstring for rows at the same
+    instant and rows that arrive late.
+    """
+
+    def __init__(self, features: FeatureSet | Sequence[Feature] | Mapping,
+                 config: FeaturesConfig | None = None, *, label_horizon: str = "400d"):
+        if isinstance(features, Mapping):
+            settings = dict(features.get("settings") or {})
+            params = dict(settings.pop("params", {}) or {})
+            config = FeaturesConfig(**{k: v for k, v in settings.items() if k in SETTINGS},
+                                    params=params)
+            fs = features_from_dict({k: v for k, v in features.items() if k != "settings"},
+                                    origin="<features.json>", settings=params)
+        else:
+            config = config or FeaturesConfig()
+            fs = features if isinstance(features, FeatureSet) else FeatureSet(tuple(features))
+        self.features = fs
+        self.config = config
+        self.settings = {**{k: getattr(config, k) for k in SETTINGS}, **dict(config.params)}
+        self._cell = float(config.region_cell_deg)
+        self._horizon = parse_duration(label_horizon).value // _US
+        self._groups: dict[tuple, _Group] = {}
+        self._by_source: dict[str, list[_Group]] = {}
+        self._labels: dict[tuple, _Labels] = {}
+        self._plan = [self._compile(f) for f in fs.features]
+        self._listings: dict[tuple, list] = {}  # (type, value) -> [listed, delisted, source]
+        self._accounts: dict[str, tuple] = {}  # id -> (created_at micros, row)
+        self._tx_keys: dict[str, tuple] = {}  # tx_id -> (time, keys per label group)
+        self._tx_order: deque = deque()  # (time, tx_id), to forget old transactions
+        self._pending: list[tuple[str, int, Mapping]] = []
+        self._pending_t: int | None = None
+        self._scored_t: int | None = None
+        self._swept_t: int | None = None
+        self._resume_at = 0  # replay: the position in the stream after the last row taken
+        self.late = 0
+        """Rows that arrived after a later transaction had been scored."""
+        self.dropped_labels = 0
+        """Fraud reports about transactions unknown to the state (older than the horizon)."""
+
+    # ------------------------------------------------------------------ planning
+    def _compile(self, f: Feature) -> tuple:
+        where = None
+        if f.where:
+            tree = _expr.parse(f.where)
+            where = (tree, "ts" in _expr.names(tree))
+        if f.agg == "expr":
+            return ("expr", f, _expr.parse(f.expr))
+        if f.source == "transactions" and f.agg == "value":
+            return ("value", f, None)
+        if f.source == "accounts":
+            return ("account", f, ENTITY_COLUMNS[f.entity])
+        if f.source == "blacklist":
+            return ("blacklist", f, None)
+        window = parse_duration(f.window).value // _US if f.window else None
+        parts = f.entity_parts()
+        if f.source == "labels":
+            key = (f.entity, f.window)
+            if key not in self._labels:
+                self._labels[key] = _Labels(parts, window)
+            return ("labels", f, self._labels[key])
+        key = _spec_key(f)
+        g = self._groups.get(key)
+        if g is None:
+            g = self._groups[key] = _Group(f.source, parts, where, window)
+        j = None
+        if f.of is not None and isinstance(f.of, str):
+            j = g.column(f.of)
+            if f.agg in ("sum", "mean", "std", "zscore", "ratio_to_mean"):
+                g.moments.add(j)
+            elif f.agg in ("min", "max"):
+                g.extremes.add(j)
+            elif f.agg == "nunique":
+                g.uniques.add(j)
+        if f.agg in ("last_distance", "last_speed"):
+            g.located = True
+        g.current |= f.include_current
+        self._by_source.setdefault(f.source, [])
+        if g not in self._by_source[f.source]:
+            self._by_source[f.source].append(g)
+        return ("window", f, (g, j))
+
+    # ------------------------------------------------------------------ input rows
+    def _region(self, row: Mapping):
+        lat, lon = row.get("lat"), row.get("lon")
+        if _missing(lat) or _missing(lon):
+            return None
+        return (math.floor(lat / self._cell), math.floor(lon / self._cell))
+
+    def _key(self, row: Mapping, parts: tuple[str, ...]):
+        vals = []
+        for p in parts:
+            v = self._region(row) if p == "_region" else row.get(p)
+            if _missing(v):
+                return None
+            vals.append(v)
+        return tuple(vals)
+
+    def _passes(self, where, row: Mapping) -> bool:
+        if where is None:
+            return True
+        tree, reads_ts = where
+        values = {**self.settings, **row}
+        if reads_ts and isinstance(values.get("ts"), int):
+            import pandas as pd
+
+            values["ts"] = pd.Timestamp(values["ts"] * 1000, tz="UTC")
+        return _expr.evaluate_row(tree, values) is True
+
+    def update(self, table: str, row: Mapping) -> None:
+        """Take one row of ``transactions`` (without scoring it), ``events``, ``labels``,
+        ``blacklist`` or ``accounts`` into the state."""
+        if table == "accounts":
+            self._accounts[row["account_id"]] = (_micros(row.get("created_at")), dict(row))
+            return
+        if table == "blacklist":
+            self._listing(row)
+            return
+        t = _micros(row["reported_at"] if table == "labels" else row["ts"])
+        if table == "transactions":
+            self._remember(row, t)
+        self._arrive(table, t, row)
+
+    def _arrive(self, table: str, t: int, row: Mapping) -> None:
+        if self._scored_t is not None and t < self._scored_t:
+            self.late += 1
+        if self._pending_t is None or t > self._pending_t:
+            self._flush()
+            self._pending_t = t
+            self._pending.append((table, t, row))
+        elif t == self._pending_t:
+            self._pending.append((table, t, row))
+        else:  # older than the current instant: straight into the state
+            self._apply(table, t, row)
+
+    def _flush(self) -> None:
+        for table, t, row in self._pending:
+            self._apply(table, t, row)
+        self._pending.clear()
+
+    def _apply(self, table: str, t: int, row: Mapping) -> None:
+        if table == "labels":
+            if not row.get("is_fraud"):
+                return
+            known = self._tx_keys.get(row["tx_id"])
+            if known is None:
+                self.dropped_labels += 1
+                return
+            for lab, key in zip(self._labels.values(), known[1], strict=True):
+                if key is not None:
+                    lab._add(lab.reports, key, t, lab.window)
+            return
+        lat = lon = None
+        keys: dict = {}
+        for g in self._by_source.get(table, ()):
+            key = keys.get(g.parts, _UNSET)
+            if key is _UNSET:
+                key = keys[g.parts] = self._key(row, g.parts)
+            if key is None or not self._passes(g.where, row):
+                continue
+            if g.located:
+                la, lo = row.get("lat"), row.get("lon")
+                lat, lon = (None, None) if _missing(la) or _missing(lo) else (float(la), float(lo))
+            g.add(key, t, row, lat, lon)
+        if table == "transactions":
+            for lab in self._labels.values():
+                key = self._key(row, lab.parts)
+                if key is not None:
+                    lab._add(lab.tx, key, t, lab.window)
+
+    def _remember(self, row: Mapping, t: int) -> None:
+        if not self._labels:
+            return
+        self._tx_keys[row["tx_id"]] = (t, tuple(self._key(row, lab.parts)
+                                                for lab in self._labels.values()))
+        self._tx_order.append((t, row["tx_id"]))
+
+    def _listing(self, row: Mapping) -> None:
+        ident = (row["entity_type"], row["entity_value"])
+        listed, delisted = _micros(row["listed_at"]), _micros(row.get("delisted_at"))
+        if listed is None:
+            return
+        items = self._listings.setdefault(ident, [])
+        for item in items:
+            if item[0] == listed:  # the same listing, now delisted (or corrected)
+                item[1], item[2] = delisted, row.get("source")
+                return
+        items.append([listed, delisted, row.get("source")])
+
+    def _advance(self, t: int) -> None:
+        """Time moves to ``t``: rows before it become visible; bounded state is swept."""
+        if self._pending_t is not None and self._pending_t < t:
+            self._flush()
+            self._pending_t = None
+        if self._swept_t is None:
+            self._swept_t = t
+        elif t - self._swept_t >= _SWEEP:
+            self._sweep(t)
+            self._swept_t = t
+
+    def _sweep(self, t: int) -> None:
+        for g in self._groups.values():
+            g.sweep(t)
+        for lab in self._labels.values():
+            lab.sweep(t)
+        for ident in list(self._listings):
+            items = [i for i in self._listings[ident] if i[1] is None or i[1] > t]
+            if items:
+                self._listings[ident] = items
+            else:
+                del self._listings[ident]
+        while self._tx_order and self._tx_order[0][0] < t - self._horizon:
+            _, tx_id = self._tx_order.popleft()
+            self._tx_keys.pop(tx_id, None)
+
+    # ------------------------------------------------------------------ scoring
+    def score(self, tx: Mapping) -> dict:
+        """The features of one transaction (as the batch build computes them), after
+        which the transaction is taken into the state.
+
+        Parameters
+        ----------
+        tx : mapping
+            A canonical transactions row (``tx_id``, ``ts``, ``account_id``, ``amount``,
+            ...), with any declared extra columns.
+
+        Returns
+        -------
+        dict
+            Feature name to value: a float (NaN when missing), or for a category feature
+            a string or None.
+        """
+        t = _micros(tx["ts"])
+        if self._scored_t is not None and t < self._scored_t:
+            self.late += 1
+        self._advance(t)
+        out = self.features_at(tx, t)
+        self._scored_t = t if self._scored_t is None else max(self._scored_t, t)
+        self._remember(tx, t)
+        self._arrive("transactions", t, tx)
+        return out
+
+    def features_at(self, tx: Mapping, t: int | None = None) -> dict:
+        """The features of ``tx`` from the current state, without taking it in."""
+        if t is None:
+            t = _micros(tx["ts"])
+        out: dict = {}
+        ts = None
+        keys: dict = {}  # entity columns -> this row's key, computed once per query
+        states: dict = {}  # group -> (state at t, whether the row passes its filter)
+        for kind, f, arg in self._plan:
+            if kind == "window":
+                g = arg[0]
+                got = states.get(id(g))
+                if got is None:
+                    key = keys.get(g.parts, _UNSET)
+                    if key is _UNSET:
+                        key = keys[g.parts] = self._key(tx, g.parts)
+                    got = states[id(g)] = (
+                        (None, False) if key is None else
+                        (g.at(key, t), g.current and self._passes(g.where, tx)), key is None)
+                v = self._window_value(f, g, arg[1], got, tx, t)
+            elif kind == "value":
+                v = tx.get(f.of)
+                if f.kind == "category":
+                    v = None if _missing(v) else str(v)
+                    if f.categories and v not in f.categories:
+                        v = None
+                else:
+                    v = _NAN if _missing(v) else float(v)
+            elif kind == "expr":
+                if ts is None:
+                    import pandas as pd
+
+                    ts = pd.Timestamp(t * 1000, tz="UTC")
+                v = _expr.evaluate_row(arg, {**self.settings, **tx, "ts": ts, **out})
+                v = _NAN if v is None else float(v)
+            elif kind == "labels":
+                v = self._label_value(f, arg, tx, t)
+            elif kind == "account":
+                v = self._account_value(f, arg, tx, t)
+            else:
+                v = self._blacklist_value(f, tx, t)
+            out[f.name] = v
+        return out
+
+    def _window_value(self, f: Feature, g: _Group, j, got, tx: Mapping, t: int):
+        (st, passes), keyless = got
+        if keyless:
+            return _NAN
+        cur = f.include_current and passes
+        agg = f.agg
+        if agg == "count":
+            return float((st.n if st else 0) + cur)
+        if agg in ("first_use", "seen_before"):
+            seen = st is not None and st.n > 0
+            return float(seen) if agg == "seen_before" else float(not seen)
+        if agg in ("since_last", "since_first"):
+            if st is None or not st.n:
+                return _NAN if agg == "since_last" else 0.0
+            if g.window is None:
+                then = st.last if agg == "since_last" else st.first
+            else:
+                then = st.entries[-1][0] if agg == "since_last" else st.entries[0][0]
+            return (t - then) / TIME_UNITS[f.unit]
+        if agg in ("last_distance", "last_speed"):
+            qlat, qlon = tx.get("lat"), tx.get("lon")
+            if st is None or _missing(qlat) or _missing(qlon):
+                return _NAN
+            loc = st.loc if g.window is None else next(
+                ((e[0], e[2], e[3]) for e in reversed(st.entries) if e[2] is not None), None)
+            if loc is None:
+                return _NAN
+            d = _haversine(loc[1], loc[2], float(qlat), float(qlon))
+            return d if agg == "last_distance" else d / max((t - loc[0]) / 3.6e9, 1 / 60)
+        q = tx.get(f.of)
+        qv = _NAN if _missing(q) else float(q) if agg != "nunique" else q
+        n = st.n if st else 0
+        if agg == "nunique":
+            d = (st.distinct[j] if st else None) or {}
+            return float(len(d) + (cur and not _missing(q) and q not in d))
+        if agg in ("min", "max"):
+            if st is None or st.lo[j] is None:
+                best = _NAN
+            elif g.window is None:
+                best = st.lo[j] if agg == "min" else st.hi[j]
+            else:
+                side = st.lo[j] if agg == "min" else st.hi[j]
+                best = side[0][1] if side else _NAN
+            if cur and not math.isnan(qv):
+                best = qv if math.isnan(best) else (min(best, qv) if agg == "min" else max(best, qv))
+            return best
+        # sum, mean, std, zscore, ratio_to_mean: from the shifted sums
+        nan = st.nan[j] if st else 0
+        shift = (st.shift[j] if st else None)
+        s = st.s[j] if st else 0.0
+        ss = st.ss[j] if st else 0.0
+        c = n
+        if cur:
+            c += 1
+            if math.isnan(qv):
+                nan += 1
+            else:
+                if shift is None:
+                    shift = qv
+                s += qv - shift
+                ss += (qv - shift) ** 2
+        if nan:
+            return _NAN
+        shift = shift or 0.0
+        if agg == "sum":
+            return s + shift * c
+        if c == 0:
+            return _NAN if agg != "sum" else 0.0
+        mean = shift + s / c
+        if agg == "mean":
+            return mean
+        if agg == "ratio_to_mean":
+            return qv / mean if mean > 0 else _NAN
+        if c < 2:
+            return _NAN
+        var = max(ss - s * s / c, 0.0) / (c - 1)
+        if agg == "std":
+            return math.sqrt(var) if var > 1e-12 * (mean * mean + 1e-12) else 0.0
+        sd = math.sqrt(var)
+        return (qv - mean) / sd if sd > 1e-9 * abs(mean) + 1e-12 else _NAN
+
+    def _label_value(self, f: Feature, lab: _Labels, tx: Mapping, t: int):
+        key = self._key(tx, lab.parts)
+        if key is None:
+            return _NAN
+        reports = lab.count(lab.reports, key, t)
+        if f.agg == "fraud_reports":
+            return float(reports)
+        n = lab.count(lab.tx, key, t)
+        return reports / n if n else 0.0
+
+    def _account_value(self, f: Feature, column: str, tx: Mapping, t: int):
+        ident = tx.get(column)
+        acct = None if _missing(ident) else self._accounts.get(ident)
+        if acct is None:
+            return _NAN
+        created, row = acct
+        if f.agg == "value":
+            v = row.get(f.of)
+            return _NAN if _missing(v) else float(v)
+        if f.agg == "age":
+            then = created if f.of == "created_at" else _micros(row.get(f.of))
+            if then is None or then > t:
+                return _NAN
+            return (t - then) / TIME_UNITS[f.unit]
+        lat, lon = (row.get(c) for c in f.of)
+        qlat, qlon = tx.get("lat"), tx.get("lon")
+        if any(_missing(v) for v in (lat, lon, qlat, qlon)):
+            return _NAN
+        return _haversine(float(lat), float(lon), float(qlat), float(qlon))
+
+    def _active(self, entity: str, value, t: int):
+        for etype in _BLACKLIST_TYPES[entity]:
+            for listed, delisted, source in self._listings.get((etype, value), ()):
+                if listed <= t and (delisted is None or t < delisted):
+                    yield listed, source
+
+    def _blacklist_value(self, f: Feature, tx: Mapping, t: int):
+        if f.agg == "blacklist_hit":
+            value = tx.get(ENTITY_COLUMNS.get(f.entity, f.entity))
+            if _missing(value):
+                return _NAN
+            return 1.0 if next(self._active(f.entity, value, t), None) else 0.0
+        newest = None  # (listed, -rank, source)
+        for rank, entity in enumerate(_BLACKLIST_TYPES):
+            value = tx.get(ENTITY_COLUMNS.get(entity, entity))
+            if _missing(value):
+                continue
+            for listed, source in self._active(entity, value, t):
+                if newest is None or (listed, -rank) > newest[:2]:
+                    newest = (listed, -rank, source)
+        if f.agg == "blacklist_days":
+            return _NAN if newest is None else (t - newest[0]) / TIME_UNITS["days"]
+        v = None if newest is None else newest[2]
+        return None if f.categories and v not in f.categories else v
+
+    # ------------------------------------------------------------------ state
+    def state_size(self) -> dict:
+        """Entities held and an estimate of the state's bytes (the snapshot's size)."""
+        entities = sum(len(g.keys) for g in self._groups.values())
+        entities += sum(len(lab.reports) + len(lab.tx) for lab in self._labels.values())
+        return {"entities": entities, "bytes": len(json.dumps(self._state(), default=_default).encode()),
+                "transactions_remembered": len(self._tx_keys)}
+
+    def _state(self) -> dict:
+        groups = []
+        for g in self._groups.values():
+            keys = []
+            for key, st in g.keys.items():
+                keys.append([list(key), {
+                    "entries": [[t, list(v), la, lo] for t, v, la, lo in st.entries],
+                    "n": st.n, "nan": st.nan, "s": st.s, "ss": st.ss, "shift": st.shift,
+                    "distinct": [None if d is None else [[k, c] for k, c in d.items()]
+                                 for d in st.distinct],
+                    "lo": [list(map(list, x)) if isinstance(x, deque) else x for x in st.lo],
+                    "hi": [list(map(list, x)) if isinstance(x, deque) else x for x in st.hi],
+                    "first": st.first, "last": st.last,
+                    "loc": None if st.loc is None else list(st.loc)}])
+            groups.append(keys)
+        labels = []
+        for lab in self._labels.values():
+            labels.append({name: [[list(k), list(v) if isinstance(v, deque) else v]
+                                  for k, v in getattr(lab, name).items()]
+                           for name in ("reports", "tx")})
+        return {"groups": groups, "labels": labels,
+                "listings": [[list(k), v] for k, v in self._listings.items()],
+                "accounts": [[k, c, _jsonable(r)] for k, (c, r) in self._accounts.items()],
+                "tx_keys": [[tx_id, t, [None if k is None else list(k) for k in keys]]
+                            for tx_id, (t, keys) in self._tx_keys.items()],
+                "pending": [[table, t, _jsonable(row)] for table, t, row in self._pending],
+                "pending_t": self._pending_t, "scored_t": self._scored_t,
+                "swept_t": self._swept_t, "resume_at": self._resume_at, "late": self.late,
+                "dropped_labels": self.dropped_labels}
+
+    def _identity(self) -> dict:
+        from ._catalog import feature_settings, features_hash
+
+        return {"format": "fraudlab-online-state", "format_version": STATE_FORMAT,
+                "features_format": FORMAT_VERSION,
+                "features_version": features_hash(self.features, feature_settings(self.config))}
+
+    def snapshot(self, directory: str | Path) -> Path:
+        """Write the state to ``directory/online_state.json`` (JSON, never pickle), with
+        the format version and the hash of the declarations and settings it was made for.
+        """
+        path = Path(directory)
+        path.mkdir(parents=True, exist_ok=True)
+        out = path / "online_state.json"
+        tmp = out.with_name(f".{out.name}.tmp")
+        tmp.write_text(json.dumps({**self._identity(), "state": self._state()}, allow_nan=False,
+                                  default=_default))
+        tmp.replace(out)
+        return out
+
+    def restore(self, directory: str | Path) -> OnlineFeatures:
+        """Load a snapshot written by :meth:`snapshot` into this (fresh) executor.
+
+        Raises
+        ------
+        ValueError
+            The snapshot was made for other declarations or settings, or in another
+            format version.
+        """
+        path = Path(directory) / "online_state.json"
+        doc = json.loads(path.read_text())
+        want = self._identity()
+        if doc.get("format") != want["format"] or doc.get("format_version") != STATE_FORMAT:
+            raise ValueError(f"{path}: not an online state of format version {STATE_FORMAT} "
+                             f"(found {doc.get('format')!r} version {doc.get('format_version')!r})")
+        if doc.get("features_version") != want["features_version"]:
+            raise ValueError(f"{path}: made for features {doc.get('features_version')}, not "
+                             f"these declarations and settings ({want['features_version']}); "
+                             "replay the history for them instead")
+        self._load(doc["state"])
+        return self
+
+    def _load(self, s: dict) -> None:
+        for g, keys in zip(self._groups.values(), s["groups"], strict=True):
+            g.keys = {}
+            for key, d in keys:
+                st = _Key(len(g.columns))
+                st.entries = deque((t, tuple(v), la, lo) for t, v, la, lo in d["entries"])
+                st.n, st.nan, st.s, st.ss, st.shift = d["n"], d["nan"], d["s"], d["ss"], d["shift"]
+                st.distinct = [None if x is None else {k: c for k, c in x} for x in d["distinct"]]
+                windowed = g.window is not None
+                st.lo = [deque(map(tuple, x)) if windowed and x is not None else x for x in d["lo"]]
+                st.hi = [deque(map(tuple, x)) if windowed and x is not None else x for x in d["hi"]]
+                st.first, st.last = d["first"], d["last"]
+                st.loc = None if d["loc"] is None else tuple(d["loc"])
+                g.keys[_tuple(key)] = st
+        for lab, d in zip(self._labels.values(), s["labels"], strict=True):
+            for name in ("reports", "tx"):
+                setattr(lab, name, {_tuple(k): deque(v) if isinstance(v, list) else v
+                                    for k, v in d[name]})
+        self._listings = {tuple(k): v for k, v in s["listings"]}
+        self._accounts = {k: (c, r) for k, c, r in s["accounts"]}
+        self._tx_keys = {tx_id: (t, tuple(None if k is None else _tuple(k) for k in keys))
+                         for tx_id, t, keys in s["tx_keys"]}
+        self._tx_order = deque(sorted((t, tx_id) for tx_id, (t, _) in self._tx_keys.items()))
+        self._pending = [(table, t, row) for table, t, row in s["pending"]]
+        self._pending_t, self._scored_t = s["pending_t"], s["scored_t"]
+        self._swept_t, self._resume_at = s["swept_t"], s["resume_at"]
+        self.late, self.dropped_labels = s["late"], s["dropped_labels"]
+
+
+_US = 1_000  # nanoseconds per microsecond: the state counts time in microseconds
+_SWEEP = 86_400 * 1_000_000  # expire entities nobody queries once per day of event time
+
+
+def _default(v):
+    """JSON for the values rows may hold: timestamps as ISO text, numpy scalars as numbers."""
+    import numpy as np
+    import pandas as pd
+
+    if isinstance(v, pd.Timestamp):
+        return v.isoformat()
+    if isinstance(v, np.integer):
+        return int(v)
+    if isinstance(v, np.floating):
+        return None if np.isnan(v) else float(v)
+    if isinstance(v, np.bool_):
+        return bool(v)
+    return None if _missing(v) else str(v)
+
+
+def _tuple(x):
+    """A key read back from JSON: lists (a region cell inside a key) become tuples."""
+    return tuple(_tuple(v) for v in x) if isinstance(x, list) else x
+
+
+def _jsonable(row: Mapping) -> dict:
+    return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()}
+
+
+def replay(tables: Mapping, features: FeatureSet | Sequence[Feature] | Mapping | None = None,
+           config: FeaturesConfig | None = None, *, as_of=None,
+           online: OnlineFeatures | None = None, stop_after: int | None = None,
+           progress=None) -> tuple:
+    """Replay canonical tables in time order through an :class:`OnlineFeatures`.
+
+    Parameters
+    ----------
+    tables : mapping of str to DataFrame
+        Canonical raw tables (``transactions`` required).
+    features, config
+        As for :class:`OnlineFeatures` (default: the built-in set and settings).
+    as_of : timestamp, optional
+        Only what was known then is replayed (as :func:`fraudlab.features.known_at`).
+    online : OnlineFeatures, optional
+        Continue an executor (for example one restored from a snapshot); rows up to its
+        last scored transaction are skipped.
+    stop_after : int, optional
+        Stop after this many transactions (to snapshot mid-way).
+    progress : callable, optional
+        Called with the number of transactions scored so far, every 10,000.
+
+    Returns
+    -------
+    (DataFrame, OnlineFeatures)
+        One row per transaction replayed (``tx_id`` and every feature, in time order,
+        ties in table order) and the executor, for its state.
+    """
+    import numpy as np
+    import pandas as pd
+
+    from ._catalog import CATALOG
+    from ._sources import known_at
+
+    if as_of is not None:
+        tables = known_at(tables, as_of)
+    online = online or OnlineFeatures(CATALOG if features is None else features, config)
+    stream = list(event_stream(tables))
+    start = online._resume_at  # a restored state: skip what it has already taken
+    names = online.features.names()
+    rows, scored = [], 0
+    for i in range(start, len(stream)):
+        table, row = stream[i]
+        if table == "transactions":
+            if stop_after is not None and scored >= stop_after:
+                online._resume_at = i
+                break
+            feats = online.score(row)
+            rows.append((row["tx_id"], *(feats[n] for n in names)))
+            scored += 1
+            if progress is not None and scored % 10_000 == 0:
+                progress(scored)
+        else:
+            online.update(table, row)
+    else:
+        online._resume_at = len(stream)
+    out = pd.DataFrame.from_records(rows, columns=["tx_id", *names])
+    for f in online.features.features:
+        if f.kind == "category":
+            out[f.name] = pd.Categorical(out[f.name], categories=list(f.categories) or None)
+        elif len(out):
+            out[f.name] = out[f.name].astype(np.float64)
+    return out, online
+
+
+def event_stream(tables: Mapping) -> Iterable[tuple[str, dict]]:
+    """Every row of canonical tables as ``(table, row)`` in the order a scoring service
+    would see them: accounts first (master data), then by time, at each instant the
+    listings and delistings first, then transactions, events and labels in table order.
+
+    Transactions are the rows to score (:meth:`OnlineFeatures.score`); the others go to
+    :meth:`OnlineFeatures.update`. Times are integers, microseconds since the epoch (UTC).
+    """
+    import numpy as np
+    import pandas as pd
+
+    items = []  # (time micros, priority, order, table, row)
+    order = 0
+
+    def records(frame: pd.DataFrame) -> list[dict]:
+        cols = {c: frame[c].astype(object).where(frame[c].notna(), None).tolist()
+                for c in frame.columns}
+        return [dict(zip(cols, vals, strict=True)) for vals in zip(*cols.values(), strict=True)]
+
+    def micros(s: pd.Series) -> np.ndarray:
+        return s.astype("datetime64[us, UTC]").array.asi8
+
+    accounts = tables.get("accounts")
+    if accounts is not None:
+        for r in records(accounts):
+            yield "accounts", r
+    bl = tables.get("blacklist")
+    if bl is not None and len(bl):
+        listed = micros(bl["listed_at"])
+        delisted = micros(bl["delisted_at"]) if "delisted_at" in bl else None
+        for i, r in enumerate(records(bl)):
+            items.append((int(listed[i]), 0, order, "blacklist", {**r, "delisted_at": None}))
+            order += 1
+            if delisted is not None and r.get("delisted_at") is not None:
+                items.append((int(delisted[i]), 0, order, "blacklist", r))
+                order += 1
+    tx = tables["transactions"]
+    tx = tx.sort_values("ts", kind="stable") if not tx["ts"].is_monotonic_increasing else tx
+    for t, r in zip(micros(tx["ts"]), records(tx), strict=True):
+        r["ts"] = int(t)
+        items.append((int(t), 1, order, "transactions", r))
+        order += 1
+    for name, col in (("events", "ts"), ("labels", "reported_at")):
+        frame = tables.get(name)
+        if frame is None or not len(frame):
+            continue
+        for t, r in zip(micros(frame[col]), records(frame), strict=True):
+            if t == np.iinfo(np.int64).min:  # NaT: never known
+                continue
+            r[col] = int(t)
+            items.append((int(t), 1, order, name, r))
+            order += 1
+    items.sort(key=lambda x: x[:3])
+    for _, _, _, table, row in items:
+        yield table, row

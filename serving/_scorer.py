@@ -1,0 +1,107 @@
+"""Score one payment at a time with a registered model, without MLflow on the hot path.
+
+MLflow is used once, by whoever loads the model version (``fraudlab.training.load_scorer``
+finds and verifies it); scoring is the incremental
+features (:class:`fraudlab.features.OnlineFeatures` built from the model's own
+``features.json``), the booster's ``inplace_predict`` on one row, the calibration and
+the tier thresholds, all held in memory.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Score:
+    """One payment's score: calibrated fraud probability and tier (block, review, pass)."""
+
+    tx_id: str
+    probability: float
+    tier: str
+    features: dict
+
+
+class Scorer:
+    """A registered model and its incremental features, for one transaction at a time.
+
+    Parameters
+    ----------
+    model : object
+        The served model (``fraudlab.training.load_registered`` gives one): its ``spec``
+        (features, categories, calibration, tiers), ``booster`` and ``declarations``
+        (``features.json``).
+    online : OnlineFeatures, optional
+        The executor whose state the scorer reads and feeds; default a fresh one built
+        from the model's ``features.json``.
+    """
+
+    def __init__(self, model, online=None):
+        from fraudlab.features import OnlineFeatures
+
+        if online is None:
+            if not model.declarations:
+                raise ValueError("the model carries no features.json: it cannot compute "
+                                 "its own inputs; train it again with this fraudlab")
+            online = OnlineFeatures(model.declarations)
+        self.model, self.online = model, online
+        spec = model.spec
+        self.features = list(spec["features"])
+        self._codes = {name: {v: float(i) for i, v in enumerate(cats)}
+                       for name, cats in spec.get("categories", {}).items()}
+        cal = spec["calibration"]
+        self._cal = cal
+        if cal["method"] == "isotonic":
+            self._x = np.asarray(cal["x"], float)
+            self._y = np.asarray(cal["y"], float)
+        tiers = spec.get("tiers", {})
+        self._block = _threshold(tiers.get("block"))
+        self._review = _threshold(tiers.get("review"))
+        self._row = np.empty((1, len(self.features)), dtype=np.float32)
+
+    def encode(self, features: Mapping) -> np.ndarray:
+        """One row of model inputs (float32), as :func:`encode` builds them for a frame."""
+        row = self._row
+        for j, name in enumerate(self.features):
+            v = features[name]
+            codes = self._codes.get(name)
+            if codes is not None:
+                row[0, j] = codes.get(v, math.nan) if v is not None else math.nan
+            else:
+                row[0, j] = v
+        return row
+
+    def probability(self, margin: float) -> float:
+        """The calibrated probability of a raw margin."""
+        cal = self._cal
+        if cal["method"] == "isotonic":
+            return float(np.interp(margin, self._x, self._y))
+        if cal["method"] == "sigmoid":
+            return 1.0 / (1.0 + math.exp(-(cal["coef"] * margin + cal["intercept"])))
+        return 1.0 / (1.0 + math.exp(-margin))
+
+    def tier(self, probability: float) -> str:
+        if probability >= self._block:
+            return "block"
+        return "review" if probability >= self._review else "pass"
+
+    def score(self, tx: Mapping) -> Score:
+        """Features, model, calibration and tier of one transaction, which then enters the
+        state (see :meth:`fraudlab.features.OnlineFeatures.score`)."""
+        feats = self.online.score(tx)
+        margin = float(self.model.booster.inplace_predict(self.encode(feats),
+                                                          predict_type="margin")[0])
+        p = self.probability(margin)
+        return Score(str(tx["tx_id"]), p, self.tier(p), feats)
+
+    def update(self, table: str, row: Mapping) -> None:
+        """Take a non-scored row (event, label, listing, account) into the state."""
+        self.online.update(table, row)
+
+
+def _threshold(value) -> float:
+    return math.inf if value is None else float(value)

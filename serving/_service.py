@@ -1,0 +1,315 @@
+"""The risk service's core: one scorer, its state on disk, and the decision log.
+
+Every accepted row (a payment, an event, a label, a listing) is appended to a write-ahead
+log and fsynced before it is answered, and every decision to a day-partitioned decision
+log, so that a process killed at any point and started again on the same state directory
+answers the next payment exactly as one never killed. A snapshot of the incremental
+state (``OnlineFeatures.snapshot``) records how many log lines it holds; a restart
+restores it and replays the log lines after it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import threading
+import time
+from collections import OrderedDict, deque
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+import numpy as np
+
+from ._scorer import Scorer
+
+SNAPSHOT = "snapshot"
+WAL = "accepted.jsonl"
+DECISIONS = "decisions"
+
+
+class DuplicateTransaction(ValueError):
+    """A payment whose ``tx_id`` the service has already scored."""
+
+
+class RiskService:
+    """Scores payments and takes in behaviour, labels and listings, durably.
+
+    Parameters
+    ----------
+    scorer : Scorer
+    state_dir : Path
+        Holds the write-ahead log, the snapshot and the decision log.
+    model_version, features_version : str
+        Written with every decision.
+    currency : str
+        Written after amounts in reasons.
+    dedup_window : float
+        Seconds of payment time over which a repeated ``tx_id`` is refused.
+    fsync : bool
+        Fsync the logs before answering (what makes an answer durable).
+    """
+
+    def __init__(self, scorer: Scorer, state_dir: str | Path, *, model_version: str,
+                 features_version: str, currency: str = "", dedup_window: float = 7 * 86_400,
+                 fsync: bool = True, usual_payments: int = 10):
+        self.scorer = scorer
+        self.state = Path(state_dir)
+        self.state.mkdir(parents=True, exist_ok=True)
+        self.model_version, self.features_version = model_version, features_version
+        self.currency, self.fsync = currency, fsync
+        self._lock = threading.Lock()
+        self._seen: OrderedDict[str, int] = OrderedDict()  # tx_id -> payment time (micros)
+        self._dedup = int(dedup_window * 1e6)
+        self._usual: dict[str, deque] = {}
+        self._usual_n = usual_payments
+        self._wal_lines = 0
+        self.ready = False
+        self.counts = {"block": 0, "review": 0, "pass": 0}
+        self._wal = None
+        self._decisions_day = None
+        self._decisions = None
+        feats = scorer.features
+        cats = scorer.model.spec.get("categories", {})
+        self._numeric = [i for i, n in enumerate(feats) if n not in cats]
+        self._catalog = scorer.online.features.features
+
+    # ------------------------------------------------------------------ start-up
+    def start(self, warm: Iterable[tuple[str, dict]] | None = None) -> dict:
+        """Restore the snapshot and replay the log after it; with no snapshot, replay
+        ``warm`` (history, in time order) first. Returns what was done."""
+        done = {"restored": False, "warmed": 0, "replayed": 0}
+        snap = self.state / SNAPSHOT
+        if (snap / "online_state.json").exists():
+            self.scorer.online.restore(snap)
+            meta = json.loads((snap / "service.json").read_text())
+            self._wal_lines = meta["wal_lines"]
+            self._seen = OrderedDict((k, v) for k, v in meta["seen"])
+            self._usual = {k: deque((np.array(v, np.float32) for v in vs), maxlen=self._usual_n)
+                           for k, vs in meta["usual"]}
+            done["restored"] = True
+        elif warm is not None:
+            for table, row in warm:
+                if table == "transactions":
+                    self._take_payment(row)
+                else:
+                    self.scorer.update(table, row)
+                done["warmed"] += 1
+        wal = self.state / WAL
+        if wal.exists():
+            with wal.open() as f:
+                for i, line in enumerate(f):
+                    if i < self._wal_lines:
+                        continue
+                    if not line.endswith("\n"):
+                        break  # a line cut by a crash was never acknowledged
+                    rec = json.loads(line)
+                    if rec["table"] == "transactions":
+                        self._take_payment(rec["row"])
+                    else:
+                        self.scorer.update(rec["table"], rec["row"])
+                    done["replayed"] += 1
+                    self._wal_lines = i + 1
+            _truncate_partial(wal)
+        self._wal = wal.open("a")
+        if done["warmed"] and not done["restored"]:
+            self.snapshot()
+        self.ready = True
+        return done
+
+    def _take_payment(self, row: Mapping) -> dict:
+        """Score a payment into the state (no decision record): warm-up and log replay."""
+        feats = self.scorer.online.score(row)
+        self._remember(row, feats)
+        return feats
+
+    def _remember(self, row: Mapping, feats: Mapping) -> None:
+        t = _micros(row["ts"])
+        self._seen[row["tx_id"]] = t
+        while self._seen:
+            first, when = next(iter(self._seen.items()))
+            if when >= t - self._dedup:
+                break
+            self._seen.popitem(last=False)
+        vec = self.scorer.encode(feats)[0]
+        usual = self._usual.get(row["account_id"])
+        if usual is None:
+            usual = self._usual[row["account_id"]] = deque(maxlen=self._usual_n)
+        usual.append(vec.copy())
+
+    # ------------------------------------------------------------------ requests
+    def score(self, row: dict) -> dict:
+        """Score one validated payment, log it and its decision, and answer."""
+        t0 = time.perf_counter()
+        with self._lock:
+            if row["tx_id"] in self._seen:
+                raise DuplicateTransaction(row["tx_id"])
+            late = (self.scorer.online._scored_t is not None
+                    and _micros(row["ts"]) < self.scorer.online._scored_t)
+            usual = self._usual_vector(row["account_id"])
+            s = self.scorer.score(row)
+            self._remember(row, s.features)
+            self._append({"table": "transactions", "row": row})
+            reasons = self._reasons(s, usual) if s.tier != "pass" else []
+            decision = {"tx_id": s.tx_id, "score": s.probability, "tier": s.tier,
+                        "reasons": reasons, "model_version": self.model_version,
+                        "features_version": self.features_version, "late": late,
+                        "latency_ms": 0.0}
+            decision["latency_ms"] = (time.perf_counter() - t0) * 1e3
+            self._decide(decision, row)
+            self.counts[s.tier] += 1
+        return decision
+
+    def ingest(self, table: str, rows: list[dict]) -> dict:
+        """Take in events, labels or listings (each effective at its own time)."""
+        with self._lock:
+            late = self.scorer.online.late
+            for row in rows:
+                self.scorer.update(table, row)
+                self._append({"table": table, "row": row}, sync=False)
+            self._sync(self._wal)
+            return {"accepted": len(rows), "late": self.scorer.online.late - late}
+
+    def _usual_vector(self, account: str):
+        past = self._usual.get(account)
+        if not past:
+            return None
+        if len(past) == 1:
+            return past[0]
+        stack = np.stack(past)
+        empty = np.isnan(stack).all(axis=0)  # no value in any past payment: no usual value
+        stack[:, empty] = 0.0
+        usual = np.nanmedian(stack, axis=0)
+        usual[empty] = np.nan
+        return usual
+
+    def _reasons(self, s, usual) -> list[dict]:
+        import pandas as pd
+        import xgboost as xgb
+
+        from fraudlab.evaluation import reason_codes
+
+        feats = self.scorer.features
+        row = self.scorer.encode(s.features)
+        contrib = self.scorer.model.booster.predict(xgb.DMatrix(row, feature_names=feats),
+                                                    pred_contribs=True)
+        frame = pd.DataFrame(contrib, columns=[*feats, "bias"])
+        values = pd.DataFrame([{n: s.features[n] for n in feats}])
+        usual_frame = None
+        if usual is not None:
+            usual_frame = pd.DataFrame([{feats[i]: float(usual[i]) for i in self._numeric}])
+        return reason_codes(frame, values, usual_frame, catalog=self._catalog,
+                            currency=self.currency)[0]
+
+    # ------------------------------------------------------------------ logs
+    def _append(self, record: dict, sync: bool = True) -> None:
+        self._wal.write(json.dumps(record, default=_json_default) + "\n")
+        self._wal_lines += 1
+        if sync:
+            self._sync(self._wal)
+
+    def _sync(self, f) -> None:
+        f.flush()
+        if self.fsync:
+            os.fsync(f.fileno())
+
+    def _decide(self, decision: dict, row: Mapping) -> None:
+        now = dt.datetime.now(dt.UTC)
+        day = now.strftime("%Y-%m-%d")
+        if day != self._decisions_day:
+            if self._decisions is not None:
+                self._decisions.close()
+            folder = self.state / DECISIONS
+            folder.mkdir(exist_ok=True)
+            self._decisions = (folder / f"{day}.jsonl").open("a")
+            self._decisions_day = day
+        rec = {"decided_at": now.isoformat(), "ts": row["ts"], **decision}
+        self._decisions.write(json.dumps(rec, default=_json_default) + "\n")
+        self._sync(self._decisions)
+
+    def snapshot(self) -> Path:
+        """Write the state and how much of the log it holds (atomic per file)."""
+        snap = self.state / SNAPSHOT
+        self.scorer.online.snapshot(snap)
+        meta = {"wal_lines": self._wal_lines, "seen": list(self._seen.items()),
+                "usual": [[k, [v.tolist() for v in vs]] for k, vs in self._usual.items()]}
+        tmp = snap / ".service.json.tmp"
+        tmp.write_text(json.dumps(meta, allow_nan=True))
+        tmp.replace(snap / "service.json")
+        return snap
+
+    def close(self) -> None:
+        with self._lock:
+            if self._wal is not None:
+                self._sync(self._wal)
+                self.snapshot()
+                self._wal.close()
+                self._wal = None
+            if self._decisions is not None:
+                self._decisions.close()
+                self._decisions = None
+
+
+def read_decisions(state_dir: str | Path, since=None, tier: str | None = None) -> list[dict]:
+    """Decision records under ``state_dir``, oldest first, decided at or after ``since``."""
+    import pandas as pd
+
+    from fraudlab.data_contracts import to_utc
+
+    since = None if since is None else to_utc(since)
+    out = []
+    folder = Path(state_dir) / DECISIONS
+    for path in sorted(folder.glob("*.jsonl")):
+        if since is not None and path.stem < since.strftime("%Y-%m-%d"):
+            continue
+        for line in path.read_text().splitlines():
+            rec = json.loads(line)
+            if since is not None and pd.Timestamp(rec["decided_at"]) < since:
+                continue
+            if tier is None or rec["tier"] == tier:
+                out.append(rec)
+    return out
+
+
+def purge_decisions(state_dir: str | Path, before, retention_days: int) -> list[Path]:
+    """Delete day files older than ``before`` that are also older than the retention;
+    a record younger than the retention is never deleted."""
+    import pandas as pd
+
+    from fraudlab.data_contracts import to_utc
+
+    limit = min(to_utc(before), pd.Timestamp.now(tz="UTC") - pd.Timedelta(days=retention_days))
+    gone = []
+    for path in sorted((Path(state_dir) / DECISIONS).glob("*.jsonl")):
+        day_end = pd.Timestamp(path.stem, tz="UTC") + pd.Timedelta(days=1)
+        if day_end <= limit:
+            path.unlink()
+            gone.append(path)
+    return gone
+
+
+def _micros(ts) -> int:
+    """Microseconds since the epoch of a payment time (an int already is)."""
+    if isinstance(ts, int):
+        return ts
+    import pandas as pd
+
+    t = pd.Timestamp(ts)
+    return (t if t.tzinfo else t.tz_localize("UTC")).value // 1000
+
+
+def _json_default(v):
+    if isinstance(v, dt.datetime):
+        return v.isoformat()
+    if isinstance(v, np.generic):
+        return v.item()
+    raise TypeError(f"not JSON serialisable: {type(v).__name__}")
+
+
+def _truncate_partial(path: Path) -> None:
+    """Drop a last line cut by a crash (never acknowledged), so appends start clean."""
+    data = path.read_bytes()
+    if data and not data.endswith(b"\n"):
+        cut = data.rfind(b"\n") + 1
+        with path.open("r+b") as f:
+            f.truncate(cut)
