@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime as dt
 import socket
 import statistics
 import subprocess
@@ -32,7 +33,7 @@ def main() -> None:
     ap.add_argument("--accounts", type=int, default=1_000)
     ap.add_argument("--days", type=int, default=110)
     ap.add_argument("--seconds", type=float, default=60.0)
-    ap.add_argument("--rates", type=int, nargs="+", default=[200, 400, 600, 800])
+    ap.add_argument("--rates", type=int, nargs="+", default=[100, 200, 300, 400])
     args = ap.parse_args()
 
     import httpx
@@ -44,7 +45,7 @@ def main() -> None:
     print(f"machine reference (numpy stable argsort of 5M floats): {reference_seconds():.2f} s")
     root = Path(tempfile.mkdtemp(prefix="fraudlab-bench-serve-"))
     world = simulate_world(SimulationConfig(accounts=args.accounts, days=args.days, seed=4,
-                                            history_days=30))
+                                            history_days=30, start=dt.date(2025, 1, 1)))
     write_tables(world.tables(), root / "raw", world.manifest)
     cfg_path = root / "fraudlab.yaml"
     cfg_path.write_text(f"paths: {{root: {root}, raw: raw}}\ntraining: {{n_trials: 2, n_splits: 2, "
@@ -97,17 +98,17 @@ def main() -> None:
 
 
 def _payments(tx: pd.DataFrame, n: int) -> list[dict]:
-    """New payments after the world's end: its last payments sent again (new ids) one
-    every 10 ms of payment time from a week after its end, so that a long load stays in
-    the past of the service's clock."""
-    base = tx.sort_values("ts").tail(min(len(tx), 20_000)).to_dict("records")
-    start = tx["ts"].max() + pd.Timedelta("7D")
+    """New payments after the world's end: its last 30 days of payments sent again (new
+    ids), shifted by 30 days per repetition, so that each account keeps its own pace and
+    the payments stay in the past of the service's clock (the world starts in 2025)."""
+    end = tx["ts"].max()
+    base = tx[tx["ts"] > end - pd.Timedelta("30D")].sort_values("ts").to_dict("records")
     out = []
     for k in range(n):
-        r = {key: (None if isinstance(v, float) and v != v else v)
-             for key, v in base[k % len(base)].items()}
-        r["ts"] = (start + pd.Timedelta(milliseconds=10 * k)).isoformat()
-        r["tx_id"] = f"B{k}-{r['tx_id']}"
+        block, r = divmod(k, len(base))
+        r = {key: (None if isinstance(v, float) and v != v else v) for key, v in base[r].items()}
+        r["ts"] = (r["ts"] + pd.Timedelta(days=30 * (block + 1))).isoformat()
+        r["tx_id"] = f"B{block}-{r['tx_id']}"
         out.append(r)
     return out
 

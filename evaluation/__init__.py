@@ -9,6 +9,7 @@ from ._explain import (
     contributions,
     global_importance,
     reason_codes,
+    row_reasons,
     stratified_sample,
     usual_values,
 )
@@ -50,6 +51,7 @@ __all__ = [
     "missed_fraud_patterns",
     "operating_counts",
     "reason_codes",
+    "row_reasons",
     "render_backtest",
     "render_report",
     "stratified_sample",

@@ -7,7 +7,7 @@ log-odds space and add up, with the bias, to the raw margin of each row.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -98,38 +98,59 @@ def reason_codes(contrib: pd.DataFrame, values: pd.DataFrame, usual: pd.DataFram
     cat = _catalog_map(catalog)
     feats = [c for c in contrib.columns if c != "bias"]
     c = contrib[feats].to_numpy()
-    out = []
-    for i in range(len(contrib)):
-        order = np.argsort(-c[i], kind="stable")[:top]
-        reasons = []
-        for j in order:
-            if c[i, j] <= 0:
-                break
-            name = feats[j]
-            f = cat.get(name)
-            unit = f.unit if f else ""
-            value = values.iloc[i][name]
-            what = f.description if f else name
-            if value is None or (not isinstance(value, str) and pd.isna(value)):
-                # Missing is itself the signal: say what is missing, compare with nothing.
-                text, u = f"{what}: {_missing(f)}", None
-            else:
-                text = f"{what}: " + (value if isinstance(value, str)
-                                      else _fmt(value, unit, currency))
-                u = None
-                if usual is not None and name in usual.columns:
-                    u = usual.iloc[i][name]
-                    if not (u is None or (isinstance(u, float) and np.isnan(u))):
-                        whose = ("this account" if f is None or f.entity.startswith("account")
-                                 else "this account's payments")
-                        text += (f" (usual for {whose}: "
-                                 f"{u if isinstance(u, str) else _fmt(u, unit, currency)})")
-            reasons.append({"feature": name, "contribution": float(c[i, j]),
-                            "value": None if pd.isna(value) else (value if isinstance(value, str) else float(value)),
-                            "usual": None if u is None or pd.isna(u) else (u if isinstance(u, str) else float(u)),
-                            "text": text})
-        out.append(reasons)
-    return out
+    rows = values.to_dict("records")
+    usual_rows = usual.to_dict("records") if usual is not None else None
+    return [row_reasons(c[i], feats, rows[i], None if usual_rows is None else usual_rows[i],
+                        top=top, catalog=cat, currency=currency)
+            for i in range(len(contrib))]
+
+
+def row_reasons(contrib, features: Sequence[str], values: Mapping, usual: Mapping | None = None,
+                *, top: int = 3, catalog: Sequence[Feature] | Mapping[str, Feature] = CATALOG,
+                currency: str = "") -> list[dict]:
+    """The reasons of one case, as :func:`reason_codes` gives them, from plain values: a
+    service explains one payment without building frames.
+
+    Parameters
+    ----------
+    contrib : array of float
+        The case's contributions, one per feature (the bias left out).
+    features : sequence of str
+        Their feature names.
+    values, usual : mapping of str
+        The case's feature values and the account's usual values (optional).
+    """
+    cat = catalog if isinstance(catalog, Mapping) else _catalog_map(catalog)
+    c = np.asarray(contrib, dtype=float)
+    reasons = []
+    for j in np.argsort(-c, kind="stable")[:top]:
+        if c[j] <= 0:
+            break
+        name = features[j]
+        f = cat.get(name)
+        unit = f.unit if f else ""
+        value = values.get(name)
+        what = f.description if f else name
+        u = None
+        if value is None or (not isinstance(value, str) and pd.isna(value)):
+            # Missing is itself the signal: say what is missing, compare with nothing.
+            text, value = f"{what}: {_missing(f)}", None
+        else:
+            text = f"{what}: " + (value if isinstance(value, str) else _fmt(value, unit, currency))
+            if usual is not None:
+                u = usual.get(name)
+                if u is None or (not isinstance(u, str) and pd.isna(u)):
+                    u = None
+                else:
+                    whose = ("this account" if f is None or f.entity.startswith("account")
+                             else "this account's payments")
+                    text += (f" (usual for {whose}: "
+                             f"{u if isinstance(u, str) else _fmt(u, unit, currency)})")
+        reasons.append({"feature": name, "contribution": float(c[j]),
+                        "value": value if value is None or isinstance(value, str) else float(value),
+                        "usual": u if u is None or isinstance(u, str) else float(u),
+                        "text": text})
+    return reasons
 
 
 def usual_values(history: pd.DataFrame, cases: pd.DataFrame, features: Sequence[str]) -> pd.DataFrame:

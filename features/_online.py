@@ -229,13 +229,6 @@ class _Group:
         if not e:
             del self.keys[key]
 
-    def sweep(self, t: int) -> None:
-        """Expire every entity (state of entities nobody queries any more)."""
-        if self.window is None:
-            return
-        for key, st in list(self.keys.items()):
-            self.expire(key, st, t)
-
     def at(self, key: tuple, t: int) -> _Key | None:
         st = self.keys.get(key)
         if st is not None and self.window is not None:
@@ -279,13 +272,6 @@ class _Labels:
             del table[key]
             return 0
         return len(q)
-
-    def sweep(self, t: int) -> None:
-        if self.window is None:
-            return
-        for table in (self.reports, self.tx):
-            for key in list(table):
-                self.count(table, key, t)
 
 
 def _spec_key(f: Feature) -> tuple:
@@ -345,6 +331,7 @@ class OnlineFeatures:
         self._pending_t: int | None = None
         self._scored_t: int | None = None
         self._swept_t: int | None = None
+        self._sweep_todo: deque = deque()  # entities queued for expiry, a few per call
         self._resume_at = 0  # replay: the position in the stream after the last row taken
         self.late = 0
         """Rows that arrived after a later transaction had been scored."""
@@ -501,30 +488,49 @@ class OnlineFeatures:
         items.append([listed, delisted, row.get("source")])
 
     def _advance(self, t: int) -> None:
-        """Time moves to ``t``: rows before it become visible; bounded state is swept."""
+        """Time moves to ``t``: rows before it become visible; bounded state is swept.
+
+        Once a day of event time, every entity is queued for expiry, and each call then
+        expires a few of them, so that no single payment pays for a sweep of the whole
+        state (expiring only drops rows no query can see: results never depend on when
+        it happens)."""
         if self._pending_t is not None and self._pending_t < t:
             self._flush()
             self._pending_t = None
-        if self._swept_t is None:
+        if self._sweep_todo:
+            self._sweep_some(t, _SWEEP_STEP)
+        elif self._swept_t is None:
             self._swept_t = t
         elif t - self._swept_t >= _SWEEP:
-            self._sweep(t)
             self._swept_t = t
+            self._sweep_todo = deque((g, key) for g in self._groups.values()
+                                     if g.window is not None for key in g.keys)
+            self._sweep_todo.extend((lab, table, key) for lab in self._labels.values()
+                                    if lab.window is not None
+                                    for table in (lab.reports, lab.tx) for key in table)
+            for ident in list(self._listings):
+                items = [i for i in self._listings[ident] if i[1] is None or i[1] > t]
+                if items:
+                    self._listings[ident] = items
+                else:
+                    del self._listings[ident]
+            while self._tx_order and self._tx_order[0][0] < t - self._horizon:
+                _, tx_id = self._tx_order.popleft()
+                self._tx_keys.pop(tx_id, None)
 
-    def _sweep(self, t: int) -> None:
-        for g in self._groups.values():
-            g.sweep(t)
-        for lab in self._labels.values():
-            lab.sweep(t)
-        for ident in list(self._listings):
-            items = [i for i in self._listings[ident] if i[1] is None or i[1] > t]
-            if items:
-                self._listings[ident] = items
+    def _sweep_some(self, t: int, n: int) -> None:
+        todo = self._sweep_todo
+        for _ in range(min(n, len(todo))):
+            item = todo.popleft()
+            if len(item) == 2:
+                g, key = item
+                st = g.keys.get(key)
+                if st is not None:
+                    g.expire(key, st, t)
             else:
-                del self._listings[ident]
-        while self._tx_order and self._tx_order[0][0] < t - self._horizon:
-            _, tx_id = self._tx_order.popleft()
-            self._tx_keys.pop(tx_id, None)
+                lab, table, key = item
+                if key in table:
+                    lab.count(table, key, t)
 
     # ------------------------------------------------------------------ scoring
     def score(self, tx: Mapping) -> dict:
@@ -843,7 +849,8 @@ class OnlineFeatures:
 
 
 _US = 1_000  # nanoseconds per microsecond: the state counts time in microseconds
-_SWEEP = 86_400 * 1_000_000  # expire entities nobody queries once per day of event time
+_SWEEP = 86_400 * 1_000_000  # queue every entity for expiry once per day of event time
+_SWEEP_STEP = 64  # entities expired per row taken in while a sweep is under way
 
 
 def _default(v):

@@ -27,6 +27,9 @@ class ServingConfig(BaseModel):
     max_rows: int = Field(10_000, ge=1, description="Most rows in one list request.")
     max_future: str = Field("5min", description="How far past the service's clock a row's "
                             "time may be.")
+    reload_every: float = Field(60.0, ge=0, description="Seconds between checks of the "
+                                "served alias; when it moves, the new version takes over "
+                                "without a dropped request (0: never).")
     dedup_window: str = Field("7d", description="A tx_id scored within this much payment "
                               "time is refused as a duplicate (409).")
 

@@ -72,7 +72,7 @@ class RiskService:
         feats = scorer.features
         cats = scorer.model.spec.get("categories", {})
         self._numeric = [i for i, n in enumerate(feats) if n not in cats]
-        self._catalog = scorer.online.features.features
+        self._catalog = {f.name: f for f in scorer.online.features.features}
 
     # ------------------------------------------------------------------ start-up
     def start(self, warm: Iterable[tuple[str, dict]] | None = None) -> dict:
@@ -146,11 +146,12 @@ class RiskService:
                 raise DuplicateTransaction(row["tx_id"])
             late = (self.scorer.online._scored_t is not None
                     and _micros(row["ts"]) < self.scorer.online._scored_t)
-            usual = self._usual_vector(row["account_id"])
             s = self.scorer.score(row)
+            # The account's usual values are of its payments before this one.
+            reasons = (self._reasons(s, self._usual_vector(row["account_id"]))
+                       if s.tier != "pass" else [])
             self._remember(row, s.features)
             self._append({"table": "transactions", "row": row})
-            reasons = self._reasons(s, usual) if s.tier != "pass" else []
             decision = {"tx_id": s.tx_id, "score": s.probability, "tier": s.tier,
                         "reasons": reasons, "model_version": self.model_version,
                         "features_version": self.features_version, "late": late,
@@ -176,30 +177,90 @@ class RiskService:
             return None
         if len(past) == 1:
             return past[0]
-        stack = np.stack(past)
-        empty = np.isnan(stack).all(axis=0)  # no value in any past payment: no usual value
-        stack[:, empty] = 0.0
-        usual = np.nanmedian(stack, axis=0)
-        usual[empty] = np.nan
+        # The median of each feature over the past payments where it has a value (NaN
+        # where it never had one); sorting puts NaN last, so it is read from the sorted
+        # values' middle (nanmedian's masked path costs 0.5 ms a call).
+        stack = np.sort(np.stack(past), axis=0)
+        n = (~np.isnan(stack)).sum(axis=0)
+        lo = np.take_along_axis(stack, np.maximum((n - 1) // 2, 0)[None, :], axis=0)[0]
+        hi = np.take_along_axis(stack, np.maximum(n // 2, 0)[None, :], axis=0)[0]
+        usual = (lo.astype(np.float64) + hi) / 2
+        usual[n == 0] = np.nan
         return usual
 
     def _reasons(self, s, usual) -> list[dict]:
-        import pandas as pd
         import xgboost as xgb
 
-        from fraudlab.evaluation import reason_codes
+        from fraudlab.evaluation import row_reasons
 
         feats = self.scorer.features
         row = self.scorer.encode(s.features)
         contrib = self.scorer.model.booster.predict(xgb.DMatrix(row, feature_names=feats),
-                                                    pred_contribs=True)
-        frame = pd.DataFrame(contrib, columns=[*feats, "bias"])
-        values = pd.DataFrame([{n: s.features[n] for n in feats}])
-        usual_frame = None
+                                                    pred_contribs=True)[0][:-1]  # no bias
+        usual_of = None
         if usual is not None:
-            usual_frame = pd.DataFrame([{feats[i]: float(usual[i]) for i in self._numeric}])
-        return reason_codes(frame, values, usual_frame, catalog=self._catalog,
-                            currency=self.currency)[0]
+            usual_of = {feats[i]: float(usual[i]) for i in self._numeric}
+        return row_reasons(contrib, feats, s.features, usual_of, catalog=self._catalog,
+                           currency=self.currency)
+
+    # ------------------------------------------------------------------ a new model
+    def swap_model(self, model, model_version: str,
+                   history: Iterable[tuple[str, dict]] | None = None) -> str:
+        """Score with ``model`` from the next payment on, without a dropped request.
+
+        A model that reads the same declarations and settings (the same
+        ``features_version``) takes over the current state at once. Another one needs its
+        own state: it is warmed from ``history`` (the rows the service was warmed with)
+        and this service's log, outside the lock, then the log rows accepted meanwhile
+        are applied under the lock and it takes over. Without ``history`` it is refused.
+
+        Returns
+        -------
+        str
+            ``"shared state"``, ``"warmed"`` or ``"refused: ..."``.
+        """
+        version = model.spec.get("features_version", "?")
+        if version == self.features_version:
+            with self._lock:
+                self.scorer = Scorer(model, online=self.scorer.online)
+                self.model_version = model_version
+            return "shared state"
+        if history is None:
+            return ("refused: its features differ (version " + version + ") and the service "
+                    "has no history to warm them from (start it with --warm-from)")
+        fresh = Scorer(model)
+        for table, row in history:
+            (fresh.online.score if table == "transactions" else
+             lambda r, table=table: fresh.online.update(table, r))(row)
+        done = self._replay_log(fresh.online, 0)
+        with self._lock:
+            self._replay_log(fresh.online, done)
+            self.scorer = fresh
+            self.model_version, self.features_version = model_version, version
+            feats = fresh.features
+            cats = model.spec.get("categories", {})
+            self._numeric = [i for i, n in enumerate(feats) if n not in cats]
+            self._catalog = {f.name: f for f in fresh.online.features.features}
+            self._usual = {}  # usual values are of the old inputs
+        return "warmed"
+
+    def _replay_log(self, online, start: int) -> int:
+        """Apply log lines ``start..`` to ``online``; returns the next line number."""
+        self._wal.flush()
+        n = start
+        with (self.state / WAL).open() as f:
+            for i, line in enumerate(f):
+                if i < start:
+                    continue
+                if not line.endswith("\n"):
+                    break
+                rec = json.loads(line)
+                if rec["table"] == "transactions":
+                    online.score(rec["row"])
+                else:
+                    online.update(rec["table"], rec["row"])
+                n = i + 1
+        return n
 
     # ------------------------------------------------------------------ logs
     def _append(self, record: dict, sync: bool = True) -> None:

@@ -450,6 +450,7 @@ def serve(
                   + ("restored" if done["restored"] else f"warmed with {done['warmed']:,} rows")
                   + f", {done['replayed']:,} logged rows replayed; serving on "
                   f"http://{host or cfg.serving.host}:{port or cfg.serving.port} (docs at /docs)")
+    stop = _watch_alias(cfg, model, mv, service, warm_from, _log(console))
     app = create_app(service, token_env=cfg.serving.token_env,
                      max_body_bytes=cfg.serving.max_body_bytes, max_rows=cfg.serving.max_rows,
                      max_future_seconds=parse_duration(cfg.serving.max_future).total_seconds())
@@ -457,7 +458,52 @@ def serve(
         uvicorn.run(app, host=host or cfg.serving.host, port=port or cfg.serving.port,
                     log_level="warning")
     finally:
+        stop.set()
         service.close()
+
+
+def _watch_alias(cfg, ref: str, mv, service, warm_from, log):
+    """Check the served alias every serving.reload_every seconds; when it moves, load the
+    new version (its code verified) and let it take over (RiskService.swap_model)."""
+    import threading
+
+    stop = threading.Event()
+    if "@" not in ref or not cfg.serving.reload_every:
+        return stop
+    name, alias = ref.split("@", 1)
+
+    def history():
+        if warm_from is None:
+            return None
+        import pandas as pd
+
+        from fraudlab.features import event_stream
+
+        from ._pipeline import load_validated
+
+        data, _ = load_validated(cfg, pd.Timestamp.now(tz="UTC"), warm_from)
+        return event_stream({k: t.frame for k, t in data.tables.items()})
+
+    def watch() -> None:
+        from ._registry import load_registered, setup_mlflow
+
+        client = setup_mlflow(cfg)
+        current = mv.version
+        while not stop.wait(cfg.serving.reload_every):
+            try:
+                now = client.get_model_version_by_alias(name, alias)
+                if now.version == current:
+                    continue
+                model, _, _ = load_registered(cfg, f"{name}/{now.version}")
+                how = service.swap_model(model, f"{name}/{now.version}", history=history())
+                log(f"{name}@{alias} moved to version {now.version}: {how}")
+                if not how.startswith("refused"):
+                    current = now.version
+            except Exception as exc:  # a registry outage must not stop the service
+                log(f"checking {name}@{alias} failed, still serving version {current}: {exc}")
+
+    threading.Thread(target=watch, name="fraudlab-alias-watch", daemon=True).start()
+    return stop
 
 
 @decisions_app.callback()

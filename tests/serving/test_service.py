@@ -38,8 +38,8 @@ def _json(row: dict) -> dict:
 
 
 def _service(fitted, tmp_path, warm, **kw):
-    service = RiskService(Scorer(fitted), tmp_path, model_version="m/1", features_version="f1",
-                          **kw)
+    service = RiskService(Scorer(fitted), tmp_path, model_version="m/1",
+                          features_version=fitted.spec["features_version"], **kw)
     service.start(warm)
     return service
 
@@ -90,18 +90,24 @@ def test_scores_over_http_equal_the_scorer_and_the_log_holds_them(fitted, stream
     for d in got:
         assert d["score"] == pytest.approx(want[d["tx_id"]][0], rel=1e-9)
         assert d["tier"] == want[d["tx_id"]][1]
-        assert d["model_version"] == "m/1" and d["features_version"] == "f1"
-        assert (len(d["reasons"]) > 0) == (d["tier"] != "pass") or d["tier"] == "pass"
+        assert d["model_version"] == "m/1"
+        assert d["features_version"] == fitted.spec["features_version"]
+        if d["tier"] == "pass":
+            assert d["reasons"] == []  # only flagged payments are explained
     flagged = [d for d in got if d["tier"] != "pass"]
+    assert flagged  # the world's frauds reach the review tier
     for d in flagged:
         assert 1 <= len(d["reasons"]) <= 3
         assert all(r["contribution"] > 0 and r["text"] for r in d["reasons"])
+    # Reasons compare with the account's usual value, from its earlier payments.
+    assert any("(usual for" in r["text"] for d in flagged for r in d["reasons"])
     log = read_decisions(tmp_path)
     assert [r["tx_id"] for r in log] == [d["tx_id"] for d in got]
     assert read_decisions(tmp_path, tier="pass") == [r for r in log if r["tier"] == "pass"]
     metrics = client.get("/metrics").text
     assert f'fraudlab_decisions_total{{tier="pass"}} {float(sum(d["tier"] == "pass" for d in got))}' in metrics
-    assert 'fraudlab_model_info{features_version="f1",model_version="m/1"} 1.0' in metrics
+    assert (f'fraudlab_model_info{{features_version="{fitted.spec["features_version"]}",'
+            'model_version="m/1"} 1.0') in metrics
     service.close()
 
 
@@ -113,7 +119,8 @@ def test_a_crash_loses_no_answered_row(fitted, stream, tmp_path):
     first = _service(fitted, tmp_path, warm)
     _send(TestClient(create_app(first)), rest[:half])
     # No close(): the write-ahead log is all there is of the second half's state.
-    again = RiskService(Scorer(fitted), tmp_path, model_version="m/1", features_version="f1")
+    again = RiskService(Scorer(fitted), tmp_path, model_version="m/1",
+                        features_version=fitted.spec["features_version"])
     done = again.start(warm=None)
     assert done["restored"] and done["replayed"] > 0
     got = _send(TestClient(create_app(again)), rest[half:])
@@ -205,3 +212,62 @@ def test_decisions_younger_than_the_retention_are_never_purged(tmp_path):
     gone = purge_decisions(tmp_path, before=today, retention_days=1826)
     assert [p.stem for p in gone] == [old]
     assert [r["tx_id"] for r in read_decisions(tmp_path)] == [young]
+
+
+def _fit(dataset, rounds):
+    from fraudlab.training import TrainingConfig, build_protocol, fit_final
+    from fraudlab.training._search import BASELINE_PARAMS
+
+    cfg = TrainingConfig(n_splits=2, validation_window="14d", gap="7d",
+                         calibration_window="14d", test_window="14d")
+    model = fit_final(build_protocol(dataset, cfg), {**BASELINE_PARAMS, "n_rounds": rounds},
+                      cfg).scorer()
+    model.declarations = dataset.attrs["features"]
+    return model
+
+
+@pytest.mark.parametrize("same_features", [True, False])
+def test_a_new_model_takes_over_between_two_payments(fitted, labeled_dataset, stream, tmp_path,
+                                                     same_features):
+    """The next payment after the swap is scored by the new version, with features equal
+    to a run that had the new model's state from the start."""
+    from fraudlab.features import FeaturesConfig, build_dataset
+
+    warm, rest = stream
+    if same_features:
+        other = _fit(labeled_dataset, 10)
+    else:
+        from fraudlab.datasets import SimulationConfig, simulate_world
+
+        world = simulate_world(SimulationConfig(accounts=3000, days=85, seed=11, history_days=30))
+        fewer = build_dataset(world.tables(), labeled_dataset.attrs["as_of"],
+                              config=FeaturesConfig(exclude=["kyc_level"]))
+        other = _fit(fewer, 10)
+    service = _service(fitted, tmp_path, warm)
+    client = TestClient(create_app(service))
+    half = len(rest) // 2
+    _send(client, rest[:half])
+    how = service.swap_model(other, "m/2", history=iter(warm) if not same_features else None)
+    assert how == ("shared state" if same_features else "warmed")
+    got = _send(client, rest[half:])
+    assert {d["model_version"] for d in got} == {"m/2"}
+    want = {}
+    scorer = Scorer(other)
+    for t, row in [*warm, *rest]:
+        if t == "transactions":
+            s = scorer.score(row)
+            want[s.tx_id] = s.probability
+        else:
+            scorer.update(t, row)
+    for d in got:
+        assert d["score"] == pytest.approx(want[d["tx_id"]], rel=1e-9)
+    assert (d["features_version"] == fitted.spec["features_version"]) == same_features
+
+
+def test_a_model_with_other_features_and_no_history_is_refused(fitted, labeled_dataset, stream,
+                                                               tmp_path):
+    service = _service(fitted, tmp_path, stream[0])
+    other = _fit(labeled_dataset, 10)
+    other.spec = {**other.spec, "features_version": "different"}
+    assert service.swap_model(other, "m/3").startswith("refused")
+    assert service.model_version == "m/1"

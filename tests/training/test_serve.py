@@ -43,16 +43,31 @@ def _start(cfg, state, port, *extra):
     raise AssertionError("serve did not become ready")
 
 
-def _payments(root, n):
-    """New payments after the world's end: its last ``n`` payments a week later."""
+def _payments(root, n, weeks=1):
+    """New payments after the world's end: its last ``n`` payments ``weeks`` later."""
     tx = pd.read_parquet(root / "raw" / "transactions.parquet").sort_values("ts").tail(n)
     out = []
     for r in tx.to_dict("records"):
         r = {k: (None if isinstance(v, float) and v != v else v) for k, v in r.items()}
-        r["ts"] = (r["ts"] + pd.Timedelta("7D")).isoformat()
-        r["tx_id"] = "NEW-" + r["tx_id"]
+        r["ts"] = (r["ts"] + pd.Timedelta(days=7 * weeks)).isoformat()
+        r["tx_id"] = f"NEW{weeks}-" + r["tx_id"]
         out.append(r)
     return out
+
+
+def _move_champion(cfg) -> str:
+    """Register the champion's run again as a new version and point the alias at it."""
+    import mlflow
+
+    from fraudlab.training import load_config
+
+    config = load_config(cfg)
+    mlflow.set_tracking_uri(config.tracking_uri())
+    client = mlflow.MlflowClient()
+    mv = client.get_model_version_by_alias("fraudlab-fraud", "champion")
+    new = mlflow.register_model(mv.source, "fraudlab-fraud")
+    client.set_registered_model_alias("fraudlab-fraud", "champion", new.version)
+    return new.version
 
 
 def test_a_killed_service_restarts_where_it_was(trained, tmp_path):
@@ -71,7 +86,9 @@ def test_a_killed_service_restarts_where_it_was(trained, tmp_path):
     proc.wait()
 
     port = _port()
-    proc = _start(cfg, state, port)  # no --warm-from: its own snapshot and log
+    reload_cfg = tmp_path / "reload.yaml"
+    reload_cfg.write_text(cfg.read_text() + "serving: {reload_every: 0.5}\n")
+    proc = _start(reload_cfg, state, port)  # no --warm-from: its own snapshot and log
     url = f"http://127.0.0.1:{port}"
     try:
         ready = httpx.get(f"{url}/readyz").json()
@@ -81,10 +98,24 @@ def test_a_killed_service_restarts_where_it_was(trained, tmp_path):
         second = [httpx.post(f"{url}/v1/transactions", json=p, timeout=10).json()
                   for p in new[30:]]
         metrics = httpx.get(f"{url}/metrics").text
+        moved = _move_champion(reload_cfg)  # version 2 of the same run: the same features
+        later = _payments(root, 200, weeks=2)
+        answers = []
+        deadline = time.monotonic() + 60
+        for p in later:
+            answers.append(httpx.post(f"{url}/v1/transactions", json=p, timeout=10))
+            if answers[-1].json()["model_version"] == f"fraudlab-fraud/{moved}":
+                break
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
     finally:
         proc.terminate()
         proc.wait(timeout=30)
     assert "fraudlab_decisions_total" in metrics
+    # The alias moved under requests: none failed, and the new version took over.
+    assert all(a.status_code == 200 for a in answers)
+    assert answers[-1].json()["model_version"] == f"fraudlab-fraud/{moved}"
 
     # A run never killed: the same history and payments through the scorer in process.
     config = load_config(cfg)
@@ -106,4 +137,4 @@ def test_a_killed_service_restarts_where_it_was(trained, tmp_path):
     out = subprocess.run([sys.executable, "-m", "fraudlab", "decisions", "--state", str(state),
                           "-c", str(cfg)], capture_output=True, text=True, check=True).stdout
     logged = [line for line in out.splitlines() if line.startswith("{")]
-    assert len(logged) == len(new)
+    assert len(logged) == len(new) + len(answers)
