@@ -97,19 +97,13 @@ class RiskService:
                 done["warmed"] += 1
         wal = self.state / WAL
         if wal.exists():
-            with wal.open() as f:
-                for i, line in enumerate(f):
-                    if i < self._wal_lines:
-                        continue
-                    if not line.endswith("\n"):
-                        break  # a line cut by a crash was never acknowledged
-                    rec = json.loads(line)
-                    if rec["table"] == "transactions":
-                        self._take_payment(rec["row"])
-                    else:
-                        self.scorer.update(rec["table"], rec["row"])
-                    done["replayed"] += 1
-                    self._wal_lines = i + 1
+            for i, rec in _log_lines(wal, self._wal_lines):
+                if rec["table"] == "transactions":
+                    self._take_payment(rec["row"])
+                else:
+                    self.scorer.update(rec["table"], rec["row"])
+                done["replayed"] += 1
+                self._wal_lines = i + 1
             _truncate_partial(wal)
         self._wal = wal.open("a")
         if done["warmed"] and not done["restored"]:
@@ -248,18 +242,12 @@ class RiskService:
         """Apply log lines ``start..`` to ``online``; returns the next line number."""
         self._wal.flush()
         n = start
-        with (self.state / WAL).open() as f:
-            for i, line in enumerate(f):
-                if i < start:
-                    continue
-                if not line.endswith("\n"):
-                    break
-                rec = json.loads(line)
-                if rec["table"] == "transactions":
-                    online.score(rec["row"])
-                else:
-                    online.update(rec["table"], rec["row"])
-                n = i + 1
+        for i, rec in _log_lines(self.state / WAL, start):
+            if rec["table"] == "transactions":
+                online.score(rec["row"])
+            else:
+                online.update(rec["table"], rec["row"])
+            n = i + 1
         return n
 
     # ------------------------------------------------------------------ logs
@@ -365,6 +353,18 @@ def _json_default(v):
     if isinstance(v, np.generic):
         return v.item()
     raise TypeError(f"not JSON serialisable: {type(v).__name__}")
+
+
+def _log_lines(path: Path, start: int):
+    """``(line number, record)`` of the log's complete lines from ``start`` on; a last line
+    cut by a crash was never acknowledged and ends the log."""
+    with path.open() as f:
+        for i, line in enumerate(f):
+            if i < start:
+                continue
+            if not line.endswith("\n"):
+                return
+            yield i, json.loads(line)
 
 
 def _truncate_partial(path: Path) -> None:
