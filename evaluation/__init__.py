@@ -25,7 +25,7 @@ from ._metrics import (
     roc_auc_score,
 )
 from ._report import Evaluation, Scorer, evaluate, render_backtest, render_report
-from ._splits import TemporalSplit, labels_known_at, temporal_holdout
+from ._splits import TemporalSplit, known_fraud_accounts, labels_known_at, temporal_holdout
 from ._tiers import choose_thresholds, tier_of, tier_table
 
 __all__ = [
@@ -48,6 +48,7 @@ __all__ = [
     "evaluate",
     "feature_drift",
     "global_importance",
+    "known_fraud_accounts",
     "missed_fraud_patterns",
     "operating_counts",
     "reason_codes",

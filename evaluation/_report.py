@@ -301,9 +301,9 @@ def evaluate(dataset: pd.DataFrame, model: Scorer, thresholds: dict, *,
     d = d.reset_index(drop=True)
     population = []
     if exclude_known_fraud_accounts and len(d) and "label_reported_at" in d:
-        from ._splits import _known_fraud_accounts
+        from ._splits import known_fraud_accounts
 
-        known = _known_fraud_accounts(dataset if history is None else history, d["ts"].min())
+        known = known_fraud_accounts(dataset if history is None else history, d["ts"].min())
         out = d["account_id"].isin(known).to_numpy()
         if out.any():
             population.append(

@@ -41,7 +41,13 @@ def labels_known_at(dataset: pd.DataFrame, when) -> np.ndarray:
     return (dataset[LABEL].to_numpy() == 1) & known
 
 
-def _known_fraud_accounts(dataset: pd.DataFrame, before) -> set:
+def known_fraud_accounts(dataset: pd.DataFrame, before) -> set:
+    """The accounts with a fraud reported strictly before ``before``.
+
+    Operations freeze such an account once a fraud is reported, so the payments a model
+    ranks after that time come from the other accounts: windows that choose or measure
+    thresholds leave these accounts out.
+    """
     rep = dataset["label_reported_at"]
     mask = (dataset[LABEL].to_numpy() == 1) & rep.notna().to_numpy() & (rep < before).to_numpy()
     return set(dataset.loc[mask, "account_id"])
@@ -139,7 +145,7 @@ class TemporalSplit:
                 train = train & (ts >= f["train_start"]).to_numpy()
             valid = ((ts >= f["valid_start"]) & (ts < f["valid_end"])).to_numpy()
             if self.exclude_known_fraud_accounts:
-                known = _known_fraud_accounts(X, f["valid_start"])
+                known = known_fraud_accounts(X, f["valid_start"])
                 valid = valid & ~X["account_id"].isin(known).to_numpy()
             tr, va = np.flatnonzero(train), np.flatnonzero(valid)
             if not len(tr) or not len(va):

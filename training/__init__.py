@@ -53,6 +53,7 @@ if TYPE_CHECKING:  # what IDEs and type checkers read; at run time, __getattr__ 
         UntrustedModel,
         load_registered,
         load_scorer,
+        version_tiers,
     )
     from ._reporting import (
         write_model_report,
@@ -99,6 +100,7 @@ _EXPORTS = {
     "UntrustedModel": "._registry",
     "config_to_yaml": "._config",
     "load_config": "._config",
+    "version_tiers": "._registry",
 }
 
 __all__ = [
@@ -134,6 +136,7 @@ __all__ = [
     "run_backtest",
     "storage_url",
     "train_model",
+    "version_tiers",
     "write_model_report",
 ]
 

@@ -9,6 +9,7 @@ current champion's, or XGBoost's defaults) so that the comparison isolates retra
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -78,7 +79,8 @@ def run_backtest(dataset: pd.DataFrame, config: FraudlabConfig, start, end, ever
         exceeds ``refresh.drift_psi``. ``ap_rule`` and ``operating_rule`` train a challenger
         every period and promote it by that promotion rule (``refresh.rule``
         ``average_precision`` or ``operating_point``, with the other ``refresh`` settings),
-        as the refresh cycle does; ``promoted`` says when.
+        as the refresh cycle does; ``promoted`` says when. A champion they keep runs on at
+        the thresholds re-chosen for the comparison when ``refresh.rethreshold_kept``.
     params : dict, optional
         Fixed model parameters (as :func:`fit_final` takes them); default XGBoost's
         defaults.
@@ -131,6 +133,12 @@ def run_backtest(dataset: pd.DataFrame, config: FraudlabConfig, start, end, ever
                                   review_capacity_per_day=cfg.evaluation.review_capacity_per_day
                                   ).promote
                 retrain = True
+                if not promoted and cfg.refresh.rethreshold_kept:
+                    # The kept champion runs at the thresholds it was compared at, as the
+                    # refresh cycle stores them; a copy, since policies may share a model.
+                    kept = copy.copy(models[policy][0])
+                    kept.spec = {**kept.spec, "tiers": dict(pair.thresholds["champion"])}
+                    models[policy] = (kept, models[policy][1])
             if promoted:
                 models[policy] = fresh[:2]
             scorer, _ = models[policy]

@@ -109,7 +109,7 @@ class RefreshConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     rule: Literal["operating_point", "average_precision"] = Field(
-        "average_precision", description="How a challenger is promoted. operating_point: both "
+        "operating_point", description="How a challenger is promoted. operating_point: both "
         "models are thresholded the same way on the same calibration window and compared on "
         "the newest matured window by the fraud amount their block and review tiers catch, "
         "with a paired bootstrap interval (resampling accounts); promote when the interval's "
@@ -147,6 +147,12 @@ class RefreshConfig(BaseModel):
     warn_fraud_rate_ratio: float = Field(
         2.0, gt=1, description="Warn when the fraud rate of the newest window differs from "
         "the champion's training period by more than this factor, either way.")
+    rethreshold_kept: bool = Field(
+        True, description="When the champion is kept, its block and review thresholds are "
+        "re-chosen on the newest calibration window (the ones it was compared at) and stored "
+        "on its model version (tags fraudlab.tier.block and fraudlab.tier.review), so the "
+        "model that stays runs at the operating point the decision measured; scorers and "
+        "the service load them. Off: the champion keeps the thresholds it was trained with.")
     warm_start: bool = Field(
         True, description="Seed the challenger's study with the champion's parameters.")
     lock_timeout: float = Field(

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from fraudlab.data_contracts import parse_duration
-from fraudlab.evaluation import TemporalSplit, labels_known_at
+from fraudlab.evaluation import TemporalSplit, known_fraud_accounts, labels_known_at
 from fraudlab.features import LABEL, FeaturesConfig, dataset_features
 
 from ._config import TrainingConfig
@@ -216,13 +216,20 @@ def build_protocol(dataset: pd.DataFrame, config: TrainingConfig | None = None) 
     test = data.iloc[test_pos]
     # The final fit learns from the same length of history as each fold's training (the
     # search tuned rounds and regularisation for it), right before calibration.
-    in_fit = ~in_cal
+    before_cal = ~in_cal
+    in_fit = before_cal.copy()
     if config.train_window:
         in_fit &= (dev["ts"] >= cal_start - parse_duration(config.train_window)).to_numpy()
+    # Calibration and thresholds are chosen on the population the model will rank, as in
+    # the test window: an account already reported compromised is frozen, not reviewed,
+    # and its burst of high scores would otherwise take the review capacity.
+    known = known_fraud_accounts(dev, cal_start)
+    if known:
+        in_cal = in_cal & ~dev["account_id"].isin(known).to_numpy()
     times = {"train_start": dev["ts"][in_fit].min(), "calibration_start": cal_start,
              "calibration_end": t["cut"], "test_start": deploy, "test_end": t["valid_end"]}
-    refit_frame = dev[~in_cal].reset_index(drop=True)
-    refit_y = dev_y[~in_cal]
+    refit_frame = dev[before_cal].reset_index(drop=True)
+    refit_y = dev_y[before_cal]
     protocol = Protocol(spec=spec, folds=[], times=times,
                         refit=_window(dev[in_fit].reset_index(drop=True), spec, dev_y[in_fit]),
                         calibration=_window(dev[in_cal], spec, dev_y[in_cal]),

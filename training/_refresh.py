@@ -283,9 +283,15 @@ def _decide_period(client, config: FraudlabConfig, as_of: pd.Timestamp, run_id: 
     promote, reasons = decision.promote, decision.reasons
     warnings = drift_warnings(config.refresh, changes.summary())
     status = "first champion" if champion is None else ("promoted" if promote else "kept")
+    rethreshold = None
+    if status == "kept" and config.refresh.rethreshold_kept:
+        rethreshold = _rethreshold(champion.spec["tiers"], thresholds["champion"])
+        if rethreshold is not None:
+            reasons.append(rethreshold.pop("reason"))
+            rethreshold["version"] = str(champ_mv.version)
     if backfill:
         reasons.append(f"backfill: would have been '{status}'; nothing registered, no alias moved")
-        status = "backfill"
+        status, rethreshold = "backfill", None
     log(f"decision: {status}; " + "; ".join(reasons))
     for w in warnings:
         log(f"warning: {w}")
@@ -326,6 +332,7 @@ def _decide_period(client, config: FraudlabConfig, as_of: pd.Timestamp, run_id: 
         mlflow.log_artifact(str(report_path), "reports")
         plan = {**outcome.to_dict(), "plan": {
             "promote": bool(promote and champion is not None and not backfill),
+            "rethreshold": rethreshold,
             "register": not backfill, "model_uri": result.model_uri,
             "training_run_id": result.run_id,
             "version_tags": {**tags, "fraudlab.run_id": result.run_id, **model_tags(result)}}}
@@ -362,6 +369,15 @@ def _commit(client, config: FraudlabConfig, run_id: str, log) -> RefreshOutcome:
         if plan["promote"] or outcome.status == "first champion":
             client.set_registered_model_alias(name, CHAMPION, version)
         failpoint("aliases")
+    if plan.get("rethreshold"):
+        from ._registry import TIER_TAGS
+
+        new = plan["rethreshold"]
+        for tier, tag in TIER_TAGS.items():
+            value = new["tiers"][tier]  # JSON carries an empty tier (inf) as null
+            client.set_model_version_tag(name, new["version"], tag,
+                                         str(float("inf") if value is None else value))
+        client.set_model_version_tag(name, new["version"], "fraudlab.tiers_from_run", run_id)
     with mlflow.start_run(run_id=run_id):
         mlflow.log_dict(json_safe(outcome.to_dict()), "refresh/decision.json")
         mlflow.set_tags({"fraudlab.decision": outcome.status,
@@ -371,6 +387,24 @@ def _commit(client, config: FraudlabConfig, run_id: str, log) -> RefreshOutcome:
                          "fraudlab.refresh_complete": "true"})
     log(f"refresh as of {outcome.as_of} complete: {outcome.status}")
     return outcome
+
+
+def _rethreshold(deployed: dict, chosen: dict) -> dict | None:
+    """The kept champion's new thresholds and the sentence that says so, or None when the
+    re-chosen ones are those it already runs at."""
+    def value(v) -> float:  # stored specs carry an empty tier (inf) as null
+        return float("inf") if v is None else float(v)
+
+    def show(v) -> str:
+        return "none (empty tier)" if not np.isfinite(value(v)) else f"{value(v):.4f}"
+
+    if all(value(deployed[k]) == value(chosen[k]) for k in ("block", "review")):
+        return None
+    return {"tiers": {k: value(chosen[k]) for k in ("block", "review")},
+            "reason": "the champion stays at the thresholds it was compared at, re-chosen on "
+                      f"the newest calibration window: block {show(deployed['block'])} -> "
+                      f"{show(chosen['block'])}, review {show(deployed['review'])} -> "
+                      f"{show(chosen['review'])}"}
 
 
 def _audit(config: FraudlabConfig, outcome: RefreshOutcome) -> None:

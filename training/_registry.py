@@ -52,14 +52,17 @@ def model_tags(result) -> dict[str, str]:
     """What scoring code and later refreshes read off a trained model: its tier thresholds
     and where its test window starts (tags of the training run and of the model version)."""
     tiers = result.model.spec["tiers"]
-    return {"fraudlab.tier.block": str(tiers["block"]),
-            "fraudlab.tier.review": str(tiers["review"]),
+    return {TIER_TAGS["block"]: str(tiers["block"]),
+            TIER_TAGS["review"]: str(tiers["review"]),
             "fraudlab.test_start": result.protocol_summary["times"]["test_start"],
             CODE_TAG: served_code_sha256()}
 
 
 CODE_TAG = "fraudlab.code_sha256"
 """Tag of a run and its model version: the SHA-256 of the served model's code file."""
+
+TIER_TAGS = {"block": "fraudlab.tier.block", "review": "fraudlab.tier.review"}
+"""The model version's tags that hold the thresholds it is served at."""
 
 
 def model_declarations(dataset: pd.DataFrame) -> dict:
@@ -447,7 +450,24 @@ def load_registered(config: FraudlabConfig, ref: str):
         import shutil
 
         shutil.rmtree(local, ignore_errors=True)
-    return model.unwrap_python_model(), mv, run
+    scorer = model.unwrap_python_model()
+    tiers = version_tiers(mv)
+    if tiers is not None and tiers != scorer.spec.get("tiers"):
+        # A kept champion's thresholds re-chosen by a later refresh (refresh.rethreshold_kept).
+        scorer.spec = {**scorer.spec, "tiers": {**scorer.spec.get("tiers", {}), **tiers}}
+    return scorer, mv, run
+
+
+def version_tiers(mv) -> dict | None:
+    """The block and review thresholds stored on a model version, or None when it has none.
+
+    Registration stores the thresholds chosen in training; a refresh that keeps the
+    champion may replace them with thresholds re-chosen on newer data.
+    """
+    tags = getattr(mv, "tags", None) or {}
+    if not all(t in tags for t in TIER_TAGS.values()):
+        return None
+    return {k: float(tags[t]) for k, t in TIER_TAGS.items()}
 
 
 def load_scorer(config: FraudlabConfig, ref: str):

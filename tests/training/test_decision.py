@@ -42,7 +42,7 @@ def test_operating_counts_by_hand():
                       "false_blocks": 1, "reviews": 2, "blocked": 2}
 
 
-OP = RefreshConfig(rule="operating_point")
+OP = RefreshConfig()  # the default rule: operating_point
 
 
 def test_identical_models_tie_and_are_kept():
@@ -50,7 +50,7 @@ def test_identical_models_tie_and_are_kept():
     cmp = _cmp(tiers, tiers)
     assert cmp.difference["fraud_amount_caught"] == 0
     assert cmp.interval["fraud_amount_caught"] == (0.0, 0.0)
-    assert not decide(RefreshConfig(), *_ap(0.5, 0.5), cmp).promote  # the default rule too
+    assert not decide(RefreshConfig(rule="average_precision"), *_ap(0.5, 0.5), cmp).promote
     d = decide(OP, *_ap(0.5, 0.5), cmp)
     assert not d.promote
     assert "not above the minimum gain 0.00: not shown to be better" in " ".join(d.reasons)
@@ -142,7 +142,7 @@ def test_the_operating_point_rule_needs_the_comparison():
 
 def test_the_average_precision_rule_reports_the_operating_points_without_deciding_on_them():
     cmp = _cmp([B, R, P, P, R, P, P, P], [P] * 8)  # the challenger catches nothing
-    d = decide(RefreshConfig(), *_ap(0.5, 0.6), cmp)
+    d = decide(RefreshConfig(rule="average_precision"), *_ap(0.5, 0.6), cmp)
     assert d.promote  # decided on average precision alone
     info = [r for r in d.reasons if r.startswith("for information, not decided on: ")]
     assert len(info) == 3 and "block and review catch 0 frauds" in info[0]

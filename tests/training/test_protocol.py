@@ -46,6 +46,20 @@ def test_test_window_leaves_out_accounts_already_known_compromised(labeled_datas
     assert known and not (set(p.test.meta["account_id"]) & known)
 
 
+def test_calibration_leaves_out_accounts_known_compromised_before_it(labeled_dataset):
+    """Thresholds are chosen on the population they are applied to: the test window's."""
+    p = build_protocol(labeled_dataset, TrainingConfig(n_splits=2, validation_window="14d", gap="7d"))
+    d = labeled_dataset[labeled_dataset["is_mature"]]
+    start, end = p.times["calibration_start"], p.times["calibration_end"]
+    known = set(d.loc[(d["is_fraud"] == 1) & (d["label_reported_at"] < start), "account_id"])
+    window = d[(d["ts"] >= start) & (d["ts"] < end)]
+    assert known & set(window["account_id"]), "the fixture should have such accounts paying"
+    assert sorted(p.calibration.meta["tx_id"]) == sorted(
+        window.loc[~window["account_id"].isin(known), "tx_id"])
+    # Their rows before the calibration window are still learnt from.
+    assert known & set(p.refit.meta["account_id"])
+
+
 def test_encoding_is_float32_in_catalog_order_with_fixed_category_codes(labeled_dataset):
     p = build_protocol(labeled_dataset, TrainingConfig(n_splits=2, validation_window="14d", gap="7d"))
     feats = p.spec["features"]

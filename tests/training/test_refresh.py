@@ -106,7 +106,8 @@ def test_decision_matches_metrics_recomputed_from_the_registry(refreshed):
     decision = decide(config.refresh, second.metrics["champion"], second.metrics["challenger"],
                       OperatingComparison.from_dict(op),
                       review_capacity_per_day=config.evaluation.review_capacity_per_day)
-    assert decision.reasons == second.reasons
+    # A kept champion's new thresholds are the one reason the rule does not give.
+    assert decision.reasons == [r for r in second.reasons if "re-chosen on the newest" not in r]
     should_promote = decision.promote
     assert second.status == ("promoted" if should_promote else "kept")
     champion = mlflow.MlflowClient().get_model_version_by_alias(name, "champion")
@@ -250,3 +251,44 @@ def test_an_older_period_is_refused_and_a_backfill_moves_nothing(refreshed, tmp_
         second.challenger_version
     after = config.path(config.refresh.audit_log).read_text().splitlines()
     assert len(after) == len(lines) + 1 and json.loads(after[-1])["decision"] == "backfill"
+
+
+def test_a_kept_champion_runs_at_the_thresholds_it_was_compared_at(refreshed):
+    import mlflow
+
+    from fraudlab.training import load_registered, refresh, version_tiers
+
+    config, _, _ = refreshed
+    # A gain no challenger can show: the champion is kept, whatever the data.
+    strict = config.model_copy(deep=True)
+    strict.refresh.rule, strict.refresh.min_gain = "operating_point", 1e12
+    name = config.tracking.registered_model
+    client = mlflow.MlflowClient(config.tracking_uri())
+    version = client.get_model_version_by_alias(name, "champion").version
+
+    def deploy_stale() -> None:  # thresholds chosen long ago, on other data
+        client.set_model_version_tag(name, version, "fraudlab.tier.block", "0.99")
+        client.set_model_version_tag(name, version, "fraudlab.tier.review", "0.5")
+
+    deploy_stale()
+    out = refresh(strict, "2026-05-18", log=lambda m: None)
+    assert out.status == "kept"
+    # The outcome is JSON: an empty tier's threshold (inf) is null there.
+    chosen = {k: float("inf") if v is None else v
+              for k, v in out.metrics["thresholds"]["champion"].items()}
+    after = client.get_model_version_by_alias(name, "champion")
+    assert after.version == version
+    assert version_tiers(after) == pytest.approx(chosen) != {"block": 0.99, "review": 0.5}
+    assert after.tags["fraudlab.tiers_from_run"] == out.run_id
+    assert any(f"review 0.5000 -> {chosen['review']:.4f}" in r for r in out.reasons)
+    model, _, _ = load_registered(strict, f"{name}@champion")
+    assert {k: model.spec["tiers"][k] for k in chosen} == pytest.approx(chosen)
+    # With the setting off, a kept champion's thresholds stay as they are.
+    deploy_stale()
+    off = strict.model_copy(deep=True)
+    off.refresh.rethreshold_kept = False
+    again = refresh(off, "2026-05-19", log=lambda m: None)
+    assert again.status == "kept"
+    assert version_tiers(client.get_model_version_by_alias(name, "champion")) == \
+        {"block": 0.99, "review": 0.5}
+    assert not any("re-chosen on the newest" in r for r in again.reasons)
