@@ -1,11 +1,13 @@
 """The risk service under a bounded load on loopback, next to the in-process scorer.
 
 Targets (issue 18): p50/p99 latency at 200 requests/s, the highest rate sustained with
-p99 <= 20 ms and no error; what durability (fsync of every answer) costs in latency.
+p99 <= 20 ms and no error, with a state directory and with the state on Redis; what
+durability (fsync of every answer) and a shared state cost in latency.
 
 A world is simulated, a model trained and registered in a temporary MLflow store, and
 ``fraudlab serve`` started on it (warmed from the world's history); an async httpx client
-then sends new payments at fixed rates, one step per rate.
+then sends new payments at fixed rates, one step per rate. The same steps run again with
+``--state redis://...`` when the Redis server answers.
 
     python benchmarks/bench_serve.py                      # 60 s per step
     python benchmarks/bench_serve.py --seconds 20 --rates 200 400
@@ -34,9 +36,10 @@ def main() -> None:
     ap.add_argument("--days", type=int, default=110)
     ap.add_argument("--seconds", type=float, default=60.0)
     ap.add_argument("--rates", type=int, nargs="+", default=[100, 200, 300, 400])
+    ap.add_argument("--redis", default="redis://127.0.0.1:6379/0",
+                    help="Redis server for the shared-state steps ('' to skip them).")
     args = ap.parse_args()
 
-    import httpx
 
     from fraudlab.datasets import SimulationConfig, simulate_world
     from fraudlab.features import build_dataset, write_tables
@@ -56,13 +59,44 @@ def main() -> None:
     ds = build_dataset(world.tables(), tx["ts"].max() + pd.Timedelta("31D"), config=config.features)
     train_model(ds, config)
 
-    payments = _payments(tx, int(max(args.rates) * args.seconds) + 100)
-    _in_process(config, root, payments[:2_000])
+    payments = _payments(tx, int(sum(args.rates) * args.seconds) + 100)
+    redis_url = args.redis if args.redis and _redis_up(args.redis) else None
+    _in_process(config, root, payments[:2_000], redis_url)
+    states = [("state directory", str(root / "state"))]
+    if redis_url:
+        states.append(("state on Redis", redis_url))
+    else:
+        print(f"Redis at {args.redis or '(none)'} not reachable: shared-state steps skipped")
+    for name, state in states:
+        print(f"--- over HTTP, {name}")
+        _http_steps(cfg_path, root, state, tx, payments, args)
 
+
+def _redis_up(url: str) -> bool:
+    try:
+        import redis
+
+        redis.Redis.from_url(url, socket_connect_timeout=2).ping()
+        return True
+    except Exception:
+        return False
+
+
+def _http_steps(cfg_path: Path, root: Path, state: str, tx, payments: list[dict], args) -> None:
+    import uuid
+
+    import httpx
+
+    namespace = None
+    if state.startswith("redis://"):  # a namespace of this run's own, deleted afterwards
+        namespace = f"fraudlab-bench:{uuid.uuid4().hex[:8]}"
+        shared = root / "redis.yaml"
+        shared.write_text(cfg_path.read_text() + f"serving: {{redis_prefix: '{namespace}'}}\n")
+        cfg_path = shared
     port = _port()
     proc = subprocess.Popen([sys.executable, "-m", "fraudlab", "serve", "--model",
                              "fraudlab-fraud@champion", "-c", str(cfg_path), "--port", str(port),
-                             "--state", str(root / "state"), "--warm-from", str(root / "raw")],
+                             "--state", state, "--warm-from", str(root / "raw")],
                             stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -95,6 +129,13 @@ def main() -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=60)
+        if namespace is not None:
+            import redis
+
+            r = redis.Redis.from_url(state)
+            keys = r.keys(f"{namespace}:*")
+            if keys:
+                r.delete(*keys)
 
 
 def _payments(tx: pd.DataFrame, n: int) -> list[dict]:
@@ -113,28 +154,44 @@ def _payments(tx: pd.DataFrame, n: int) -> list[dict]:
     return out
 
 
-def _in_process(config, root: Path, payments: list[dict]) -> None:
-    """The service core without HTTP, with and without fsync: what durability costs."""
+def _in_process(config, root: Path, payments: list[dict], redis_url: str | None) -> None:
+    """The service core without HTTP: a state directory with and without fsync (what
+    durability costs), and the state on Redis with one replica and with two taking the
+    payments in turn (each then also applies the other's)."""
+    import uuid
+
     from fraudlab.features import event_stream, load_raw
-    from fraudlab.serving import RiskService
+    from fraudlab.serving import RedisStore, RiskService
     from fraudlab.training import load_scorer
 
     raw = load_raw(root / "raw", config.sources)
     history = list(event_stream({k: t.frame for k, t in raw.tables.items()}))
-    for fsync in (False, True):
-        service = RiskService(load_scorer(config, "fraudlab-fraud@champion"),
-                              root / f"inproc-{fsync}", model_version="bench",
-                              features_version="bench", fsync=fsync)
-        service.start(iter(history))
+    setups = [("state directory, fsync off", False, 1), ("state directory, fsync on ", True, 1)]
+    if redis_url:
+        setups += [("state on Redis, 1 replica ", None, 1), ("state on Redis, 2 replicas", None, 2)]
+    for label, fsync, replicas in setups:
+        namespace = f"fraudlab-bench:{uuid.uuid4().hex[:8]}"
+        services = []
+        for k in range(replicas):
+            state = (root / f"inproc-{fsync}" if fsync is not None else
+                     RedisStore(redis_url, namespace, "bench"))
+            service = RiskService(load_scorer(config, "fraudlab-fraud@champion"), state,
+                                  model_version="bench", features_version="bench",
+                                  fsync=bool(fsync), decisions=root / f"decisions-{label}-{k}")
+            service.start(iter(history) if k == 0 else None)
+            services.append(service)
         lat = []
-        for p in payments:
+        for i, p in enumerate(payments):
             row = {**p, "ts": pd.Timestamp(p["ts"]).to_pydatetime()}
             t = time.perf_counter()
-            service.score(row)
+            services[i % replicas].score(row)
             lat.append((time.perf_counter() - t) * 1e3)
-        service.close()
+        for service in services:
+            service.close()
+        if fsync is None:
+            services[0].store.r.delete(*services[0].store.r.keys(f"{namespace}:*"))
         lat.sort()
-        print(f"in process, fsync {'on ' if fsync else 'off'}: {len(lat):,} payments, p50 "
+        print(f"in process, {label}: {len(lat):,} payments, p50 "
               f"{statistics.median(lat):.2f} ms, p99 {lat[int(0.99 * (len(lat) - 1))]:.2f} ms "
               "(features, model, reasons for flagged payments, logs)")
 

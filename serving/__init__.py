@@ -6,14 +6,18 @@ from ._config import ServingConfig
 from ._schema import Decision, row_model
 from ._scorer import Score, Scorer
 from ._service import DuplicateTransaction, RiskService, purge_decisions, read_decisions
+from ._store import FileStore, RedisStore, StoreBusy
 
 __all__ = [
     "Decision",
     "DuplicateTransaction",
+    "FileStore",
+    "RedisStore",
     "RiskService",
     "Score",
     "Scorer",
     "ServingConfig",
+    "StoreBusy",
     "create_app",
     "purge_decisions",
     "read_decisions",

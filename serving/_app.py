@@ -15,6 +15,7 @@ import time
 
 from ._schema import Accepted, Decision, row_model
 from ._service import DuplicateTransaction, RiskService
+from ._store import StoreBusy
 
 
 def create_app(service: RiskService, *, token_env: str | None = None,
@@ -146,6 +147,8 @@ def create_app(service: RiskService, *, token_env: str | None = None,
             decision = service.score(tx.model_dump())
         except DuplicateTransaction as exc:
             raise HTTPException(409, f"tx_id {exc} was already scored") from None
+        except StoreBusy as exc:
+            raise HTTPException(503, f"not scored: {exc}") from None
         latency.observe(time.perf_counter() - t)
         decisions.labels(decision["tier"]).inc()
         late.set(service.scorer.online.late)
@@ -159,7 +162,10 @@ def create_app(service: RiskService, *, token_env: str | None = None,
                 when = getattr(r, time_field)
                 if when is not None:
                     not_future(when, f"{i}.{time_field}")
-            out = service.ingest(table, [r.model_dump() for r in rows])
+            try:
+                out = service.ingest(table, [r.model_dump() for r in rows])
+            except StoreBusy as exc:
+                raise HTTPException(503, f"not accepted: {exc}") from None
             late.set(service.scorer.online.late)
             return out
 

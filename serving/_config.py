@@ -30,6 +30,12 @@ class ServingConfig(BaseModel):
     reload_every: float = Field(60.0, ge=0, description="Seconds between checks of the "
                                 "served alias; when it moves, the new version takes over "
                                 "without a dropped request (0: never).")
+    redis_prefix: str = Field("fraudlab:serving", description="With --state redis://...: "
+                              "key prefix of the shared state (the registered model's name "
+                              "is added).")
+    lock_timeout: float = Field(10.0, gt=0, description="With --state redis://...: seconds "
+                                "a request waits for the shared state's lock (then 503), and "
+                                "how long a lock left by a killed replica lasts.")
     dedup_window: str = Field("7d", description="A tx_id scored within this much payment "
                               "time is refused as a duplicate (409).")
 

@@ -1,11 +1,11 @@
-"""The risk service's core: one scorer, its state on disk, and the decision log.
+"""The risk service's core: one scorer, its state, and the decision log.
 
-Every accepted row (a payment, an event, a label, a listing) is appended to a write-ahead
-log and fsynced before it is answered, and every decision to a day-partitioned decision
-log, so that a process killed at any point and started again on the same state directory
-answers the next payment exactly as one never killed. A snapshot of the incremental
-state (``OnlineFeatures.snapshot``) records how many log lines it holds; a restart
-restores it and replays the log lines after it.
+Every accepted row (a payment, an event, a label, a listing) is appended to a store's log
+before it is answered (a write-ahead log file, fsynced; or a Redis stream shared by
+replicas), and every decision to a day-partitioned decision log, so that a process killed
+at any point and started again on the same state answers the next payment exactly as one
+never killed. A snapshot of the incremental state (``OnlineFeatures.snapshot``) records
+how much of the log it holds; a restart restores it and replays the log after it.
 """
 
 from __future__ import annotations
@@ -22,9 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from ._scorer import Scorer
+from ._store import FileStore, StoreBusy, _json_default
 
-SNAPSHOT = "snapshot"
-WAL = "accepted.jsonl"
 DECISIONS = "decisions"
 
 
@@ -38,8 +37,12 @@ class RiskService:
     Parameters
     ----------
     scorer : Scorer
-    state_dir : Path
-        Holds the write-ahead log, the snapshot and the decision log.
+    state : Path or store
+        A directory (the write-ahead log, the snapshot and the decision log), or a store
+        such as :class:`RedisStore` that replicas share.
+    decisions : Path, optional
+        The decision log's directory; default ``decisions/`` in the state directory
+        (required with a shared store: records stay on the replica's disk).
     model_version, features_version : str
         Written with every decision.
     currency : str
@@ -50,12 +53,18 @@ class RiskService:
         Fsync the logs before answering (what makes an answer durable).
     """
 
-    def __init__(self, scorer: Scorer, state_dir: str | Path, *, model_version: str,
+    def __init__(self, scorer: Scorer, state, *, model_version: str,
                  features_version: str, currency: str = "", dedup_window: float = 7 * 86_400,
-                 fsync: bool = True, usual_payments: int = 10):
+                 fsync: bool = True, usual_payments: int = 10,
+                 decisions: str | Path | None = None):
         self.scorer = scorer
-        self.state = Path(state_dir)
-        self.state.mkdir(parents=True, exist_ok=True)
+        self.store = (FileStore(state, fsync=fsync) if isinstance(state, (str, Path))
+                      else state)
+        if decisions is None:
+            if self.store.shared:
+                raise ValueError("a shared store needs a decisions directory")
+            decisions = self.store.state / DECISIONS
+        self.decisions_dir = Path(decisions)
         self.model_version, self.features_version = model_version, features_version
         self.currency, self.fsync = currency, fsync
         self._lock = threading.Lock()
@@ -63,10 +72,9 @@ class RiskService:
         self._dedup = int(dedup_window * 1e6)
         self._usual: dict[str, deque] = {}
         self._usual_n = usual_payments
-        self._wal_lines = 0
+        self._position = self.store.origin  # how much of the store's log the state holds
         self.ready = False
         self.counts = {"block": 0, "review": 0, "pass": 0}
-        self._wal = None
         self._decisions_day = None
         self._decisions = None
         feats = scorer.features
@@ -79,37 +87,41 @@ class RiskService:
         """Restore the snapshot and replay the log after it; with no snapshot, replay
         ``warm`` (history, in time order) first. Returns what was done."""
         done = {"restored": False, "warmed": 0, "replayed": 0}
-        snap = self.state / SNAPSHOT
-        if (snap / "online_state.json").exists():
-            self.scorer.online.restore(snap)
-            meta = json.loads((snap / "service.json").read_text())
-            self._wal_lines = meta["wal_lines"]
-            self._seen = OrderedDict((k, v) for k, v in meta["seen"])
-            self._usual = {k: deque((np.array(v, np.float32) for v in vs), maxlen=self._usual_n)
-                           for k, vs in meta["usual"]}
-            done["restored"] = True
-        elif warm is not None:
-            for table, row in warm:
-                if table == "transactions":
-                    self._take_payment(row)
-                else:
-                    self.scorer.update(table, row)
-                done["warmed"] += 1
-        wal = self.state / WAL
-        if wal.exists():
-            for i, rec in _log_lines(wal, self._wal_lines):
-                if rec["table"] == "transactions":
-                    self._take_payment(rec["row"])
-                else:
-                    self.scorer.update(rec["table"], rec["row"])
-                done["replayed"] += 1
-                self._wal_lines = i + 1
-            _truncate_partial(wal)
-        self._wal = wal.open("a")
-        if done["warmed"] and not done["restored"]:
-            self.snapshot()
+        # Under the store's lock: replicas starting together warm a shared state once.
+        with self._lock, self.store.lock():
+            meta = self.store.load_snapshot(self.scorer.online)
+            if meta is not None:
+                self._position = meta["position"]
+                self._seen = OrderedDict((k, v) for k, v in meta["seen"])
+                self._usual = {k: deque((np.array(v, np.float32) for v in vs),
+                                        maxlen=self._usual_n) for k, vs in meta["usual"]}
+                done["restored"] = True
+            elif warm is not None:
+                for table, row in warm:
+                    if table == "transactions":
+                        self._take_payment(row)
+                    else:
+                        self.scorer.update(table, row)
+                    done["warmed"] += 1
+            done["replayed"] = self._catch_up()
+            self.store.open()
+            if done["warmed"] and not done["restored"]:
+                self._snapshot()
         self.ready = True
         return done
+
+    def _catch_up(self) -> int:
+        """Apply the log's rows after the state's position (other replicas' rows, or on a
+        restart the rows after the snapshot), in the log's order."""
+        n = 0
+        for pos, rec in self.store.records(self._position):
+            if rec["table"] == "transactions":
+                self._take_payment(rec["row"])
+            else:
+                self.scorer.update(rec["table"], rec["row"])
+            self._position = pos
+            n += 1
+        return n
 
     def _take_payment(self, row: Mapping) -> dict:
         """Score a payment into the state (no decision record): warm-up and log replay."""
@@ -135,7 +147,9 @@ class RiskService:
     def score(self, row: dict) -> dict:
         """Score one validated payment, log it and its decision, and answer."""
         t0 = time.perf_counter()
-        with self._lock:
+        with self._lock, self.store.lock():
+            if self.store.shared:
+                self._catch_up()
             if row["tx_id"] in self._seen:
                 raise DuplicateTransaction(row["tx_id"])
             late = (self.scorer.online._scored_t is not None
@@ -145,7 +159,7 @@ class RiskService:
             reasons = (self._reasons(s, self._usual_vector(row["account_id"]))
                        if s.tier != "pass" else [])
             self._remember(row, s.features)
-            self._append({"table": "transactions", "row": row})
+            self._log([{"table": "transactions", "row": row}])
             decision = {"tx_id": s.tx_id, "score": s.probability, "tier": s.tier,
                         "reasons": reasons, "model_version": self.model_version,
                         "features_version": self.features_version, "late": late,
@@ -157,12 +171,13 @@ class RiskService:
 
     def ingest(self, table: str, rows: list[dict]) -> dict:
         """Take in events, labels or listings (each effective at its own time)."""
-        with self._lock:
+        with self._lock, self.store.lock():
+            if self.store.shared:
+                self._catch_up()
             late = self.scorer.online.late
             for row in rows:
                 self.scorer.update(table, row)
-                self._append({"table": table, "row": row}, sync=False)
-            self._sync(self._wal)
+            self._log([{"table": table, "row": row} for row in rows])
             return {"accepted": len(rows), "late": self.scorer.online.late - late}
 
     def _usual_vector(self, account: str):
@@ -224,9 +239,11 @@ class RiskService:
                     "has no history to warm them from (start it with --warm-from)")
         fresh = Scorer(model)
         for table, row in history:
-            (fresh.online.score if table == "transactions" else
-             lambda r, table=table: fresh.online.update(table, r))(row)
-        done = self._replay_log(fresh.online, 0)
+            if table == "transactions":
+                fresh.online.score(row)
+            else:
+                fresh.online.update(table, row)
+        done = self._replay_log(fresh.online, self.store.origin)
         with self._lock:
             self._replay_log(fresh.online, done)
             self.scorer = fresh
@@ -238,24 +255,29 @@ class RiskService:
             self._usual = {}  # usual values are of the old inputs
         return "warmed"
 
-    def _replay_log(self, online, start: int) -> int:
-        """Apply log lines ``start..`` to ``online``; returns the next line number."""
-        self._wal.flush()
+    def _replay_log(self, online, start):
+        """Apply the log's rows after position ``start`` to ``online``; returns the
+        position after the last one."""
         n = start
-        for i, rec in _log_lines(self.state / WAL, start):
+        for pos, rec in self.store.records(start):
             if rec["table"] == "transactions":
                 online.score(rec["row"])
             else:
                 online.update(rec["table"], rec["row"])
-            n = i + 1
+            n = pos
         return n
 
     # ------------------------------------------------------------------ logs
-    def _append(self, record: dict, sync: bool = True) -> None:
-        self._wal.write(json.dumps(record, default=_json_default) + "\n")
-        self._wal_lines += 1
-        if sync:
-            self._sync(self._wal)
+    def _log(self, records: list[dict]) -> None:
+        """Append accepted rows to the store. The state already holds them: if the store
+        fails, this process's state is no longer the log's, so it stops answering (not
+        ready) until a restart rebuilds it from the snapshot and the log."""
+        try:
+            self._position = self.store.append(records, self._position)
+        except Exception as exc:
+            self.ready = False
+            raise StoreBusy(f"the accepted rows could not be logged ({exc}); this process "
+                            "stops serving until restarted") from exc
 
     def _sync(self, f) -> None:
         f.flush()
@@ -268,32 +290,32 @@ class RiskService:
         if day != self._decisions_day:
             if self._decisions is not None:
                 self._decisions.close()
-            folder = self.state / DECISIONS
-            folder.mkdir(exist_ok=True)
+            folder = self.decisions_dir
+            folder.mkdir(parents=True, exist_ok=True)
             self._decisions = (folder / f"{day}.jsonl").open("a")
             self._decisions_day = day
         rec = {"decided_at": now.isoformat(), "ts": row["ts"], **decision}
         self._decisions.write(json.dumps(rec, default=_json_default) + "\n")
         self._sync(self._decisions)
 
-    def snapshot(self) -> Path:
-        """Write the state and how much of the log it holds (atomic per file)."""
-        snap = self.state / SNAPSHOT
-        self.scorer.online.snapshot(snap)
-        meta = {"wal_lines": self._wal_lines, "seen": list(self._seen.items()),
+    def snapshot(self) -> None:
+        """Write the state and how much of the log it holds (atomic per file or key)."""
+        with self._lock, self.store.lock():
+            if self.store.shared:
+                self._catch_up()
+            self._snapshot()
+
+    def _snapshot(self) -> None:
+        meta = {"position": self._position, "seen": list(self._seen.items()),
                 "usual": [[k, [v.tolist() for v in vs]] for k, vs in self._usual.items()]}
-        tmp = snap / ".service.json.tmp"
-        tmp.write_text(json.dumps(meta, allow_nan=True))
-        tmp.replace(snap / "service.json")
-        return snap
+        self.store.save_snapshot(self.scorer.online, meta)
 
     def close(self) -> None:
+        if self.ready:
+            self.snapshot()
         with self._lock:
-            if self._wal is not None:
-                self._sync(self._wal)
-                self.snapshot()
-                self._wal.close()
-                self._wal = None
+            self.store.close()
+            self.ready = False
             if self._decisions is not None:
                 self._decisions.close()
                 self._decisions = None
@@ -345,32 +367,3 @@ def _micros(ts) -> int:
 
     t = pd.Timestamp(ts)
     return (t if t.tzinfo else t.tz_localize("UTC")).value // 1000
-
-
-def _json_default(v):
-    if isinstance(v, dt.datetime):
-        return v.isoformat()
-    if isinstance(v, np.generic):
-        return v.item()
-    raise TypeError(f"not JSON serialisable: {type(v).__name__}")
-
-
-def _log_lines(path: Path, start: int):
-    """``(line number, record)`` of the log's complete lines from ``start`` on; a last line
-    cut by a crash was never acknowledged and ends the log."""
-    with path.open() as f:
-        for i, line in enumerate(f):
-            if i < start:
-                continue
-            if not line.endswith("\n"):
-                return
-            yield i, json.loads(line)
-
-
-def _truncate_partial(path: Path) -> None:
-    """Drop a last line cut by a crash (never acknowledged), so appends start clean."""
-    data = path.read_bytes()
-    if data and not data.endswith(b"\n"):
-        cut = data.rfind(b"\n") + 1
-        with path.open("r+b") as f:
-            f.truncate(cut)

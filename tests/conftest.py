@@ -85,6 +85,27 @@ def postgres_url():
             con.execute(f'drop database if exists "{name}" with (force)')
 
 
+REDIS_URL = os.environ.get("FRAUDLAB_TEST_REDIS", "redis://127.0.0.1:6379/0")
+
+
+@pytest.fixture
+def redis_url():
+    """The Redis server's URL and a key namespace of this test's own, deleted afterwards."""
+    import uuid
+
+    redis = pytest.importorskip("redis", reason="the serve extra is not installed")
+    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=5)
+    require_service("Redis", client.ping)
+    namespace = f"fraudlab-test:{uuid.uuid4().hex[:10]}"
+    try:
+        yield REDIS_URL, namespace
+    finally:
+        keys = list(client.scan_iter(f"{namespace}:*"))
+        if keys:
+            client.delete(*keys)
+        client.close()
+
+
 @pytest.fixture(scope="session")
 def chromium() -> str:
     """The path of Debian's headless Chromium (``make test`` installs it)."""

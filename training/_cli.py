@@ -409,8 +409,9 @@ def serve(
     host: Annotated[str | None, typer.Option(help="Interface (default serving.host, "
                                              "127.0.0.1).")] = None,
     port: Annotated[int | None, typer.Option(help="Port (default serving.port).")] = None,
-    state: Annotated[Path | None, typer.Option(help="State directory (default "
-                                               "serving.state).")] = None,
+    state: Annotated[str | None, typer.Option(
+        help="State directory (default serving.state), or redis://HOST:PORT/DB to share "
+             "one state with other replicas (decisions then go under serving.state).")] = None,
     warm_from: Annotated[Path | None, typer.Option(help="Replay this folder of raw tables "
                                                    "into a new state before serving.")] = None,
     config: ConfigOpt = None,
@@ -420,19 +421,28 @@ def serve(
     console = _console()
     import uvicorn
 
-    from fraudlab.serving import RiskService, Scorer, create_app
+    from fraudlab.serving import RiskService, Scorer, StoreBusy, create_app
 
     from ._registry import load_registered
 
     scorer_model, mv, _ = _guarded(console, load_registered, cfg, model)
     scorer = Scorer(scorer_model)
-    state_dir = state or cfg.path(cfg.serving.state)
     from fraudlab.data_contracts import parse_duration
 
-    service = RiskService(scorer, state_dir, model_version=f"{mv.name}/{mv.version}",
-                          features_version=scorer_model.spec.get("features_version", "?"),
-                          fsync=cfg.serving.fsync,
-                          dedup_window=parse_duration(cfg.serving.dedup_window).total_seconds())
+    features_version = scorer_model.spec.get("features_version", "?")
+    local = cfg.path(cfg.serving.state)
+    if state is not None and state.startswith(("redis://", "rediss://", "unix://")):
+        from fraudlab.serving import RedisStore
+
+        store = _guarded(console, RedisStore, state, f"{cfg.serving.redis_prefix}:{mv.name}",
+                         features_version, lock_timeout=cfg.serving.lock_timeout)
+    else:
+        store = Path(state) if state is not None else local
+    service = RiskService(scorer, store, model_version=f"{mv.name}/{mv.version}",
+                          features_version=features_version, fsync=cfg.serving.fsync,
+                          dedup_window=parse_duration(cfg.serving.dedup_window).total_seconds(),
+                          decisions=local / "decisions" if not isinstance(store, Path) else None)
+    state_dir = service.store.where
     warm = None
     if warm_from is not None:
         import pandas as pd
@@ -445,7 +455,10 @@ def serve(
                            log=_log(console))
         warm = event_stream({k: t.frame for k, t in data.tables.items()})
     with console.status("restoring the state ..."):
-        done = service.start(warm)
+        try:
+            done = service.start(warm)
+        except StoreBusy as exc:
+            _fail(console, EXIT_USAGE, f"the state could not be opened: {exc}")
     console.print(f"{mv.name} version {mv.version}: state {state_dir} "
                   + ("restored" if done["restored"] else f"warmed with {done['warmed']:,} rows")
                   + f", {done['replayed']:,} logged rows replayed; serving on "
@@ -463,8 +476,9 @@ def serve(
 
 
 def _watch_alias(cfg, ref: str, mv, service, warm_from, log):
-    """Check the served alias every serving.reload_every seconds; when it moves, load the
-    new version (its code verified) and let it take over (RiskService.swap_model)."""
+    """Check the served alias every serving.reload_every seconds; when it moves, or its
+    version's thresholds change, load the version (its code verified) and let it take over
+    (RiskService.swap_model)."""
     import threading
 
     stop = threading.Event()
@@ -485,20 +499,24 @@ def _watch_alias(cfg, ref: str, mv, service, warm_from, log):
         return event_stream({k: t.frame for k, t in data.tables.items()})
 
     def watch() -> None:
-        from ._registry import load_registered, setup_mlflow
+        from ._registry import load_registered, setup_mlflow, version_tiers
 
         client = setup_mlflow(cfg)
-        current = mv.version
+        # A new version, or the same one at thresholds a refresh re-chose for it.
+        current = (mv.version, version_tiers(mv))
         while not stop.wait(cfg.serving.reload_every):
             try:
                 now = client.get_model_version_by_alias(name, alias)
-                if now.version == current:
+                seen = (now.version, version_tiers(now))
+                if seen == current:
                     continue
                 model, _, _ = load_registered(cfg, f"{name}/{now.version}")
                 how = service.swap_model(model, f"{name}/{now.version}", history=history())
-                log(f"{name}@{alias} moved to version {now.version}: {how}")
+                what = ("moved to version" if now.version != current[0]
+                        else "has new thresholds on version")
+                log(f"{name}@{alias} {what} {now.version}: {how}")
                 if not how.startswith("refused"):
-                    current = now.version
+                    current = seen
             except Exception as exc:  # a registry outage must not stop the service
                 log(f"checking {name}@{alias} failed, still serving version {current}: {exc}")
 

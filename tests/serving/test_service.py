@@ -10,7 +10,16 @@ import pandas as pd
 import pytest
 
 from fraudlab.features import event_stream
-from fraudlab.serving import RiskService, Scorer, create_app, purge_decisions, read_decisions
+from fraudlab.serving import (
+    DuplicateTransaction,
+    RedisStore,
+    RiskService,
+    Scorer,
+    StoreBusy,
+    create_app,
+    purge_decisions,
+    read_decisions,
+)
 
 TestClient = pytest.importorskip("fastapi.testclient",
                                  reason="the serve extra is not installed").TestClient
@@ -271,3 +280,68 @@ def test_a_model_with_other_features_and_no_history_is_refused(fitted, labeled_d
     other.spec = {**other.spec, "features_version": "different"}
     assert service.swap_model(other, "m/3").startswith("refused")
     assert service.model_version == "m/1"
+
+
+def _replica(fitted, redis_url, tmp_path, name, warm=None):
+    url, namespace = redis_url
+    store = RedisStore(url, namespace, fitted.spec["features_version"], lock_timeout=5)
+    service = RiskService(Scorer(fitted), store, model_version="m/1",
+                          features_version=fitted.spec["features_version"],
+                          decisions=tmp_path / name / "decisions")
+    return service, service.start(warm)
+
+
+def test_two_replicas_on_redis_share_one_state(fitted, stream, tmp_path, redis_url):
+    """Payments sent in turn to two replicas score as in one process that saw them all; a
+    payment one scored is a duplicate to the other; a replica started late catches up."""
+    warm, rest = stream
+    a, done_a = _replica(fitted, redis_url, tmp_path, "a", warm)
+    b, done_b = _replica(fitted, redis_url, tmp_path, "b", warm)
+    assert done_a["warmed"] == len(warm) and not done_a["restored"]
+    assert done_b["restored"] and done_b["warmed"] == 0  # the shared state is warmed once
+    want = _reference(fitted, warm, rest)
+    half = len(rest) // 2
+    clients = [TestClient(create_app(a)), TestClient(create_app(b))]
+    got = []
+    for i, (t, row) in enumerate(rest[:half]):
+        got += _send(clients[i % 2], [(t, row)])
+    sent = [r for t, r in rest[:half] if t == "transactions"]
+    assert len(got) == len(sent) > 100
+    # A replica started now restores the warm-up snapshot and applies the stream after it.
+    c, done_c = _replica(fitted, redis_url, tmp_path, "c")
+    assert done_c["restored"] and done_c["replayed"] == half
+    clients.append(TestClient(create_app(c)))
+    for i, (t, row) in enumerate(rest[half:]):
+        got += _send(clients[i % 3], [(t, row)])
+    for d in got:
+        assert d["score"] == pytest.approx(want[d["tx_id"]][0], rel=1e-9), d["tx_id"]
+        assert d["tier"] == want[d["tx_id"]][1]
+    # Each replica's decisions are on its own disk; together they are every payment once.
+    logged = [r["tx_id"] for n in "abc" for r in read_decisions(tmp_path / n)]
+    assert sorted(logged) == sorted(d["tx_id"] for d in got)
+    # The newest payment, scored by one replica, is a duplicate to the next one.
+    i, last = max((i, r) for i, (t, r) in enumerate(rest[half:]) if t == "transactions")
+    with pytest.raises(DuplicateTransaction):
+        (a, b, c)[(i + 1) % 3].score(last)
+    for s in (a, b, c):
+        s.close()
+
+
+def test_a_replica_that_cannot_reach_its_lock_answers_503_and_changes_nothing(
+        fitted, stream, tmp_path, redis_url):
+    warm, rest = stream
+    a, _ = _replica(fitted, redis_url, tmp_path, "a", warm)
+    b, _ = _replica(fitted, redis_url, tmp_path, "b")
+    row = next(r for t, r in rest if t == "transactions")
+    before = json.dumps(b.scorer.online._state(), default=str)
+    b.store._lock.blocking_timeout = 0.2
+    with a.store.lock():  # a holds the lock: b waits, gives up, and scores nothing
+        r = TestClient(create_app(b)).post("/v1/transactions", json=_json(row))
+    assert r.status_code == 503 and "lock" in r.json()["detail"]
+    assert json.dumps(b.scorer.online._state(), default=str) == before
+    assert b.score(row)["tx_id"] == row["tx_id"]  # once the lock is free, it scores
+    with pytest.raises(StoreBusy):
+        b.store.r.connection_pool.reset()
+        b.store.r.connection_pool.connection_kwargs["port"] = 1  # the server is gone
+        b.score(next(r for t, r in rest if t == "transactions" and r["tx_id"] != row["tx_id"]))
+    a.close()

@@ -70,6 +70,14 @@ def _move_champion(cfg) -> str:
     return new.version
 
 
+def _replay_into(scorer, raw) -> None:
+    for table, row in event_stream({k: t.frame for k, t in raw.tables.items()}):
+        if table == "transactions":
+            scorer.score(row)
+        else:
+            scorer.update(table, row)
+
+
 def test_a_killed_service_restarts_where_it_was(trained, tmp_path):
     from fraudlab.serving import Scorer
     from fraudlab.training import load_config, load_registered
@@ -124,9 +132,7 @@ def test_a_killed_service_restarts_where_it_was(trained, tmp_path):
     from fraudlab.features import load_raw
 
     raw = load_raw(root / "raw", config.sources)
-    for table, row in event_stream({k: t.frame for k, t in raw.tables.items()}):
-        (scorer.score if table == "transactions" else
-         lambda r, table=table: scorer.update(table, r))(row)
+    _replay_into(scorer, raw)
     want = [scorer.score(p) for p in new]
     got = first + second
     assert [d["tx_id"] for d in got] == [w.tx_id for w in want]
@@ -138,3 +144,65 @@ def test_a_killed_service_restarts_where_it_was(trained, tmp_path):
                           "-c", str(cfg)], capture_output=True, text=True, check=True).stdout
     logged = [line for line in out.splitlines() if line.startswith("{")]
     assert len(logged) == len(new) + len(answers)
+
+
+def test_two_replicas_on_redis_and_thresholds_a_refresh_rechose(trained, tmp_path, redis_url):
+    """Two service processes on one Redis state: payments sent to each in turn score as in
+    one process that saw them all. When a refresh stores new thresholds on the served
+    version, both replicas take them without a restart."""
+    import mlflow
+
+    from fraudlab.features import load_raw
+    from fraudlab.serving import Scorer
+    from fraudlab.training import load_config, load_registered, version_tiers
+
+    root, cfg, _, _ = trained
+    url, namespace = redis_url
+    conf = tmp_path / "replicas.yaml"
+    conf.write_text(cfg.read_text() + f"serving: {{reload_every: 0.5, redis_prefix: '{namespace}', "
+                    f"state: {tmp_path / 'local'}}}\n")
+    ports = [_port(), _port()]
+    procs = [_start(conf, url, ports[0], "--warm-from", str(root / "raw"))]
+    config = load_config(conf)
+    mlflow.set_tracking_uri(config.tracking_uri())
+    client = mlflow.MlflowClient()
+    mv = client.get_model_version_by_alias("fraudlab-fraud", "champion")
+    tiers = version_tiers(mv)
+    try:
+        procs.append(_start(conf, url, ports[1]))  # restores the state the first one warmed
+        new = _payments(root, 40, weeks=3)
+        got = [httpx.post(f"http://127.0.0.1:{ports[i % 2]}/v1/transactions", json=p,
+                          timeout=10).json() for i, p in enumerate(new)]
+        # The payment one replica answered is a duplicate to the other.
+        again = httpx.post(f"http://127.0.0.1:{ports[0]}/v1/transactions", json=new[-1], timeout=10)
+        assert again.status_code == 409
+        # A refresh that keeps the champion stores its re-chosen thresholds on the version.
+        for tag in ("fraudlab.tier.block", "fraudlab.tier.review"):
+            client.set_model_version_tag("fraudlab-fraud", mv.version, tag, "0.0")
+        later = _payments(root, 120, weeks=4)
+        last = {}  # replica -> tier of its newest answer
+        deadline = time.monotonic() + 60
+        for i, p in enumerate(later):
+            last[i % 2] = httpx.post(f"http://127.0.0.1:{ports[i % 2]}/v1/transactions",
+                                     json=p, timeout=10).json()["tier"]
+            if last == {0: "block", 1: "block"} or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+    finally:
+        for tier, tag in (("block", "fraudlab.tier.block"), ("review", "fraudlab.tier.review")):
+            if tiers is None:  # a version registered without them (another test's)
+                client.delete_model_version_tag("fraudlab-fraud", mv.version, tag)
+            else:
+                client.set_model_version_tag("fraudlab-fraud", mv.version, tag, str(tiers[tier]))
+        for proc in procs:
+            proc.terminate()
+            proc.wait(timeout=30)
+    assert last == {0: "block", 1: "block"}  # each replica blocks at the new thresholds
+
+    model, _, _ = load_registered(config, f"fraudlab-fraud/{mv.version}")
+    scorer = Scorer(model)
+    _replay_into(scorer, load_raw(root / "raw", config.sources))
+    want = [scorer.score(p) for p in new]
+    assert [d["tx_id"] for d in got] == [w.tx_id for w in want]
+    for d, w in zip(got, want, strict=True):
+        assert d["score"] == pytest.approx(w.probability, rel=1e-9) and d["tier"] == w.tier
