@@ -189,14 +189,14 @@ def test_two_replicas_on_redis_and_thresholds_a_refresh_rechose(trained, tmp_pat
                 break
             time.sleep(0.1)
     finally:
+        for proc in procs:
+            proc.terminate()
+            proc.wait(timeout=30)
         for tier, tag in (("block", "fraudlab.tier.block"), ("review", "fraudlab.tier.review")):
             if tiers is None:  # a version registered without them (another test's)
                 client.delete_model_version_tag("fraudlab-fraud", mv.version, tag)
             else:
                 client.set_model_version_tag("fraudlab-fraud", mv.version, tag, str(tiers[tier]))
-        for proc in procs:
-            proc.terminate()
-            proc.wait(timeout=30)
     assert last == {0: "block", 1: "block"}  # each replica blocks at the new thresholds
 
     model, _, _ = load_registered(config, f"fraudlab-fraud/{mv.version}")
