@@ -511,7 +511,10 @@ def _watch_alias(cfg, ref: str, mv, service, warm_from, log):
                 if seen == current:
                     continue
                 model, _, _ = load_registered(cfg, f"{name}/{now.version}")
-                how = service.swap_model(model, f"{name}/{now.version}", history=history())
+                # History is read only for a version that needs its own state.
+                same = model.spec.get("features_version") == service.features_version
+                how = service.swap_model(model, f"{name}/{now.version}",
+                                         history=None if same else history())
                 what = ("moved to version" if now.version != current[0]
                         else "has new thresholds on version")
                 log(f"{name}@{alias} {what} {now.version}: {how}")

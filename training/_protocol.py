@@ -162,10 +162,12 @@ def _needs(config: TrainingConfig) -> str:
 
 def _no_fraud(name: str, w: Window) -> None:
     if len(w) == 0 or w.frauds == 0:
-        raise ProtocolError(f"the {name} window has {len(w):,} rows and {w.frauds} frauds: the "
-                         "dataset is too short or too clean for the configured windows "
-                         "(training.test_window, calibration_window, validation_window, gap, "
-                         "n_splits)")
+        left_out = (" (after leaving out the accounts reported compromised before it)"
+                    if name in ("calibration", "test") or name.endswith("validation") else "")
+        raise ProtocolError(f"the {name} window has {len(w):,} rows and {w.frauds} frauds"
+                            f"{left_out}: the dataset is too short or too clean for the "
+                            "configured windows (training.test_window, calibration_window, "
+                            "validation_window, gap, n_splits)")
 
 
 def build_protocol(dataset: pd.DataFrame, config: TrainingConfig | None = None) -> Protocol:

@@ -11,7 +11,7 @@ SMALL = {"accounts": 300, "days": 40, "seed": 3}
 TRAIN_WORLD = {"accounts": 3000, "days": 85, "seed": 11}
 FAST_CONFIG = """
 features: {label_maturity: 7d}
-training: {n_trials: 2, n_splits: 2, validation_window: 7d, gap: 3d, calibration_window: 7d,
+training: {n_trials: 2, n_splits: 2, validation_window: 7d, gap: 3d, calibration_window: 14d,
            test_window: 7d, max_rounds: 40, early_stopping_rounds: 10, report_every: 10}
 """
 EXTRA = {
