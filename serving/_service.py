@@ -244,8 +244,11 @@ class RiskService:
             else:
                 fresh.online.update(table, row)
         done = self._replay_log(fresh.online, self.store.origin)
-        with self._lock:
-            self._replay_log(fresh.online, done)
+        with self._lock, self.store.lock():
+            if self.store.shared:  # the old state, its seen tx_ids and position to the end
+                self._catch_up()
+            self._position = self._replay_log(fresh.online, done)
+            self.store.use_features(version)
             self.scorer = fresh
             self.model_version, self.features_version = model_version, version
             feats = fresh.features

@@ -63,6 +63,9 @@ class FileStore:
         """No other writer: the service's own lock is enough."""
         return contextlib.nullcontext()
 
+    def use_features(self, features_version: str) -> None:
+        """The snapshot directory holds whichever state the service serves."""
+
     def load_snapshot(self, online) -> dict | None:
         snap = self.state / SNAPSHOT
         if not (snap / "online_state.json").exists():
@@ -158,14 +161,20 @@ class RedisStore:
 
         redis = require("redis", "serve", "--state redis://...")
         self.r = redis.Redis.from_url(url, password=os.environ.get("REDIS_PASSWORD") or None)
+        self.namespace = namespace
         self.log_key = f"{namespace}:log"
-        self.snap_key = f"{namespace}:snapshot:{features_version}"
+        self.use_features(features_version)
         self._lock = self.r.lock(f"{namespace}:lock", timeout=lock_timeout,
                                  blocking_timeout=lock_timeout)
         from urllib.parse import urlsplit
 
         u = urlsplit(url)
         self.where = f"redis://{u.hostname}:{u.port or 6379}{u.path} ({namespace})"
+
+    def use_features(self, features_version: str) -> None:
+        """Snapshots from now on are of the state of these declarations (a new model that
+        reads other features took over)."""
+        self.snap_key = f"{self.namespace}:snapshot:{features_version}"
 
     @contextlib.contextmanager
     def lock(self):

@@ -345,3 +345,35 @@ def test_a_replica_that_cannot_reach_its_lock_answers_503_and_changes_nothing(
         b.store.r.connection_pool.connection_kwargs["port"] = 1  # the server is gone
         b.score(next(r for t, r in rest if t == "transactions" and r["tx_id"] != row["tx_id"]))
     a.close()
+
+
+def test_a_model_with_other_features_takes_over_a_replica_on_redis(fitted, labeled_dataset,
+                                                                    stream, tmp_path, redis_url):
+    """A swap to other declarations while another replica adds rows: the new state holds
+    every row once, and its snapshot is kept under its own features version."""
+    from fraudlab.datasets import SimulationConfig, simulate_world
+    from fraudlab.features import FeaturesConfig, build_dataset
+
+    warm, rest = stream
+    world = simulate_world(SimulationConfig(accounts=3000, days=85, seed=11, history_days=30))
+    other = _fit(build_dataset(world.tables(), labeled_dataset.attrs["as_of"],
+                               config=FeaturesConfig(exclude=["kyc_level"])), 10)
+    a, _ = _replica(fitted, redis_url, tmp_path, "a", warm)
+    b, _ = _replica(fitted, redis_url, tmp_path, "b")
+    third = len(rest) // 3
+    _send(TestClient(create_app(b)), rest[:third])  # a has not applied these yet
+    assert a.swap_model(other, "m/2", history=iter(warm)) == "warmed"
+    _send(TestClient(create_app(b)), rest[third:2 * third])
+    got = _send(TestClient(create_app(a)), rest[2 * third:])
+    scorer = Scorer(other)
+    want = {}
+    for t, row in [*warm, *rest]:
+        if t == "transactions":
+            want[row["tx_id"]] = scorer.score(row).probability
+        else:
+            scorer.update(t, row)
+    assert got and {d["model_version"] for d in got} == {"m/2"}
+    for d in got:
+        assert d["score"] == pytest.approx(want[d["tx_id"]], rel=1e-9)
+    a.close()
+    assert a.store.r.exists(f"{redis_url[1]}:snapshot:{other.spec['features_version']}")
