@@ -26,7 +26,7 @@ from ._metrics import (
 )
 from ._report import Evaluation, Scorer, evaluate, render_backtest, render_report
 from ._splits import TemporalSplit, known_fraud_accounts, labels_known_at, temporal_holdout
-from ._tiers import choose_thresholds, tier_of, tier_table
+from ._tiers import choose_thresholds, tier_of, tier_table, tier_threshold
 
 __all__ = [
     "MEASURES",
@@ -58,6 +58,7 @@ __all__ = [
     "stratified_sample",
     "tier_of",
     "tier_table",
+    "tier_threshold",
     "usual_values",
     "brier_score_loss",
     "calibration_table",

@@ -61,6 +61,12 @@ def choose_thresholds(y_true, y_score, times, *, block_precision_target: float,
     return {"block": block, "review": review}
 
 
+def tier_threshold(value: float | None) -> float:
+    """A tier's threshold as a number: ``None`` (how JSON records carry ``inf``) is
+    ``inf``, an empty tier."""
+    return float("inf") if value is None else float(value)
+
+
 def tier_of(y_score, thresholds: dict[str, float | None]) -> np.ndarray:
     """``"block"``, ``"review"`` or ``"pass"`` for each score.
 
@@ -68,8 +74,7 @@ def tier_of(y_score, thresholds: dict[str, float | None]) -> np.ndarray:
     empty.
     """
     s = np.asarray(y_score, dtype=np.float64)
-    block, review = (np.inf if thresholds[k] is None else float(thresholds[k])
-                     for k in ("block", "review"))
+    block, review = (tier_threshold(thresholds[k]) for k in ("block", "review"))
     return np.where(s >= block, "block", np.where(s >= review, "review", "pass"))
 
 

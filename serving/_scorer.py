@@ -58,9 +58,11 @@ class Scorer:
         if cal["method"] == "isotonic":
             self._x = np.asarray(cal["x"], float)
             self._y = np.asarray(cal["y"], float)
+        from fraudlab.evaluation import tier_threshold
+
         tiers = spec.get("tiers", {})
-        self._block = _threshold(tiers.get("block"))
-        self._review = _threshold(tiers.get("review"))
+        self._block = tier_threshold(tiers.get("block"))
+        self._review = tier_threshold(tiers.get("review"))
         self._row = np.empty((1, len(self.features)), dtype=np.float32)
 
     def encode(self, features: Mapping) -> np.ndarray:
@@ -103,5 +105,3 @@ class Scorer:
         self.online.update(table, row)
 
 
-def _threshold(value) -> float:
-    return math.inf if value is None else float(value)

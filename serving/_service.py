@@ -98,10 +98,7 @@ class RiskService:
                 done["restored"] = True
             elif warm is not None:
                 for table, row in warm:
-                    if table == "transactions":
-                        self._take_payment(row)
-                    else:
-                        self.scorer.update(table, row)
+                    self._take(table, row)
                     done["warmed"] += 1
             done["replayed"] = self._catch_up()
             self.store.open()
@@ -115,13 +112,17 @@ class RiskService:
         restart the rows after the snapshot), in the log's order."""
         n = 0
         for pos, rec in self.store.records(self._position):
-            if rec["table"] == "transactions":
-                self._take_payment(rec["row"])
-            else:
-                self.scorer.update(rec["table"], rec["row"])
+            self._take(rec["table"], rec["row"])
             self._position = pos
             n += 1
         return n
+
+    def _take(self, table: str, row: Mapping) -> None:
+        """Take a row of history or of the log into the state (no decision record)."""
+        if table == "transactions":
+            self._take_payment(row)
+        else:
+            self.scorer.update(table, row)
 
     def _take_payment(self, row: Mapping) -> dict:
         """Score a payment into the state (no decision record): warm-up and log replay."""
@@ -239,10 +240,7 @@ class RiskService:
                     "has no history to warm them from (start it with --warm-from)")
         fresh = Scorer(model)
         for table, row in history:
-            if table == "transactions":
-                fresh.online.score(row)
-            else:
-                fresh.online.update(table, row)
+            _feed(fresh.online, table, row)
         done = self._replay_log(fresh.online, self.store.origin)
         with self._lock, self.store.lock():
             if self.store.shared:  # the old state, its seen tx_ids and position to the end
@@ -263,10 +261,7 @@ class RiskService:
         position after the last one."""
         n = start
         for pos, rec in self.store.records(start):
-            if rec["table"] == "transactions":
-                online.score(rec["row"])
-            else:
-                online.update(rec["table"], rec["row"])
+            _feed(online, rec["table"], rec["row"])
             n = pos
         return n
 
@@ -360,6 +355,14 @@ def purge_decisions(state_dir: str | Path, before, retention_days: int) -> list[
             path.unlink()
             gone.append(path)
     return gone
+
+
+def _feed(online, table: str, row: Mapping) -> None:
+    """Take one row into an incremental executor: a payment is scored into it."""
+    if table == "transactions":
+        online.score(row)
+    else:
+        online.update(table, row)
 
 
 def _micros(ts) -> int:

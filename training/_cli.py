@@ -487,16 +487,22 @@ def _watch_alias(cfg, ref: str, mv, service, warm_from, log):
     name, alias = ref.split("@", 1)
 
     def history():
+        """The --warm-from rows, read only if swap_model iterates them (a version with
+        other features); one that shares the state never does."""
         if warm_from is None:
             return None
-        import pandas as pd
 
-        from fraudlab.features import event_stream
+        def rows():
+            import pandas as pd
 
-        from ._pipeline import load_validated
+            from fraudlab.features import event_stream
 
-        data, _ = load_validated(cfg, pd.Timestamp.now(tz="UTC"), warm_from)
-        return event_stream({k: t.frame for k, t in data.tables.items()})
+            from ._pipeline import load_validated
+
+            data, _ = load_validated(cfg, pd.Timestamp.now(tz="UTC"), warm_from)
+            yield from event_stream({k: t.frame for k, t in data.tables.items()})
+
+        return rows()
 
     def watch() -> None:
         from ._registry import load_registered, setup_mlflow, version_tiers
@@ -511,17 +517,15 @@ def _watch_alias(cfg, ref: str, mv, service, warm_from, log):
                 if seen == current:
                     continue
                 model, _, _ = load_registered(cfg, f"{name}/{now.version}")
-                # History is read only for a version that needs its own state.
-                same = model.spec.get("features_version") == service.features_version
-                how = service.swap_model(model, f"{name}/{now.version}",
-                                         history=None if same else history())
+                how = service.swap_model(model, f"{name}/{now.version}", history=history())
                 what = ("moved to version" if now.version != current[0]
                         else "has new thresholds on version")
                 log(f"{name}@{alias} {what} {now.version}: {how}")
                 if not how.startswith("refused"):
                     current = seen
             except Exception as exc:  # a registry outage must not stop the service
-                log(f"checking {name}@{alias} failed, still serving version {current}: {exc}")
+                log(f"checking {name}@{alias} failed, still serving version {current[0]}: "
+                    f"{exc}")
 
     threading.Thread(target=watch, name="fraudlab-alias-watch", daemon=True).start()
     return stop

@@ -225,9 +225,7 @@ def build_protocol(dataset: pd.DataFrame, config: TrainingConfig | None = None) 
     # Calibration and thresholds are chosen on the population the model will rank, as in
     # the test window: an account already reported compromised is frozen, not reviewed,
     # and its burst of high scores would otherwise take the review capacity.
-    known = known_fraud_accounts(dev, cal_start)
-    if known:
-        in_cal = in_cal & ~dev["account_id"].isin(known).to_numpy()
+    in_cal = in_cal & ~dev["account_id"].isin(known_fraud_accounts(dev, cal_start)).to_numpy()
     times = {"train_start": dev["ts"][in_fit].min(), "calibration_start": cal_start,
              "calibration_end": t["cut"], "test_start": deploy, "test_end": t["valid_end"]}
     refit_frame = dev[before_cal].reset_index(drop=True)

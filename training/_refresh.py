@@ -38,7 +38,7 @@ import numpy as np
 import pandas as pd
 
 from fraudlab.data_contracts import json_safe, parse_duration, to_utc
-from fraudlab.evaluation import compare_periods, evaluate, render_report
+from fraudlab.evaluation import compare_periods, evaluate, render_report, tier_threshold
 
 from ._config import FraudlabConfig
 from ._decision import decide, drift_warnings, rows_of, score_pair
@@ -374,9 +374,8 @@ def _commit(client, config: FraudlabConfig, run_id: str, log) -> RefreshOutcome:
 
         new = plan["rethreshold"]
         for tier, tag in TIER_TAGS.items():
-            value = new["tiers"][tier]  # JSON carries an empty tier (inf) as null
             client.set_model_version_tag(name, new["version"], tag,
-                                         str(float("inf") if value is None else value))
+                                         str(tier_threshold(new["tiers"][tier])))
         client.set_model_version_tag(name, new["version"], "fraudlab.tiers_from_run", run_id)
     with mlflow.start_run(run_id=run_id):
         mlflow.log_dict(json_safe(outcome.to_dict()), "refresh/decision.json")
@@ -392,15 +391,13 @@ def _commit(client, config: FraudlabConfig, run_id: str, log) -> RefreshOutcome:
 def _rethreshold(deployed: dict, chosen: dict) -> dict | None:
     """The kept champion's new thresholds and the sentence that says so, or None when the
     re-chosen ones are those it already runs at."""
-    def value(v) -> float:  # stored specs carry an empty tier (inf) as null
-        return float("inf") if v is None else float(v)
-
     def show(v) -> str:
-        return "none (empty tier)" if not np.isfinite(value(v)) else f"{value(v):.4f}"
+        v = tier_threshold(v)
+        return "none (empty tier)" if not np.isfinite(v) else f"{v:.4f}"
 
-    if all(value(deployed[k]) == value(chosen[k]) for k in ("block", "review")):
+    if all(tier_threshold(deployed[k]) == tier_threshold(chosen[k]) for k in ("block", "review")):
         return None
-    return {"tiers": {k: value(chosen[k]) for k in ("block", "review")},
+    return {"tiers": {k: tier_threshold(chosen[k]) for k in ("block", "review")},
             "reason": "the champion stays at the thresholds it was compared at, re-chosen on "
                       f"the newest calibration window: block {show(deployed['block'])} -> "
                       f"{show(chosen['block'])}, review {show(deployed['review'])} -> "
