@@ -18,7 +18,7 @@ help:
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev,notebooks,sql,serve]'
+	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev,notebooks,sql,serve,dask]'
 	touch $(STAMP)
 
 # The main job on the simulated world (configs/demo.yaml): first champion, then refresh

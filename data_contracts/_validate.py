@@ -529,30 +529,54 @@ def validate_dataset(table: RawTable, schema: TableSchema, *, as_of=None, label:
 
 def _fraud_rate_results(ctx, table: RawTable, label: str, mature: str,
                         band: tuple[float, float]) -> list[RuleResult]:
-    """The fraud rate among mature rows, checked by GX against its band.
-
-    GX's column mean scans every value in Python (looking for decimals) before it
-    averages: a third of a second per million rows. The rate is computed here in one
-    vectorised pass, and GX checks it as the mean of a one-row frame that holds it.
-    Without mature rows (a recent scoring window) there is no rate to check.
-    """
-    import great_expectations.expectations as gxe
-
+    """The fraud rate among mature rows, checked by GX against its band (none without
+    mature rows: a recent scoring window has no rate to check)."""
     frame = table.frame
     matured = frame[mature].astype(bool).to_numpy()
     if not matured.any():
         return []
     rate = float(frame[label].astype(float)[matured].mean())
+    return [fraud_rate_result(table.name, table.origin, label, rate, len(frame), band, _ctx=ctx)]
+
+
+def fraud_rate_result(table: str, origin: str, label: str, rate: float, rows: int,
+                      band: tuple[float, float], *, _ctx=None) -> RuleResult:
+    """The dataset rule "fraud rate of mature rows in the band", checked by GX.
+
+    GX's column mean scans every value in Python (looking for decimals) before it
+    averages: a third of a second per million rows. The rate is computed by the caller
+    in one vectorised pass (or summed over the parts of a partitioned dataset), and GX
+    checks it as the mean of a one-row frame that holds it.
+
+    Parameters
+    ----------
+    table, origin, label : str
+        The dataset's name, where it is, and its label column, for the message.
+    rate : float
+        The fraud rate among mature rows.
+    rows : int
+        The rows counted as failing when the rate is outside the band.
+    band : (float, float)
+
+    Returns
+    -------
+    RuleResult
+    """
+    import great_expectations.expectations as gxe
+
+    ctx = _ctx or _gx_context()
     rule = Rule(f"fraud rate of mature rows in [{band[0]:g}, {band[1]:g}]",
                 gxe.ExpectColumnMeanToBeBetween(column="mature_fraud_rate", min_value=band[0],
                                                 max_value=band[1]), label, level="table")
-    [(_, res)] = _run_suite(ctx, table.name + "_rate", pd.DataFrame({"mature_fraud_rate": [rate]}),
+    [(_, res)] = _run_suite(ctx, table + "_rate", pd.DataFrame({"mature_fraud_rate": [rate]}),
                             [rule])
     if res.exception_info.get("raised_exception", False):
         msg = res.exception_info.get("exception_message", "expectation raised")
-        return [RuleResult(table.name, table.origin, rule.rule, rule.expectation.expectation_type,
-                           label, "table", False, len(frame), [], msg)]
-    return [_table_level_result(table, rule, res)]
+        return RuleResult(table, origin, rule.rule, rule.expectation.expectation_type,
+                          label, "table", False, rows, [], msg)
+    result = _table_level_result(RawTable(table, pd.DataFrame(), origin), rule, res)
+    result.failing_count = 0 if result.success else rows
+    return result
 
 
 def _feature_profile_results(ctx, table: RawTable, schema: TableSchema,

@@ -788,9 +788,12 @@ class _World:
         delisted = listed + rng.integers(3 * DAY, 120 * DAY, n)
         delisted = np.where(rng.random(n) < 0.5, delisted, np.iinfo(np.int64).min)
         src = rng.choice(["regulator", "bank", "internal", "third_party", "card_scheme"], n)
-        self.blacklist.add(entity_type=kind, entity_value=value, listed_at=listed,
-                           delisted_at=np.where(delisted == np.iinfo(np.int64).min, None, delisted),
-                           source=src, reason="listed by " + src.astype(object))
+        # An account opened after the start has no device yet: nothing of it to list.
+        ok = np.array([v is not None for v in value], dtype=bool)
+        delisted = np.where(delisted == np.iinfo(np.int64).min, None, delisted)
+        self.blacklist.add(entity_type=kind[ok], entity_value=value[ok], listed_at=listed[ok],
+                           delisted_at=delisted[ok], source=src[ok],
+                           reason="listed by " + src[ok].astype(object))
 
     def make_labels(self, tx: pd.DataFrame, fraud_pos: np.ndarray,
                     legit_pos: np.ndarray) -> tuple[pd.DataFrame, dict]:

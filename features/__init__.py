@@ -32,6 +32,7 @@ from ._declarations import (
     features_from_dict,
     load_features,
 )
+from ._distributed import PartitionedDataset, RawContractError, build_dataset_dask
 from ._engine import compute_features
 from ._online import OnlineFeatures, event_stream, replay
 from ._sources import (
@@ -51,6 +52,8 @@ __all__ = [
     "LABEL",
     "METADATA",
     "OnlineFeatures",
+    "PartitionedDataset",
+    "RawContractError",
     "ColumnSpec",
     "DatasetContractError",
     "DeclarationError",
@@ -62,6 +65,7 @@ __all__ = [
     "SourcesConfig",
     "available_features",
     "build_dataset",
+    "build_dataset_dask",
     "catalog_frame",
     "catalog_markdown",
     "catalog_version",

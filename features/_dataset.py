@@ -100,6 +100,37 @@ def dataset_features(dataset: pd.DataFrame) -> FeatureSet:
                                   settings=(doc.get("settings") or {}).get("params", {}))
     return FeatureSet(tuple(f for f in CATALOG if f.name in dataset.columns))
 
+_TX_META = ("tx_id", "ts", "account_id", "counterparty_id", "merchant_id")
+
+
+def _label_metadata(meta: pd.DataFrame, labels: pd.DataFrame | None, as_of: pd.Timestamp,
+                   maturity: str) -> pd.DataFrame:
+    """The transactions' metadata (``_TX_META``) with their label as known at ``as_of``:
+    when it arrived, its source and fraud type, maturity and the 0/1 label. A new frame;
+    both engines of the build go through here."""
+    meta = meta.copy(deep=False)  # new columns on a new frame; the input keeps its own
+    if labels is not None and len(labels):
+        # The latest label known at as-of decides (a cleared review can follow a report).
+        last = labels.sort_values("reported_at", kind="stable").drop_duplicates("tx_id", keep="last")
+        last = last.set_index("tx_id")
+        pos = positions(meta["tx_id"], last.index)
+        # Taking from the columns' own arrays keeps their dtypes (no round trip through
+        # Python objects, which cost a second per million rows); position -1 (no label)
+        # takes a missing value, in the same pass.
+        for out, col in (("label_reported_at", "reported_at"), ("label_source", "source"),
+                         ("fraud_type", "fraud_type")):
+            v = pd.Series(last[col].array.take(pos, allow_fill=True))
+            meta[out] = v if out == "label_reported_at" else v.astype("str")
+        is_fraud = (pos >= 0) & last["is_fraud"].to_numpy(dtype=bool)[np.maximum(pos, 0)]
+    else:
+        meta["label_reported_at"] = pd.Series(pd.NaT, index=meta.index, dtype="datetime64[us, UTC]")
+        meta["label_source"] = pd.Series(None, index=meta.index, dtype="str")
+        meta["fraud_type"] = pd.Series(None, index=meta.index, dtype="str")
+        is_fraud = np.zeros(len(meta), bool)
+    meta["is_mature"] = (meta["ts"] <= as_of - parse_duration(maturity)).to_numpy()
+    meta[LABEL] = is_fraud.astype(np.int64)
+    return meta
+
 
 def build_dataset(raw: RawData | Mapping[str, pd.DataFrame], as_of, *, start=None, end=None,
                   config: FeaturesConfig | None = None,
@@ -152,29 +183,8 @@ def build_dataset(raw: RawData | Mapping[str, pd.DataFrame], as_of, *, start=Non
     rows = np.flatnonzero(((tx["ts"] >= lo) & (tx["ts"] < hi)).to_numpy())
     features = compute_features(tables, rows=rows, config=config, catalog=catalog)
 
-    labels = tables.get("labels")
-    meta = take_rows(tx[["tx_id", "ts", "account_id", "counterparty_id", "merchant_id"]],
-                     rows).reset_index(drop=True)
-    if labels is not None and len(labels):
-        # The latest label known at as-of decides (a cleared review can follow a report).
-        last = labels.sort_values("reported_at", kind="stable").drop_duplicates("tx_id", keep="last")
-        last = last.set_index("tx_id")
-        pos = positions(meta["tx_id"], last.index)
-        # Taking from the columns' own arrays keeps their dtypes (no round trip through
-        # Python objects, which cost a second per million rows); position -1 (no label)
-        # takes a missing value, in the same pass.
-        for out, col in (("label_reported_at", "reported_at"), ("label_source", "source"),
-                         ("fraud_type", "fraud_type")):
-            v = pd.Series(last[col].array.take(pos, allow_fill=True))
-            meta[out] = v if out == "label_reported_at" else v.astype("str")
-        is_fraud = (pos >= 0) & last["is_fraud"].to_numpy(dtype=bool)[np.maximum(pos, 0)]
-    else:
-        meta["label_reported_at"] = pd.Series(pd.NaT, index=meta.index, dtype="datetime64[us, UTC]")
-        meta["label_source"] = pd.Series(None, index=meta.index, dtype="str")
-        meta["fraud_type"] = pd.Series(None, index=meta.index, dtype="str")
-        is_fraud = np.zeros(len(meta), bool)
-    meta["is_mature"] = (meta["ts"] <= as_of - parse_duration(config.label_maturity)).to_numpy()
-    meta[LABEL] = is_fraud.astype(np.int64)
+    meta = take_rows(tx[list(_TX_META)], rows).reset_index(drop=True)
+    meta = _label_metadata(meta, tables.get("labels"), as_of, config.label_maturity)
     dataset = pd.concat([meta, features], axis=1)
     dataset.attrs.update({"as_of": as_of.isoformat(),
                           "catalog_version": catalog_version(catalog, config),

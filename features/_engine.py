@@ -141,6 +141,17 @@ def _haversine_km(lat1, lon1, lat2, lon2) -> np.ndarray:
     return K.haversine_km(*as_array)
 
 
+def region_codes(frame: pd.DataFrame, cell_deg: float) -> np.ndarray:
+    """Grid cell of each row's location (-1 without one): a fixed arithmetic code, the
+    same for any rows, so a region's rows can be found in any subset of them."""
+    lat = np.floor(frame["lat"].to_numpy(dtype=float) / cell_deg)
+    lon = np.floor(frame["lon"].to_numpy(dtype=float) / cell_deg)
+    ok = np.isfinite(lat) & np.isfinite(lon)
+    side = _REGION_WIDTH // 100_000
+    code = (np.nan_to_num(lat) + side // 2) * 100_000 + np.nan_to_num(lon) + side // 2
+    return np.where(ok, code, -1).astype(np.int64)
+
+
 SideKey = tuple  # (source, entity, filter): the data rows one pass reads
 
 
@@ -319,7 +330,8 @@ class FeatureEngine:
                 self._domain_of("transactions", c)
                 if f.source == "events":
                     self._domain_of("events", c)
-            if f.source == "events" and len(entity_columns(f.entity)) > 1:
+            if f.source == "events" and (len(entity_columns(f.entity)) > 1
+                                         or f.entity == "region"):
                 self._event_pairs.add(f.entity)
 
     def _domain_codes(self, domain: str) -> None:
@@ -369,14 +381,7 @@ class FeatureEngine:
                 list(pool.map(self._domain_codes, domains))
 
     def _region_codes(self, frame: pd.DataFrame) -> np.ndarray:
-        """Grid cell of each row's location: a fixed arithmetic code, the same for any rows."""
-        cell = self.cfg.region_cell_deg
-        lat = np.floor(frame["lat"].to_numpy(dtype=float) / cell)
-        lon = np.floor(frame["lon"].to_numpy(dtype=float) / cell)
-        ok = np.isfinite(lat) & np.isfinite(lon)
-        side = _REGION_WIDTH // 100_000
-        code = (np.nan_to_num(lat) + side // 2) * 100_000 + np.nan_to_num(lon) + side // 2
-        return np.where(ok, code, -1).astype(np.int64)
+        return region_codes(frame, self.cfg.region_cell_deg)
 
     def _key(self, table: str, entity: str) -> np.ndarray:
         """One int64 code per row for a (possibly composite) entity; -1 where any part is null.
@@ -386,9 +391,11 @@ class FeatureEngine:
         and its segments found from a histogram, as for a single identifier.
         """
         cols = entity_columns(entity)
-        if len(cols) == 1:
+        if len(cols) == 1 and cols[0] != "_region":
             return self.codes(table, cols[0])
-        name = "+".join(cols)
+        # Region cells are arithmetic codes far larger than the rows: numbered densely
+        # here, alone or in a composite, so that tables indexed by code stay small.
+        name = "+".join(cols) if len(cols) > 1 else "_region_dense"
         if (table, name) not in self._codes:
             if table == "queries" and self.rows is not None:
                 self._codes[(table, name)] = self._key("transactions", entity)[self.rows]

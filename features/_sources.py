@@ -90,6 +90,8 @@ def expand_env(value: str, setting: str) -> str:
 
 def _find_file(raw_dir: Path, name: str, config: SourcesConfig) -> Path | None:
     base = config.tables.get(name, name)
+    if (raw_dir / base).is_dir():  # a table kept as many Parquet files
+        return raw_dir / base
     if Path(base).suffix:
         p = raw_dir / base
         return p if p.exists() else None
@@ -101,9 +103,29 @@ def _find_file(raw_dir: Path, name: str, config: SourcesConfig) -> Path | None:
     return None
 
 
+def table_files(path: Path) -> list[Path]:
+    """The files of a table: the file itself, or every Parquet file under its directory
+    (for example hive-partitioned by day) in path order, which is the table's row order.
+
+    Raises
+    ------
+    SourceError
+        A directory without Parquet files.
+    """
+    if not path.is_dir():
+        return [path]
+    files = sorted(p for p in path.rglob("*.parquet") if not p.name.startswith((".", "_")))
+    if not files:
+        raise SourceError(str(path), "is a directory without Parquet files (a table may be "
+                                     "one file or a directory of .parquet files)")
+    return files
+
+
 def _read_file(path: Path, config: SourcesConfig) -> pd.DataFrame:
     if path.is_dir():
-        raise SourceError(str(path), "is a directory, not a file")
+        # Each file read on its own: a hive partition key (day=...) is in the path, not a
+        # column, so the rows are the same as those of one file with the same content.
+        return pd.concat([_read_file(p, config) for p in table_files(path)], ignore_index=True)
     if path.stat().st_size == 0:
         raise SourceError(str(path), "the file is empty (0 bytes)")
     try:
@@ -544,17 +566,38 @@ def _known_at(raw: RawData, as_of: pd.Timestamp) -> RawData:
 
 
 def write_tables(tables: Mapping[str, pd.DataFrame], out_dir: str | Path,
-                 manifest: dict | None = None) -> dict[str, Path]:
+                 manifest: dict | None = None, *, partition: str | None = None) -> dict[str, Path]:
     """Write canonical tables as ``<name>.parquet`` (and ``manifest.json``) into a folder.
 
     The files are deterministic: the same frames give byte-identical files, and the
     manifest records each file's SHA-256.
+
+    Parameters
+    ----------
+    tables : mapping of str to DataFrame
+    out_dir : path
+    manifest : dict, optional
+    partition : {None, "day"}
+        ``"day"``: the transactions and events are written as directories hive-partitioned
+        by the UTC day of ``ts`` (``transactions/day=2026-01-01/part-0.parquet``), the
+        layout of a table too large for one file; the other tables stay single files.
     """
+    if partition not in (None, "day"):
+        raise ValueError(f"partition must be None or 'day', not {partition!r}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths: dict[str, Path] = {}
     digests = {}
     for name, frame in tables.items():
+        if partition == "day" and name in ("transactions", "events"):
+            paths[name] = out / name
+            day = frame["ts"].dt.strftime("%Y-%m-%d").fillna("unknown").to_numpy(dtype=object)
+            for d in np.unique(day):
+                p = out / name / f"day={d}" / "part-0.parquet"
+                p.parent.mkdir(parents=True, exist_ok=True)
+                frame[day == d].to_parquet(p, index=False, compression="zstd")
+                digests[p.relative_to(out).as_posix()] = hashlib.sha256(p.read_bytes()).hexdigest()
+            continue
         p = out / f"{name}.parquet"
         frame.to_parquet(p, index=False, compression="zstd")
         paths[name] = p
@@ -565,4 +608,3 @@ def write_tables(tables: Mapping[str, pd.DataFrame], out_dir: str | Path,
         p.write_text(json.dumps(doc, indent=2, sort_keys=False) + "\n")
         paths["manifest"] = p
     return paths
-

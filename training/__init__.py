@@ -15,6 +15,7 @@ if TYPE_CHECKING:  # what IDEs and type checkers read; at run time, __getattr__ 
         run_backtest,
     )
     from ._config import (
+        DaskConfig,
         FraudlabConfig,
         PathsConfig,
         RefreshConfig,
@@ -30,6 +31,8 @@ if TYPE_CHECKING:  # what IDEs and type checkers read; at run time, __getattr__ 
     from ._pipeline import (
         ContractFailure,
         build_and_save,
+        build_and_save_dask,
+        dask_client,
         load_validated,
         read_dataset,
         replay_and_save,
@@ -76,6 +79,9 @@ _EXPORTS = {
     "TrainingConfig": "._config",
     "TrainingResult": "._train",
     "build_and_save": "._pipeline",
+    "build_and_save_dask": "._pipeline",
+    "dask_client": "._pipeline",
+    "DaskConfig": "._config",
     "build_protocol": "._protocol",
     "dataset_known_at": "._backtest",
     "fit_final": "._fit",
@@ -106,6 +112,7 @@ _EXPORTS = {
 __all__ = [
     "BacktestResult",
     "ContractFailure",
+    "DaskConfig",
     "FittedModel",
     "FraudlabConfig",
     "MissingAwareSMOTE",
@@ -121,8 +128,10 @@ __all__ = [
     "TrainingResult",
     "UntrustedModel",
     "build_and_save",
+    "build_and_save_dask",
     "build_protocol",
     "config_to_yaml",
+    "dask_client",
     "dataset_known_at",
     "fit_final",
     "load_config",

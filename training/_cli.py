@@ -151,9 +151,14 @@ def simulate(
                                                       help="First day (UTC).")] = None,
     emerging_from: Annotated[dt.datetime | None, typer.Option(
         formats=["%Y-%m-%d"], help="Day the emerging fraud pattern starts.")] = None,
+    partition: Annotated[str | None, typer.Option(
+        help="day: write transactions and events as folders hive-partitioned by day, the "
+             "layout of tables too large for one file.")] = None,
     config: ConfigOpt = None,
 ) -> None:
     """Generate the simulated payments world: five Parquet tables and manifest.json."""
+    if partition not in (None, "day"):
+        raise typer.BadParameter("the only partitioning is day", param_hint="--partition")
     given = {"accounts": accounts, "days": days, "history_days": history_days, "seed": seed,
              "start": start.date() if start else None,
              "emerging_from": emerging_from.date() if emerging_from else None}
@@ -167,7 +172,7 @@ def simulate(
                         f"{cfg.simulation.days} days after {cfg.simulation.history_days} "
                         "days of history ..."):
         world = simulate_world(cfg.simulation)
-        write_tables(world.tables(), target, world.manifest)
+        write_tables(world.tables(), target, world.manifest, partition=partition)
     rows = ", ".join(f"{n} {k}" for k, n in world.manifest["rows"].items())
     fraud = world.manifest["fraud"]
     console.print(f"wrote {target}: {rows}")
@@ -245,15 +250,53 @@ def features_list(
 def features_build(
     as_of: Annotated[dt.datetime, typer.Option(help="Build as of this time (UTC): nothing "
                                                "later is used, labels included.")],
-    out: Annotated[Path, typer.Option(help="Output Parquet file.")],
+    out: Annotated[Path, typer.Option(help="Output Parquet file (engine pandas) or folder "
+                                           "of parts (engine dask).")],
     raw: Annotated[Path | None, typer.Option(help="Folder of raw tables (default: paths.raw).")] = None,
     start: Annotated[dt.datetime | None, typer.Option(help="First transaction time to include.")] = None,
     end: Annotated[dt.datetime | None, typer.Option(help="Transactions before this time only.")] = None,
+    engine: Annotated[str, typer.Option(
+        help="pandas (one process) or dask (a cluster; extra fraudlab[dask]).")] = "pandas",
+    scheduler: Annotated[str | None, typer.Option(
+        help="Engine dask: address of a running scheduler (default dask.scheduler, else a "
+             "LocalCluster).")] = None,
+    workers: Annotated[int | None, typer.Option(
+        help="Engine dask: LocalCluster worker processes (default dask.workers).")] = None,
+    memory_limit: Annotated[str | None, typer.Option(
+        help="Engine dask: memory cap per LocalCluster worker, e.g. 6GB.")] = None,
     config: ConfigOpt = None,
 ) -> None:
     """Validate the raw data, then build the labeled dataset with its contract."""
-    cfg = _load(config)
+    if engine not in ("pandas", "dask"):
+        raise typer.BadParameter(f"engine must be pandas or dask, not {engine!r}",
+                                 param_hint="--engine")
+    given = {"scheduler": scheduler, "workers": workers, "memory_limit": memory_limit}
+    cfg = _load(config, dask={k: v for k, v in given.items() if v is not None})
     console = _console()
+    if engine == "dask":
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+        from ._pipeline import build_and_save_dask
+
+        with Progress("[progress.description]{task.description}", BarColumn(),
+                      MofNCompleteColumn(), TimeElapsedColumn(), console=console,
+                      transient=False) as bar:
+            bars: dict[str, int] = {}
+
+            def progress(stage: str, done: int, total: int) -> None:
+                if stage not in bars:
+                    bars[stage] = bar.add_task(stage, total=total)
+                bar.update(bars[stage], completed=done)
+
+            ds = _guarded(console, build_and_save_dask, cfg, as_of, out, raw=raw, start=start,
+                          end=end, progress=progress)
+        parts = ds.parts
+        mature = sum(p["mature"] for p in parts)
+        frauds = sum(p["mature_frauds"] for p in parts)
+        console.print(f"wrote {out}: {ds.rows:,} transactions in {len(parts)} part(s); "
+                      f"{mature:,} mature, fraud rate {frauds / max(mature, 1):.3%}; "
+                      f"catalog {ds.attrs['catalog_version']}")
+        return
     from ._pipeline import build_and_save
 
     with console.status("validating the raw data and building features ..."):

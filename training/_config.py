@@ -168,6 +168,28 @@ class RefreshConfig(BaseModel):
         "or the score PSI exceeds this.")
 
 
+class DaskConfig(BaseModel):
+    """The Dask cluster of ``features build --engine dask`` (extra ``fraudlab[dask]``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    scheduler: str = Field(
+        "", description="Address of a running Dask scheduler (tcp://host:8786, ${ENV} "
+        "expanded); empty: a LocalCluster of worker processes on this machine, on 127.0.0.1.")
+    workers: int = Field(2, ge=1, description="Worker processes of the LocalCluster.")
+    threads_per_worker: int = Field(1, ge=1, description="Threads of each LocalCluster worker.")
+    memory_limit: str = Field(
+        "6GB", description="Memory cap of each LocalCluster worker (Dask pauses, then "
+        "restarts, a worker above it).")
+    partitions: int | None = Field(
+        None, ge=1, description="Buckets each entity key is hashed into; default about a "
+        "million transactions per bucket and at least two per worker.")
+    block: str = Field("7d", description="Time span of one part of the partitioned dataset.")
+    scratch: str = Field(
+        "", description="Folder the build's stages exchange files through; on several "
+        "machines, storage every worker reads and writes. Default: next to the output.")
+
+
 class FraudlabConfig(BaseModel):
     """Everything configurable in fraudlab; every field has a documented default."""
 
@@ -183,6 +205,7 @@ class FraudlabConfig(BaseModel):
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     refresh: RefreshConfig = Field(default_factory=RefreshConfig)
     serving: ServingConfig = Field(default_factory=ServingConfig)
+    dask: DaskConfig = Field(default_factory=DaskConfig)
     log_format: Literal["text", "json"] = Field(
         "text", description="Log lines as plain text or JSON lines (for orchestrators).")
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
@@ -105,6 +106,66 @@ def build_and_save(config: FraudlabConfig, as_of, out: Path, *, raw: Path | None
     return ds
 
 
+@contextmanager
+def dask_client(config: FraudlabConfig):
+    """A Dask client on ``config.dask.scheduler``, or on a LocalCluster of worker
+    processes bound to 127.0.0.1 (closed on exit)."""
+    from fraudlab._optional import require
+
+    distributed = require("distributed", "dask", "the Dask engine")
+    from fraudlab.features import expand_env
+
+    address = expand_env(config.dask.scheduler, "dask.scheduler") if config.dask.scheduler else ""
+    if address:
+        with distributed.Client(address) as client:
+            yield client
+        return
+    d = config.dask
+    with distributed.LocalCluster(n_workers=d.workers, threads_per_worker=d.threads_per_worker,
+                                  memory_limit=d.memory_limit, processes=True,
+                                  host="127.0.0.1", dashboard_address=None) as cluster, \
+            distributed.Client(cluster) as client:
+        yield client
+
+
+def build_and_save_dask(config: FraudlabConfig, as_of, out: Path, *, raw: Path | None = None,
+                        start=None, end=None, client=None, progress=None):
+    """Validate and build the labeled dataset on a Dask cluster, as a partitioned
+    dataset in the folder ``out`` (see :func:`fraudlab.features.build_dataset_dask`).
+
+    Every raw file is validated on its own by the workers; a failure of the raw data or
+    of the dataset writes the report and the quarantine, and nothing is written at
+    ``out``. ``client``: a running Dask client (default one from :func:`dask_client`).
+
+    Raises
+    ------
+    ContractFailure
+    """
+    from fraudlab.data_contracts import write_report
+    from fraudlab.features import DatasetContractError, RawContractError, build_dataset_dask
+
+    source = raw or config.path(config.paths.raw)
+    d = config.dask
+
+    def build(c):
+        return build_dataset_dask(
+            source, as_of, out, client=c, start=start, end=end, config=config.features,
+            sources=config.sources, contracts=config.contracts,
+            after_as_of=config.contracts.after_as_of, partitions=d.partitions, block=d.block,
+            scratch=config.path(d.scratch) if d.scratch else None, progress=progress)
+
+    try:
+        if client is not None:
+            return build(client)
+        with dask_client(config) as c:
+            return build(c)
+    except (RawContractError, DatasetContractError) as exc:
+        paths = write_report(exc.report, config.path(config.contracts.report_dir))
+        what = f"raw data in {source}" if isinstance(exc, RawContractError) else "the labeled dataset"
+        summary = "; ".join(r.line() for r in exc.report.failures[:3])
+        raise ContractFailure(what, paths["report"], summary, exc.report) from exc
+
+
 def feature_gaps(dataset: pd.DataFrame, config: FraudlabConfig) -> list[str]:
     """Lines that say which configured features a dataset lacks (their source table is
     absent) and which it holds without information (constant or all missing)."""
@@ -132,9 +193,27 @@ def feature_gaps(dataset: pd.DataFrame, config: FraudlabConfig) -> list[str]:
     return lines
 
 
-def read_dataset(path: Path) -> pd.DataFrame:
-    """Read a labeled dataset written by :func:`build_and_save`, with its contract."""
+def read_dataset(path: Path, start=None, end=None) -> pd.DataFrame:
+    """Read a labeled dataset written by :func:`build_and_save` (a Parquet file) or
+    :func:`build_and_save_dask` (a folder of parts: only those overlapping
+    ``start <= ts < end`` are read), with its contract."""
+    from fraudlab.features import PartitionedDataset
+
+    if Path(path).is_dir():
+        parts = PartitionedDataset.open(path)
+        ds = parts.read(start, end)
+        ds.attrs["contract"] = json.loads((Path(path) / "_dataset.json").read_text())["contract"]
+        return ds
     ds = pd.read_parquet(path)
+    if start is not None or end is not None:
+        from fraudlab.data_contracts import to_utc
+
+        keep = pd.Series(True, index=ds.index)
+        if start is not None:
+            keep &= ds["ts"] >= to_utc(start)
+        if end is not None:
+            keep &= ds["ts"] < to_utc(end)
+        ds = ds[keep.to_numpy()].reset_index(drop=True)
     side = Path(path).with_suffix(".contract.json")
     if side.exists():
         ds.attrs["contract"] = json.loads(side.read_text())

@@ -321,8 +321,8 @@ def _declarations(draw):
     if kind == "labels":
         source = "labels"
     entities = (["account", "device", "merchant", "counterparty", "ip", "account+channel",
-                 "account+merchant_category", "merchant_category", "device+channel"]
-                if source != "events" else ["account", "device", "account+device"])
+                 "account+merchant_category", "merchant_category", "device+channel", "region"]
+                if source != "events" else ["account", "device", "account+device", "region"])
     entity = draw(st.sampled_from(entities))
     window = draw(st.sampled_from([None, "90s", "7min", "1h", "26h", "3d"]))
     fields = {"name": "f", "description": "random", "entity": entity, "source": source,
