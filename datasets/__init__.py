@@ -4,6 +4,7 @@ theirs."""
 
 from ._config import SimulationConfig
 from ._handbook import HANDBOOK_SOURCES, handbook_transactions
+from ._shards import merge_manifests, simulate_shards
 from ._simulator import FRAUD_TYPES, SimulatedWorld, simulate_world
 
 __all__ = [
@@ -12,5 +13,7 @@ __all__ = [
     "SimulatedWorld",
     "SimulationConfig",
     "handbook_transactions",
+    "merge_manifests",
+    "simulate_shards",
     "simulate_world",
 ]

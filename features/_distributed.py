@@ -93,17 +93,14 @@ class _Job:
     row_features: tuple[str, ...]
     buckets: int
     block_us: int
-    tables: tuple[str, ...]
 
 
 def _key_of(f: Feature) -> str | None:
     """The column a feature's rows are partitioned by; None for features of the payment
     itself (its values, blacklist hits, expressions), computed per time block."""
-    if f.source == "accounts":  # a lookup of the payer or the payee (agg value too)
-        return entity_columns(f.entity)[0]
-    if f.agg in ROW_AGGS or f.source == "blacklist":
+    if f.source != "accounts" and (f.agg in ROW_AGGS or f.source == "blacklist"):
         return None
-    return entity_columns(f.entity)[0]
+    return entity_columns(f.entity)[0]  # for an accounts lookup, the payer's or payee's id
 
 
 def plan_groups(catalog: FeatureSet) -> tuple[dict, tuple[str, ...]]:
@@ -153,46 +150,70 @@ def _read_dir(path: Path) -> pd.DataFrame | None:
     return frame.sort_values(_SEQ, kind="stable", ignore_index=True)
 
 
-def _split(job: _Job, table: str, path: str, rank: int) -> dict:
-    """Stage 1 for one raw file: normalise, validate, cut at as-of, partition, write."""
-    origin = str(path)
-    raw = normalise_table(_read_file(Path(path), job.sources), table, origin, job.sources,
-                          job.catalog.columns.get(table))
+def _split(job: _Job, table: str, paths: list[str], first_rank: int) -> dict:
+    """Stage 1 for consecutive files of one table: normalise and validate them together
+    (one contract run for many small files; the quarantine names each row's own file
+    and row), cut at as-of, partition, write one file per bucket."""
+    frames = [_read_file(Path(p), job.sources) for p in paths]
+    sizes = np.array([len(f) for f in frames], dtype=np.int64)
+    offsets = np.concatenate([[0], np.cumsum(sizes)])
+    origin = paths[0] if len(paths) == 1 else \
+        f"{Path(paths[0]).parent} ({len(paths)} files, {Path(paths[0]).name} to {Path(paths[-1]).name})"
+    frame = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+    del frames
+    raw = normalise_table(frame, table, origin, job.sources, job.catalog.columns.get(table))
+    del frame
     report = None
     if job.contracts is not None:
         report = validate_raw({table: raw}, job.contracts, as_of=job.as_of,
                               after_as_of=job.after_as_of)
+        if len(paths) > 1 and len(report.quarantine):
+            q = report.quarantine.copy()
+            i = np.searchsorted(offsets, q["row"].to_numpy(), side="right") - 1
+            q["origin"] = np.asarray(paths, dtype=object)[i]
+            q["row"] = q["row"].to_numpy() - offsets[i]
+            report.quarantine = q
         if not report.success:
             return {"table": table, "report": report, "rows": 0, "blocks": []}
+    rank = first_rank + np.repeat(np.arange(len(paths), dtype=np.int64), sizes)
+    row = np.arange(int(offsets[-1]), dtype=np.int64) - np.repeat(offsets[:-1], sizes)
     f = raw.frame
     keep = known_mask(table, f, job.as_of)
     f = f[keep].reset_index(drop=True)
     if table == "blacklist" and "delisted_at" in f.columns:
         f = f.assign(delisted_at=f["delisted_at"].where(f["delisted_at"] <= job.as_of))
-    f[_SEQ] = (np.int64(rank) << _ROW_BITS) + np.flatnonzero(keep).astype(np.int64)
+    f[_SEQ] = (rank[keep] << _ROW_BITS) + row[keep]
     root = Path(job.scratch)
-    name = f"{rank:06d}.parquet"
+    name = f"{first_rank:06d}.parquet"
     if table in _BROADCAST:
         _write(f, root / table / name)
         return {"table": table, "report": report, "rows": len(f), "blocks": []}
     if table == "accounts":
         # Partitioned once, by account_id: a payee's id hashes as the same payer's does.
-        b = _bucket(f, "account_id", job, table)
-        for i in np.unique(b):
-            _write(f[b == i], root / table / f"b={i}" / name)
+        _write_groups(f, _bucket(f, "account_id", job, table),
+                      lambda i: root / table / f"b={i}" / name)
     for key, (_, tables) in job.groups.items():
-        if table not in tables or table == "accounts":
-            continue
-        b = _bucket(f, key, job, table)
-        for i in np.unique(b):
-            _write(f[b == i], root / table / _safe(key) / f"b={i}" / name)
+        if table in tables and table != "accounts":
+            _write_groups(f, _bucket(f, key, job, table),
+                          lambda i, key=key: root / table / _safe(key) / f"b={i}" / name)
     blocks: list[int] = []
     if table == "transactions":
-        blk = _micros(f["ts"]) // job.block_us
-        blocks = [int(i) for i in np.unique(blk)]
-        for i in blocks:
-            _write(f[blk == i], root / "blocks" / f"k={i}" / name)
+        blocks = _write_groups(f, _micros(f["ts"]) // job.block_us,
+                               lambda i: root / "blocks" / f"k={i}" / name)
     return {"table": table, "report": report, "rows": len(f), "blocks": blocks}
+
+
+def _write_groups(frame: pd.DataFrame, group: np.ndarray, path_of) -> list[int]:
+    """Write the rows of each value of ``group`` (in input order) to ``path_of(value)``;
+    the values written."""
+    order = np.argsort(group, kind="stable")
+    cuts = np.flatnonzero(np.diff(group[order])) + 1
+    written = []
+    for rows in np.split(order, cuts) if len(order) else []:
+        value = int(group[rows[0]])
+        _write(frame.iloc[rows], path_of(value))
+        written.append(value)
+    return written
 
 
 def _safe(key: str) -> str:
@@ -372,14 +393,33 @@ def _merge_reports(reports: list[ContractReport], as_of: pd.Timestamp) -> Contra
     return ContractReport(results, quarantine, as_of, tables, later)
 
 
-def _default_buckets(files: Mapping[str, list[Path]], workers: int) -> int:
-    """About a million transactions per bucket, and at least two buckets per worker."""
+def _rows_of(path: Path) -> int:
     import pyarrow.parquet as pq
 
-    rows = 0
-    for p in files.get("transactions", []):
-        rows += pq.ParquetFile(p).metadata.num_rows if p.suffix == ".parquet" \
-            else max(1, p.stat().st_size // 100)
+    if path.suffix == ".parquet":
+        return pq.ParquetFile(path).metadata.num_rows
+    return max(1, path.stat().st_size // 100)  # a CSV line is about 100 bytes
+
+
+def _file_groups(paths: list[Path], rows: int = 1_000_000):
+    """Consecutive files of a table in groups of about ``rows`` rows (a file larger than
+    that is a group of its own), each with the rank of its first file."""
+    group: list[Path] = []
+    start = total = 0
+    for i, p in enumerate(paths):
+        n = _rows_of(p)
+        if group and total + n > rows:
+            yield start, group
+            group, start, total = [], i, 0
+        group.append(p)
+        total += n
+    if group:
+        yield start, group
+
+
+def _default_buckets(files: Mapping[str, list[Path]], workers: int) -> int:
+    """About a million transactions per bucket, and at least two buckets per worker."""
+    rows = sum(_rows_of(p) for p in files.get("transactions", []))
     return max(2 * workers, -(-rows // 1_000_000))
 
 
@@ -471,7 +511,7 @@ def build_dataset_dask(raw: str | Path, as_of, out: str | Path, *, client=None, 
     job = _Job(str(scratch_dir), as_of, to_utc(start) if start is not None else None,
                min(to_utc(end), as_of) if end is not None else as_of, config, sources,
                contracts, after_as_of, catalog, groups, row_features, buckets,
-               int(parse_duration(block).value // 1000), tuple(files))
+               int(parse_duration(block).value // 1000))
 
     def run(stage: str, futures: list) -> list:
         done = 0
@@ -492,7 +532,8 @@ def build_dataset_dask(raw: str | Path, as_of, out: str | Path, *, client=None, 
 
     try:
         # Tables in dependency order, files in path order: the rank orders the rows.
-        tasks = [(name, str(p), rank) for name in files for rank, p in enumerate(files[name])]
+        tasks = [(name, [str(p) for p in group], rank)
+                 for name in files for rank, group in _file_groups(files[name])]
         split = run("split", [client.submit(_split, job, *t, pure=False) for t in tasks])
         reports = [s["report"] for s in split if s["report"] is not None]
         raw_report = _merge_reports(reports, as_of) if reports else None

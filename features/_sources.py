@@ -566,7 +566,8 @@ def _known_at(raw: RawData, as_of: pd.Timestamp) -> RawData:
 
 
 def write_tables(tables: Mapping[str, pd.DataFrame], out_dir: str | Path,
-                 manifest: dict | None = None, *, partition: str | None = None) -> dict[str, Path]:
+                 manifest: dict | None = None, *, partition: str | None = None,
+                 part: int | None = None) -> dict[str, Path]:
     """Write canonical tables as ``<name>.parquet`` (and ``manifest.json``) into a folder.
 
     The files are deterministic: the same frames give byte-identical files, and the
@@ -581,6 +582,10 @@ def write_tables(tables: Mapping[str, pd.DataFrame], out_dir: str | Path,
         ``"day"``: the transactions and events are written as directories hive-partitioned
         by the UTC day of ``ts`` (``transactions/day=2026-01-01/part-0.parquet``), the
         layout of a table too large for one file; the other tables stay single files.
+    part : int, optional
+        With ``partition``: the number of this piece of a table written in several calls
+        (the shards of a large world): files are ``part-NNNNN.parquet`` and every table
+        is a directory (``accounts/part-00003.parquet``).
     """
     if partition not in (None, "day"):
         raise ValueError(f"partition must be None or 'day', not {partition!r}")
@@ -588,12 +593,22 @@ def write_tables(tables: Mapping[str, pd.DataFrame], out_dir: str | Path,
     out.mkdir(parents=True, exist_ok=True)
     paths: dict[str, Path] = {}
     digests = {}
+    if part is not None and partition is None:
+        raise ValueError("part needs a partition")
+    piece = "part-0.parquet" if part is None else f"part-{part:05d}.parquet"
     for name, frame in tables.items():
+        if part is not None and name not in ("transactions", "events"):
+            p = out / name / piece
+            p.parent.mkdir(parents=True, exist_ok=True)
+            frame.to_parquet(p, index=False, compression="zstd")
+            paths[name] = p.parent
+            digests[p.relative_to(out).as_posix()] = hashlib.sha256(p.read_bytes()).hexdigest()
+            continue
         if partition == "day" and name in ("transactions", "events"):
             paths[name] = out / name
             day = frame["ts"].dt.strftime("%Y-%m-%d").fillna("unknown").to_numpy(dtype=object)
             for d in np.unique(day):
-                p = out / name / f"day={d}" / "part-0.parquet"
+                p = out / name / f"day={d}" / piece
                 p.parent.mkdir(parents=True, exist_ok=True)
                 frame[day == d].to_parquet(p, index=False, compression="zstd")
                 digests[p.relative_to(out).as_posix()] = hashlib.sha256(p.read_bytes()).hexdigest()

@@ -154,6 +154,9 @@ def simulate(
     partition: Annotated[str | None, typer.Option(
         help="day: write transactions and events as folders hive-partitioned by day, the "
              "layout of tables too large for one file.")] = None,
+    shard_accounts: Annotated[int | None, typer.Option(
+        help="Simulate in independent shards of this many accounts, one at a time (memory "
+             "of one shard), written partitioned by day; see fraudlab.datasets.simulate_shards.")] = None,
     config: ConfigOpt = None,
 ) -> None:
     """Generate the simulated payments world: five Parquet tables and manifest.json."""
@@ -168,6 +171,9 @@ def simulate(
     from fraudlab.datasets import simulate_world
     from fraudlab.features import write_tables
 
+    if shard_accounts:
+        _simulate_shards(console, cfg, target, shard_accounts)
+        return
     with console.status(f"simulating {cfg.simulation.accounts:,} accounts over "
                         f"{cfg.simulation.days} days after {cfg.simulation.history_days} "
                         "days of history ..."):
@@ -178,6 +184,31 @@ def simulate(
     console.print(f"wrote {target}: {rows}")
     console.print(f"fraud rate {fraud['fraud_rate']:.3%}; by type: "
                   + ", ".join(f"{k} {v}" for k, v in fraud["transactions_by_type"].items()))
+
+
+def _simulate_shards(console, cfg, target: Path, shard_accounts: int) -> None:
+    import json
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    from fraudlab.datasets import merge_manifests, simulate_shards
+    from fraudlab.features import write_tables
+
+    n = -(-cfg.simulation.accounts // shard_accounts)
+    manifests = []
+    with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=console) as bar:
+        task = bar.add_task(f"{cfg.simulation.accounts:,} accounts in shards of "
+                            f"{shard_accounts:,}", total=n)
+        for s, world in simulate_shards(cfg.simulation, shard_accounts=shard_accounts):
+            write_tables(world.tables(), target, partition="day", part=s)
+            manifests.append(world.manifest)
+            del world
+            bar.update(task, completed=s + 1)
+    manifest = merge_manifests(manifests, cfg.simulation)
+    (target / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    rows = ", ".join(f"{n:,} {k}" for k, n in manifest["rows"].items())
+    console.print(f"wrote {target}: {rows}; fraud rate {manifest['fraud']['fraud_rate']:.3%}")
 
 
 @contracts_app.command("check")
@@ -341,8 +372,9 @@ def _guarded(console, step, *args, **kwargs):
 @app.command()
 def train(
     dataset: Annotated[Path | None, typer.Option(
-        help="Labeled dataset (Parquet from `features build`); default: build one.",
-        exists=True, dir_okay=False)] = None,
+        help="Labeled dataset from `features build` (a Parquet file, or the folder of "
+             "parts of --engine dask); default: build one.",
+        exists=True)] = None,
     as_of: Annotated[dt.datetime | None, typer.Option(
         help="Build the dataset from the raw data as of this time (UTC) when --dataset is "
         "not given; default: now.")] = None,
@@ -613,8 +645,8 @@ def decisions_purge(
 
 @app.command()
 def report(
-    dataset: Annotated[Path, typer.Option(help="Labeled dataset (Parquet) to evaluate on.",
-                                          exists=True, dir_okay=False)],
+    dataset: Annotated[Path, typer.Option(help="Labeled dataset (a Parquet file or a folder "
+                                               "of parts) to evaluate on.", exists=True)],
     out: Annotated[Path, typer.Option(help="The HTML file to write.")],
     model: Annotated[str, typer.Option(
         help="NAME@ALIAS or NAME/VERSION (default: the configured model's champion).")] = "",

@@ -351,7 +351,7 @@ def test_an_empty_file(project):
 def test_a_labels_file_that_is_a_directory(project):
     (project / "raw" / "labels.parquet").unlink()
     (project / "raw" / "labels.parquet").mkdir()
-    _expect(_build(project), EXIT_SOURCE, "labels.parquet", "is a directory, not a file")
+    _expect(_build(project), EXIT_SOURCE, "labels.parquet", "is a directory without Parquet files")
 
 
 def test_a_parquet_file_with_a_zeroed_page(project):
