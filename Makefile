@@ -36,8 +36,11 @@ browser:
 	  $(SUDO) apt-get install -y -q chromium >/dev/null 2>&1 || \
 	  { $(SUDO) apt-get update -q >/dev/null && $(SUDO) apt-get install -y -q chromium >/dev/null; }; }
 
+# Two pytest workers, each test file on one of them (module fixtures are built once): the
+# suite waits on subprocesses, services and kernels much of the time.
+PYTEST_WORKERS ?= 2
 test: lint browser
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_simulate.py
@@ -47,6 +50,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_search_gains.py
 	$(BIN)/python benchmarks/bench_training.py
 	$(BIN)/python benchmarks/bench_public_handbook.py
+	$(BIN)/python benchmarks/bench_scale.py --sizes 1000000 5000000
 
 lab: $(STAMP)
 	$(BIN)/jupyter lab --ip 127.0.0.1 --no-browser $(if $(filter 0,$(shell id -u)),--allow-root,) notebooks/

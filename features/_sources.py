@@ -579,9 +579,11 @@ def write_tables(tables: Mapping[str, pd.DataFrame], out_dir: str | Path,
     out_dir : path
     manifest : dict, optional
     partition : {None, "day"}
-        ``"day"``: the transactions and events are written as directories hive-partitioned
-        by the UTC day of ``ts`` (``transactions/day=2026-01-01/part-0.parquet``), the
-        layout of a table too large for one file; the other tables stay single files.
+        ``"day"``: the transactions are written as a directory hive-partitioned by the UTC
+        day of ``ts`` (``transactions/day=2026-01-01/part-0.parquet``), the layout of a
+        table too large for one file, and the events by month (``month=2026-01``: account
+        lifecycle events reach years back, a few a day); the other tables stay single
+        files.
     part : int, optional
         With ``partition``: the number of this piece of a table written in several calls
         (the shards of a large world): files are ``part-NNNNN.parquet`` and every table
@@ -606,9 +608,11 @@ def write_tables(tables: Mapping[str, pd.DataFrame], out_dir: str | Path,
             continue
         if partition == "day" and name in ("transactions", "events"):
             paths[name] = out / name
-            day = frame["ts"].dt.strftime("%Y-%m-%d").fillna("unknown").to_numpy(dtype=object)
+            # Events by month: account lifecycle events reach years back, a few a day.
+            key, fmt = ("day", "%Y-%m-%d") if name == "transactions" else ("month", "%Y-%m")
+            day = frame["ts"].dt.strftime(fmt).fillna("unknown").to_numpy(dtype=object)
             for d in np.unique(day):
-                p = out / name / f"day={d}" / piece
+                p = out / name / f"{key}={d}" / piece
                 p.parent.mkdir(parents=True, exist_ok=True)
                 frame[day == d].to_parquet(p, index=False, compression="zstd")
                 digests[p.relative_to(out).as_posix()] = hashlib.sha256(p.read_bytes()).hexdigest()
