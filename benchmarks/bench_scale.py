@@ -13,7 +13,12 @@ compared row for row and feature for feature. Printed: the Dask build's time ove
 in-process build's at the same size (the baseline of this run), and each engine's growth
 in time and memory against the growth in rows.
 
-    python benchmarks/bench_scale.py --sizes 1000000 5000000 30000000 --in-process-max 5000000
+Then, with ``--refresh-trials``, a refresh of that many trials on the largest world, its
+dataset built on Dask and read back with the legitimate rows sampled
+(``--negative-rate``): wall time, its process's peak memory and its steps.
+
+    python benchmarks/bench_scale.py --sizes 1000000 5000000 30000000 --in-process-max 5000000 \\
+        --refresh-trials 30
 """
 
 from __future__ import annotations
@@ -73,6 +78,32 @@ if __name__ == "__main__":
 """
 
 
+_REFRESH = r"""
+import json, sys, time
+sys.path.insert(0, {bench!r})
+from _common import peak_rss_mb
+from fraudlab.training import load_config, refresh
+
+if __name__ == "__main__":
+    cfg = load_config({config!r})
+    lines = []
+    t = time.perf_counter()
+    out = refresh(cfg, {as_of!r}, log=lambda line: lines.append((time.perf_counter() - t, line)))
+    print(json.dumps({{"seconds": time.perf_counter() - t, "status": out.status,
+                      "peak_mb": peak_rss_mb(), "metrics": out.metrics["challenger"],
+                      "log": [[round(s), line] for s, line in lines]}}, default=str))
+"""
+
+_REFRESH_CONFIG = """\
+paths: {{root: {root}, raw: {raw}}}
+training: {{n_trials: {trials}, negative_rate: {rate}, train_window: 60d, n_splits: 2,
+  validation_window: 7d, calibration_window: 7d, test_window: 7d, gap: 7d,
+  max_rounds: 300, early_stopping_rounds: 30, report_every: 25}}
+refresh: {{engine: dask}}
+dask: {{workers: {workers}, memory_limit: {limit}}}
+"""
+
+
 def _run(code: str, cwd: Path) -> dict:
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=cwd)
     if res.returncode != 0:
@@ -101,6 +132,10 @@ def main() -> None:
     ap.add_argument("--memory-limit", default="8GB")
     ap.add_argument("--shard-accounts", type=int, default=20_000)
     ap.add_argument("--work", type=Path, default=None, help="Scratch folder (default: a temp dir).")
+    ap.add_argument("--refresh-trials", type=int, default=0,
+                    help="Then run a refresh of this many trials on the largest world (Dask "
+                         "build, sampled legitimate rows); 0: none.")
+    ap.add_argument("--negative-rate", type=float, default=0.05)
     args = ap.parse_args()
     bench = str(Path(__file__).resolve().parent)
     sys.path.insert(0, bench)
@@ -160,6 +195,25 @@ def main() -> None:
                 m = (max(m1) / max(m0)) if engine == "dask" else m1 / m0
                 print(f"{engine}: {first['transactions']:,} -> {r['transactions']:,} "
                       f"transactions (x{g:.1f}): time x{t:.1f}, peak memory x{m:.1f}")
+    if args.refresh_trials:
+        n = max(args.sizes)
+        root = work / f"refresh_{n}"
+        shutil.rmtree(root, ignore_errors=True)
+        root.mkdir()
+        cfg = root / "fraudlab.yaml"
+        cfg.write_text(_REFRESH_CONFIG.format(root=root, raw=work / f"raw_{n}",
+                                              trials=args.refresh_trials, rate=args.negative_rate,
+                                              workers=args.workers, limit=args.memory_limit))
+        as_of = (pd.Timestamp("2026-01-01", tz="UTC") + pd.Timedelta(days=args.days + 30)).isoformat()
+        r = _run(_REFRESH.format(bench=bench, config=str(cfg), as_of=as_of), work)
+        print(f"\nrefresh on the {n:,} world ({args.refresh_trials} trials, legitimate rows "
+              f"sampled at {args.negative_rate:g}, Dask build): {r['status']} in "
+              f"{r['seconds'] / 60:.1f} min, peak {r['peak_mb'] / 1024:.2f} GB in the refresh "
+              f"process; challenger test average precision "
+              f"{r['metrics'].get('average_precision_score', float('nan')):.3f}")
+        for sec, line in r["log"]:
+            print(f"  {sec:>6} s  {line[:150]}")
+        results.append({"refresh": r, "size": n})
     (work / "bench_scale.json").write_text(json.dumps(results, indent=2))
     print(f"\nresults in {work / 'bench_scale.json'}")
 

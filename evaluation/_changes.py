@@ -102,8 +102,18 @@ def compare_periods(reference: pd.DataFrame, current: pd.DataFrame, window: pd.D
         Each model's tier ("block", "review", "pass") for the rows of ``window``; None for
         the champion when there is none (then nothing counts as missed).
     """
-    ref = reference.sample(min(len(reference), sample), random_state=random_state)
-    cur = current.sample(min(len(current), sample), random_state=random_state)
+    # A dataset whose legitimate rows were sampled for training carries their weights; a
+    # row kept with probability weight / max weight makes a uniform sample of the population.
+    wcol = "sample_weight"
+
+    def draw(frame: pd.DataFrame) -> pd.DataFrame:
+        if wcol in frame.columns and len(frame):
+            w = frame[wcol].to_numpy(float)
+            keep = np.random.default_rng(random_state).random(len(w)) < w / w.max()
+            frame = frame[keep]
+        return frame.sample(min(len(frame), sample), random_state=random_state)
+
+    ref, cur = draw(reference), draw(current)
     feats = model.features
     drift = feature_drift(ref, cur, feats)
     score_psi = psi(model.predict(None, ref), model.predict(None, cur))
@@ -113,7 +123,9 @@ def compare_periods(reference: pd.DataFrame, current: pd.DataFrame, window: pd.D
     old_frauds, new_frauds = mature[mature[LABEL] == 1], window[window[LABEL] == 1]
     fraud_drift = (feature_drift(old_frauds, new_frauds, feats)
                    if len(old_frauds) and len(new_frauds) else drift.iloc[:0])
-    rates = {"reference": float(mature[LABEL].mean()) if len(mature) else float("nan"),
+    rates = {"reference": (float(np.average(mature[LABEL], weights=mature[wcol])
+                                 if wcol in mature.columns else mature[LABEL].mean())
+                           if len(mature) else float("nan")),
              "current": float(window[LABEL].mean()) if len(window) else float("nan")}
     n = min(len(ref), len(cur), n_attributions)
     attribution = attribution_shift(contributions(model.booster, model.encode(ref.head(n)), feats),

@@ -333,12 +333,11 @@ class PartitionedDataset:
     def rows(self) -> int:
         return sum(p["rows"] for p in self.parts)
 
-    def read(self, start=None, end=None, columns: Sequence[str] | None = None) -> pd.DataFrame:
-        """The rows with ``start <= ts < end`` (default all), reading only the parts whose
-        time block overlaps the window; ``attrs`` as :func:`build_dataset` sets them."""
+    def iter_parts(self, start=None, end=None, columns: Sequence[str] | None = None):
+        """Each part whose time block overlaps ``start <= ts < end`` as a DataFrame of its
+        rows in the window, one part in memory at a time."""
         lo = to_utc(start) if start is not None else None
         hi = to_utc(end) if end is not None else None
-        frames = []
         for p in self.parts:
             if not p["rows"] or (lo is not None and to_utc(p["end"]) < lo) \
                     or (hi is not None and to_utc(p["start"]) >= hi):
@@ -351,7 +350,12 @@ class PartitionedDataset:
                 if hi is not None:
                     keep &= (f["ts"] < hi).to_numpy()
                 f = f[keep]
-            frames.append(f)
+            yield f
+
+    def read(self, start=None, end=None, columns: Sequence[str] | None = None) -> pd.DataFrame:
+        """The rows with ``start <= ts < end`` (default all), reading only the parts whose
+        time block overlaps the window; ``attrs`` as :func:`build_dataset` sets them."""
+        frames = list(self.iter_parts(start, end, columns))
         if not frames:
             first = pd.read_parquet(self.path / self.parts[0]["file"], columns=columns) \
                 if self.parts else pd.DataFrame()

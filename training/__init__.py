@@ -35,16 +35,19 @@ if TYPE_CHECKING:  # what IDEs and type checkers read; at run time, __getattr__ 
         dask_client,
         load_validated,
         read_dataset,
+        read_for_training,
         replay_and_save,
     )
     from ._protocol import (
         Protocol,
         ProtocolError,
         build_protocol,
+        sample_negatives,
     )
     from ._rebalance import (
         MissingAwareSMOTE,
         rebalance,
+        rebalance_weighted,
     )
     from ._refresh import (
         RefreshLocked,
@@ -88,6 +91,9 @@ _EXPORTS = {
     "load_registered": "._registry",
     "load_validated": "._pipeline",
     "read_dataset": "._pipeline",
+    "read_for_training": "._pipeline",
+    "sample_negatives": "._protocol",
+    "rebalance_weighted": "._rebalance",
     "replay_and_save": "._pipeline",
     "load_scorer": "._registry",
     "rebalance": "._rebalance",
@@ -139,10 +145,13 @@ __all__ = [
     "load_scorer",
     "load_validated",
     "read_dataset",
+    "read_for_training",
     "rebalance",
+    "rebalance_weighted",
     "refresh",
     "replay_and_save",
     "run_backtest",
+    "sample_negatives",
     "storage_url",
     "train_model",
     "version_tiers",

@@ -152,8 +152,8 @@ def simulate(
     emerging_from: Annotated[dt.datetime | None, typer.Option(
         formats=["%Y-%m-%d"], help="Day the emerging fraud pattern starts.")] = None,
     partition: Annotated[str | None, typer.Option(
-        help="day: write transactions and events as folders hive-partitioned by day, the "
-             "layout of tables too large for one file.")] = None,
+        help="day: write the transactions as a folder hive-partitioned by day (the events "
+             "by month), the layout of tables too large for one file.")] = None,
     shard_accounts: Annotated[int | None, typer.Option(
         help="Simulate in independent shards of this many accounts, one at a time (memory "
              "of one shard), written partitioned by day; see fraudlab.datasets.simulate_shards.")] = None,
@@ -386,19 +386,23 @@ def train(
     storage: Annotated[str | None, typer.Option(
         help="Optuna storage: memory, sqlite, journal or a database URL.")] = None,
     study_name: Annotated[str | None, typer.Option(help="Study name (to resume or share).")] = None,
+    negative_rate: Annotated[float | None, typer.Option(
+        help="Share of legitimate rows trained on, all frauds kept (default: "
+             "training.negative_rate).")] = None,
     register: Annotated[bool, typer.Option(help="Register the model in MLflow.")] = True,
     config: ConfigOpt = None,
 ) -> None:
     """Tune, refit, calibrate and test a model; log it to MLflow and register it."""
     overrides = {k: v for k, v in {"n_trials": trials, "timeout": timeout, "workers": workers,
-                                   "storage": storage, "study_name": study_name}.items()
+                                   "storage": storage, "study_name": study_name,
+                                   "negative_rate": negative_rate}.items()
                  if v is not None}
     cfg = _load(config, training=overrides) if overrides else _load(config)
     if cfg.training.workers > 1 and cfg.training.storage == "memory":
         typer.echo("error: --workers > 1 needs --storage sqlite, journal or a database URL", err=True)
         raise typer.Exit(EXIT_USAGE)
     console = _console()
-    from ._pipeline import build_and_save, read_dataset
+    from ._pipeline import build_and_save, read_for_training
 
     if dataset is None:
         when = as_of or dt.datetime.now(dt.UTC)
@@ -407,7 +411,7 @@ def train(
             ds = _guarded(console, build_and_save, cfg, when, dataset, log=_log(console))
         console.print(f"built {dataset}: {len(ds):,} transactions")
     else:
-        ds = read_dataset(dataset)
+        ds = read_for_training(dataset, cfg.training)
     result = _guarded(console, _run_training, console, ds, cfg, dataset, register)
     m, b = result.model.test_metrics, result.baseline.test_metrics
     from rich.table import Table

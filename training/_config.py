@@ -81,6 +81,11 @@ class TrainingConfig(BaseModel):
         "14d", description="Held-out window before the test window for calibration.")
     test_window: str = Field(
         "14d", description="Final out-of-time window that tuning never sees.")
+    negative_rate: float = Field(
+        1.0, gt=0, le=1, description="Share of the legitimate rows the models are trained on "
+        "(all frauds kept; the sampled rows weigh 1/rate, so fraud ratios and rebalancing "
+        "targets keep their meaning); validation, calibration and test windows keep every "
+        "row. Below 1, a partitioned dataset is read sampled, part by part.")
     calibration: Literal["isotonic", "sigmoid"] = Field(
         "sigmoid", description="Probability calibration: sigmoid (Platt; keeps the ranking, "
         "robust with few frauds) or isotonic (flexible, but its flat steps tie scores and "
@@ -108,6 +113,10 @@ class RefreshConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
+    engine: Literal["process", "dask"] = Field(
+        "process", description="How a refresh builds its dataset: in this process, or on the "
+        "Dask cluster of the dask section, as a partitioned dataset read back sampled "
+        "(training.negative_rate) and only as far back as the protocol needs.")
     rule: Literal["operating_point", "average_precision"] = Field(
         "operating_point", description="How a challenger is promoted. operating_point: both "
         "models are thresholded the same way on the same calibration window and compared on "

@@ -11,9 +11,12 @@ import os
 from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
-from ._config import FraudlabConfig
+from fraudlab.data_contracts import parse_duration
+
+from ._config import FraudlabConfig, TrainingConfig
 
 
 class ContractFailure(Exception):
@@ -217,6 +220,65 @@ def read_dataset(path: Path, start=None, end=None) -> pd.DataFrame:
     side = Path(path).with_suffix(".contract.json")
     if side.exists():
         ds.attrs["contract"] = json.loads(side.read_text())
+    return ds
+
+
+def read_for_training(path: Path, config: TrainingConfig | None = None) -> pd.DataFrame:
+    """Read a labeled dataset for :func:`train_model`: only the rows its protocol needs.
+
+    A partitioned dataset is read one part at a time, so that memory holds only:
+
+    - with ``training.train_window``, the rows from the oldest fold's training window on
+      (older frauds stay with weight 0: they name the accounts known compromised);
+    - with ``training.negative_rate`` below 1, every fraud and a sample of the legitimate
+      rows older than any validation, calibration or test window
+      (:func:`fraudlab.training.sample_negatives`), and every row after.
+
+    The protocol built on the result is the one built on the whole dataset with the same
+    settings. A single Parquet file is read whole (the protocol samples it).
+
+    Parameters
+    ----------
+    path : Path
+        A Parquet file or a partitioned dataset's folder.
+    config : TrainingConfig, optional
+
+    Returns
+    -------
+    DataFrame
+        With a ``sample_weight`` column when a folder was read sampled or bounded.
+    """
+    from fraudlab.features import LABEL, PartitionedDataset
+
+    from ._protocol import SAMPLE_WEIGHT, judged_from, sample_negatives
+
+    config = config or TrainingConfig()
+    sampled, bounded = config.negative_rate < 1, bool(config.train_window)
+    if not Path(path).is_dir() or not (sampled or bounded):
+        return read_dataset(path)  # one file is read whole; the protocol samples it
+    parts = PartitionedDataset.open(path)
+    times = parts.read(columns=["ts", "is_mature"])
+    mature = times["ts"][times["is_mature"].to_numpy()]
+    if mature.empty:
+        return read_dataset(path)  # the protocol says what is missing
+    keep_from = judged_from(mature.max(), config)
+    start = keep_from - parse_duration(config.train_window) if bounded else None
+    frames = []
+    for part in parts.iter_parts():
+        old = (part["ts"] < start).to_numpy() if start is not None else np.zeros(len(part), bool)
+        # Older frauds stay, weighing 0 (no window learns from them, and no population
+        # statistic counts them): they say which accounts were known compromised before a
+        # calibration or test window, which leave those accounts out.
+        keep = ~old | (part[LABEL] == 1).to_numpy()
+        part = sample_negatives(part[keep], config.negative_rate, seed=config.seed,
+                                keep_from=keep_from)
+        if old.any():
+            part[SAMPLE_WEIGHT] = np.where((part["ts"] < start).to_numpy(), np.float32(0),
+                                           part[SAMPLE_WEIGHT])
+        frames.append(part)
+    ds = pd.concat(frames, ignore_index=True)
+    ds.attrs = {**parts.attrs, **({"negative_rate": config.negative_rate} if sampled else {}),
+                "contract": json.loads((Path(path) / "_dataset.json").read_text())["contract"]}
     return ds
 
 

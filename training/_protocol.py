@@ -33,6 +33,7 @@ class Window:
     X: np.ndarray
     y: np.ndarray
     meta: pd.DataFrame  # tx_id, ts, account_id, amount (when a feature), fraud_type
+    w: np.ndarray | None = None  # sample weights of a training window of sampled rows
 
     def __len__(self) -> int:
         return len(self.y)
@@ -66,6 +67,8 @@ class Protocol:
         for name in ("refit", "calibration", "test"):
             w = getattr(self, name)
             out[name] = {"rows": len(w), "frauds": w.frauds}
+            if w.w is not None:  # sampled: the rows the window stands for
+                out[name]["rows_represented"] = round(float(w.w.sum()))
         out["folds"] = [{"train_rows": len(f.train), "train_frauds": f.train.frauds,
                          "valid_rows": len(f.valid), "valid_frauds": f.valid.frauds,
                          **{k: str(v) for k, v in f.times.items()}} for f in self.folds]
@@ -122,13 +125,90 @@ def without_flat_features(spec: dict, rows: pd.DataFrame) -> dict:
             "left_out": left_out}
 
 
-def _window(frame: pd.DataFrame, spec: dict, y: np.ndarray) -> Window:
+def _window(frame: pd.DataFrame, spec: dict, y: np.ndarray, *, train: bool = False) -> Window:
+    """``train``: a training window, which holds only the sampled rows (with their weights)
+    when the dataset's legitimate rows were sampled; the others hold every row."""
     from ._served import encode
 
+    w = None
+    if train and SAMPLE_WEIGHT in frame.columns:
+        w = frame[SAMPLE_WEIGHT].to_numpy(np.float32)
+        frame, y, w = frame[w > 0], np.asarray(y)[w > 0], w[w > 0]
     cols = [c for c in ("tx_id", "ts", "account_id", "amount", "fraud_type", "channel")
             if c in frame.columns]
     return Window(encode(spec, frame), np.asarray(y, dtype=np.int8),
-                  frame[cols].reset_index(drop=True))
+                  frame[cols].reset_index(drop=True), w)
+
+
+SAMPLE_WEIGHT = "sample_weight"
+"""Column of a dataset whose legitimate rows were sampled (:func:`sample_negatives`)."""
+
+
+def _uniform(tx_id: pd.Series, seed: int) -> np.ndarray:
+    """A uniform number in [0, 1) per transaction id, the same for an id whatever the rows
+    around it (the parts a dataset is read in, their order)."""
+    key = f"fraudlab{seed % 10**8:08d}"
+    h = pd.util.hash_pandas_object(tx_id.astype(str), index=False, hash_key=key).to_numpy()
+    return (h >> np.uint64(11)).astype(np.float64) / float(1 << 53)
+
+
+def sample_negatives(dataset: pd.DataFrame, rate: float, *, seed: int = 42,
+                     keep_from=None) -> pd.DataFrame:
+    """Sample the legitimate rows a model is trained on, keeping every fraud.
+
+    A legitimate row (by the dataset's label) is in the sample with probability ``rate``,
+    decided by a hash of its ``tx_id`` and ``seed`` (so a row's fate does not depend on how
+    the dataset is read), and then weighs ``1 / rate``: the sampled training windows stand
+    for all their rows, and sums, fraud ratios and rebalancing targets keep their meaning.
+    Frauds weigh 1. The protocol trains only on rows of positive weight; its validation,
+    calibration and test windows take every row, so metrics and thresholds are those of the
+    whole population.
+
+    Parameters
+    ----------
+    dataset : DataFrame
+        A labeled dataset (``tx_id``, ``ts``, the label).
+    rate : float
+        Share of the legitimate rows kept for training, in (0, 1].
+    seed : int
+    keep_from : timestamp, optional
+        Rows at or after it all stay (out of the sample with weight 0: the windows that
+        judge a model need them); older rows out of the sample are dropped. Default: no row
+        is dropped.
+
+    Returns
+    -------
+    DataFrame
+        The rows kept, with a ``sample_weight`` column; ``attrs`` record the rate.
+    """
+    if not 0 < rate <= 1:
+        raise ValueError(f"negative_rate must be in (0, 1], got {rate}")
+    legit = dataset[LABEL].to_numpy() != 1
+    sampled = ~legit | (_uniform(dataset["tx_id"], seed) < rate)
+    w = np.where(legit, 1.0 / rate, 1.0).astype(np.float32)
+    w[~sampled] = 0.0
+    keep = sampled.copy()
+    if keep_from is None:
+        keep[:] = True
+    else:
+        from fraudlab.data_contracts import to_utc
+
+        keep |= (dataset["ts"] >= to_utc(keep_from)).to_numpy()
+    # A shallow copy: copy-on-write keeps the caller's frame as it is.
+    out = dataset[keep].reset_index(drop=True) if not keep.all() else dataset.copy(deep=False)
+    out[SAMPLE_WEIGHT] = w[keep]
+    out.attrs = {**dataset.attrs, "negative_rate": rate}
+    return out
+
+
+def judged_from(mature_end, config: TrainingConfig) -> pd.Timestamp:
+    """The oldest time a row can hold in a validation, calibration or test window of the
+    protocol laid over mature rows ending at ``mature_end`` (a day earlier, for safety):
+    older rows are only ever trained on, so their legitimate part may be sampled."""
+    gap = parse_duration(config.gap or FeaturesConfig().label_maturity)
+    span = (parse_duration(config.test_window) + gap + parse_duration(config.calibration_window)
+            + config.n_splits * parse_duration(config.validation_window) + gap)
+    return pd.Timestamp(mature_end) - span - pd.Timedelta("1D")
 
 
 _MIN_TRAINING = "1d"  # the oldest fold's training rows, when training takes all history
@@ -190,6 +270,8 @@ def build_protocol(dataset: pd.DataFrame, config: TrainingConfig | None = None) 
     # start then learns and calibrates only from rows whose labels had time to arrive.
     gap = config.gap or FeaturesConfig().label_maturity
     spec = preprocessing_spec(dataset)
+    if config.negative_rate < 1 and SAMPLE_WEIGHT not in dataset.columns:
+        dataset = sample_negatives(dataset, config.negative_rate, seed=config.seed)
     data = dataset[dataset["is_mature"].to_numpy()].reset_index(drop=True)
     if data.empty:
         raise ProtocolError("the dataset has no mature rows (all labels still too recent "
@@ -226,12 +308,12 @@ def build_protocol(dataset: pd.DataFrame, config: TrainingConfig | None = None) 
     # the test window: an account already reported compromised is frozen, not reviewed,
     # and its burst of high scores would otherwise take the review capacity.
     in_cal = in_cal & ~dev["account_id"].isin(known_fraud_accounts(dev, cal_start)).to_numpy()
-    times = {"train_start": dev["ts"][in_fit].min(), "calibration_start": cal_start,
-             "calibration_end": t["cut"], "test_start": deploy, "test_end": t["valid_end"]}
     refit_frame = dev[before_cal].reset_index(drop=True)
     refit_y = dev_y[before_cal]
-    protocol = Protocol(spec=spec, folds=[], times=times,
-                        refit=_window(dev[in_fit].reset_index(drop=True), spec, dev_y[in_fit]),
+    refit = _window(dev[in_fit].reset_index(drop=True), spec, dev_y[in_fit], train=True)
+    times = {"train_start": refit.meta["ts"].min(), "calibration_start": cal_start,
+             "calibration_end": t["cut"], "test_start": deploy, "test_end": t["valid_end"]}
+    protocol = Protocol(spec=spec, folds=[], times=times, refit=refit,
                         calibration=_window(dev[in_cal], spec, dev_y[in_cal]),
                         test=_window(test, spec, test[LABEL].to_numpy()))
     splitter = TemporalSplit(config.n_splits, validation_window=config.validation_window,
@@ -242,7 +324,8 @@ def build_protocol(dataset: pd.DataFrame, config: TrainingConfig | None = None) 
         raise ProtocolError(f"validation {exc}: {_needs(config)}") from exc
     for (tr, va), ft in zip(folds, splitter.fold_times(refit_frame), strict=True):
         train = refit_frame.iloc[tr]
-        fold = Fold(train=_window(train, spec, labels_known_at(train, ft["valid_start"])),
+        fold = Fold(train=_window(train, spec, labels_known_at(train, ft["valid_start"]),
+                                  train=True),
                     valid=_window(refit_frame.iloc[va], spec, refit_y[va]), times=ft)
         _no_fraud(f"fold {len(protocol.folds)} training", fold.train)
         _no_fraud(f"fold {len(protocol.folds)} validation", fold.valid)

@@ -114,30 +114,78 @@ def rebalance(X: np.ndarray, y: np.ndarray, strategy: str, *, ratio: float | Non
     X, y, scale_pos_weight : ndarray, ndarray, float
         The resampled rows and the weight XGBoost should give frauds (1 unless the strategy
         is ``scale_pos_weight``).
+
+    See Also
+    --------
+    rebalance_weighted : the same for rows that carry sample weights.
+    """
+    X, y, _, spw = rebalance_weighted(X, y, None, strategy, ratio=ratio, under_ratio=under_ratio,
+                                      categorical=categorical, random_state=random_state)
+    return X, y, spw
+
+
+def rebalance_weighted(X: np.ndarray, y: np.ndarray, w: np.ndarray | None, strategy: str, *,
+                       ratio: float | None = None, under_ratio: float | None = None,
+                       categorical=(), random_state: int | None = None):
+    """:func:`rebalance` for rows with sample weights (``w``; None: all 1).
+
+    Ratios are of summed weights (frauds over legitimate rows), so a training window of
+    sampled legitimate rows weighing ``1 / rate`` is rebalanced to the same targets as the
+    whole window; a row keeps its weight when kept or repeated, a synthetic fraud weighs 1.
+    With ``w`` None the counts, and the rows drawn, are those of the unweighted samplers.
+
+    Returns
+    -------
+    X, y, w, scale_pos_weight
+        ``w`` is None when it was given as None.
     """
     from imblearn.over_sampling import RandomOverSampler
     from imblearn.under_sampling import RandomUnderSampler
 
-    n_pos = int(np.sum(y))
-    current = n_pos / max(len(y) - n_pos, 1)
+    y = np.asarray(y)
+    pos = y == 1
+    n_pos, n_neg = int(pos.sum()), int((~pos).sum())
+    w_pos = float(w[pos].sum()) if w is not None else float(n_pos)
+    w_neg = float(w[~pos].sum()) if w is not None else float(n_neg)
+    current = w_pos / max(w_neg, 1)
     if strategy == "none" or n_pos == 0:
-        return X, y, 1.0
+        return X, y, w, 1.0
     if strategy == "scale_pos_weight":
-        return X, y, (len(y) - n_pos) / n_pos
+        return X, y, w, w_neg / w_pos
+
+    def take(X, y, w, sampler):
+        sampler.fit_resample(X, y)
+        idx = sampler.sample_indices_
+        return X[idx], y[idx], (w[idx] if w is not None else None)
+
+    def under(X, y, w, target):
+        # Legitimate rows kept so that their weight is w_pos / target; as a count, the one
+        # RandomUnderSampler(sampling_strategy=target) keeps when every weight is 1.
+        pos = y == 1
+        wp = float(w[pos].sum()) if w is not None else float(pos.sum())
+        mean_w = float(w[~pos].mean()) if w is not None else 1.0
+        keep = min(int(wp / target / mean_w), int((~pos).sum()))
+        return take(X, y, w, RandomUnderSampler(sampling_strategy={0: keep},
+                                                random_state=random_state))
+
     if strategy == "undersample":
         if ratio <= current:
-            return X, y, 1.0
-        Xr, yr = RandomUnderSampler(sampling_strategy=ratio, random_state=random_state).fit_resample(X, y)
-        return Xr, yr, 1.0
+            return X, y, w, 1.0
+        return (*under(X, y, w, ratio), 1.0)
     if strategy == "smote":
-        Xr, yr = MissingAwareSMOTE(ratio, categorical, random_state=random_state).fit_resample(X, y)
-        return Xr, yr, 1.0
+        # MissingAwareSMOTE targets a count ratio: the one that reaches ``ratio`` in weight.
+        count_ratio = ratio if w is None else (ratio * w_neg - w_pos + n_pos) / max(n_neg, 1)
+        Xr, yr = MissingAwareSMOTE(count_ratio, categorical, random_state=random_state
+                                   ).fit_resample(X, y)
+        wr = None if w is None else np.r_[w, np.ones(len(yr) - len(y), dtype=w.dtype)]
+        return Xr, yr, wr, 1.0
     if strategy == "over_under":
         if ratio > current:
-            X, y = RandomOverSampler(sampling_strategy=ratio, random_state=random_state).fit_resample(X, y)
+            target = int(ratio * w_neg) - int(w_pos) + n_pos
+            X, y, w = take(X, y, w, RandomOverSampler(sampling_strategy={1: target},
+                                                      random_state=random_state))
             current = ratio
         if under_ratio is not None and under_ratio > current:
-            X, y = RandomUnderSampler(sampling_strategy=under_ratio,
-                                      random_state=random_state).fit_resample(X, y)
-        return X, y, 1.0
+            X, y, w = under(X, y, w, under_ratio)
+        return X, y, w, 1.0
     raise ValueError(f"unknown rebalancing strategy {strategy!r}")

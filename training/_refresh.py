@@ -237,14 +237,23 @@ def _decide_period(client, config: FraudlabConfig, as_of: pd.Timestamp, run_id: 
                    tags: dict, *, log, callbacks, backfill: bool) -> str:
     import mlflow
 
-    from ._pipeline import build_and_save
+    from ._pipeline import build_and_save, build_and_save_dask, read_for_training
     from ._registry import CHAMPION, load_registered, model_tags
     from ._train import train_model
 
     stamp = f"{as_of:%Y%m%dT%H%M}"
-    log("validating the raw data and building the labeled dataset ...")
-    path = config.path("data/datasets") / f"refresh-{stamp}.parquet"
-    dataset = build_and_save(config, as_of, path, log=log)
+    if config.refresh.engine == "dask":
+        log("validating the raw data and building the labeled dataset on Dask ...")
+        path = config.path("data/datasets") / f"refresh-{stamp}"
+        build_and_save_dask(config, as_of, path)
+        dataset = read_for_training(path, config.training)
+        log(f"read {len(dataset):,} rows of {path} for training"
+            + (f" (legitimate rows sampled at {config.training.negative_rate:g})"
+               if config.training.negative_rate < 1 else ""))
+    else:
+        log("validating the raw data and building the labeled dataset ...")
+        path = config.path("data/datasets") / f"refresh-{stamp}.parquet"
+        dataset = build_and_save(config, as_of, path, log=log)
     name = config.tracking.registered_model
     champion = champ_mv = champ_run = None
     try:

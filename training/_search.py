@@ -21,7 +21,7 @@ from fraudlab.evaluation import (
 
 from ._config import TrainingConfig
 from ._protocol import Protocol, Window
-from ._rebalance import rebalance
+from ._rebalance import rebalance_weighted
 
 MAX_BINS = (64, 128, 256, 512, 1024)
 
@@ -83,10 +83,12 @@ def build_matrices(params: dict, train: Window, spec: dict, *, seed: int,
     """
     import xgboost as xgb
 
-    X, y, spw = rebalance(train.X, train.y, params["rebalancing"], ratio=params.get("ratio"),
-                          under_ratio=params.get("under_ratio"),
-                          categorical=_categorical_positions(spec), random_state=seed)
-    dtrain = xgb.QuantileDMatrix(X, y, max_bin=params["max_bin"], feature_names=spec["features"])
+    X, y, w, spw = rebalance_weighted(
+        train.X, train.y, train.w, params["rebalancing"], ratio=params.get("ratio"),
+        under_ratio=params.get("under_ratio"), categorical=_categorical_positions(spec),
+        random_state=seed)
+    dtrain = xgb.QuantileDMatrix(X, y, weight=w, max_bin=params["max_bin"],
+                                 feature_names=spec["features"])
     dvalid = None
     if valid is not None:
         dvalid = xgb.QuantileDMatrix(valid.X, valid.y, ref=dtrain, max_bin=params["max_bin"],
@@ -196,9 +198,11 @@ class Objective:
             self._matrices[key] = build_matrices(base, fold.train, self.protocol.spec, seed=seed,
                                                  valid=fold.valid)[:2]
         dtrain, dvalid = self._matrices[key]
-        n_pos = int(fold.train.y.sum())
-        spw = ((len(fold.train.y) - n_pos) / n_pos
-               if params["rebalancing"] == "scale_pos_weight" and n_pos else 1.0)
+        y, w = fold.train.y, fold.train.w
+        pos = y == 1
+        w_pos = float(pos.sum() if w is None else w[pos].sum())
+        w_neg = float((~pos).sum() if w is None else w[~pos].sum())
+        spw = w_neg / w_pos if params["rebalancing"] == "scale_pos_weight" and w_pos else 1.0
         return dtrain, dvalid, spw
 
     def __call__(self, trial) -> float:

@@ -86,15 +86,16 @@ def _worker(dataset_path: str, config_json: str, url: str, study_name: str, n_tr
             index: int) -> None:
     """One worker process: rebuild the protocol from the dataset file, run its trials."""
     import optuna
-    import pandas as pd
 
     from ._config import FraudlabConfig
+    from ._pipeline import read_for_training
     from ._protocol import build_protocol
     from ._search import Objective
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     config = FraudlabConfig.model_validate_json(config_json)
-    protocol = build_protocol(pd.read_parquet(dataset_path), config.training)
+    protocol = build_protocol(read_for_training(Path(dataset_path), config.training),
+                              config.training)
     study = create_study(config, study_name, url, seed_offset=index)
     study.optimize(Objective(protocol, config.training, config.evaluation), n_trials=n_trials,
                    timeout=config.training.timeout, gc_after_trial=True)
