@@ -357,7 +357,10 @@ def _log_training(result, dataset, config, *, source, extra_tags) -> str:
             "fingerprint": result.fingerprint, "as_of": str(dataset.attrs.get("as_of")),
             "ts_min": str(dataset["ts"].min()), "ts_max": str(dataset["ts"].max()),
             "rows": str(len(dataset)), "mature_rows": str(len(mature)),
-            "frauds": str(int(mature[LABEL].sum()))})
+            "frauds": str(int(mature[LABEL].sum())),
+            # Below 1: trained on every fraud and this share of the legitimate rows (and
+            # a folder is read with only that share of its older legitimate rows).
+            "negative_rate": str(t.negative_rate)})
         if t.nested_runs:
             for tr in study.trials:
                 with mlflow.start_run(run_name=f"trial {tr.number}", nested=True):

@@ -195,3 +195,20 @@ def test_reading_parts_sampled_gives_the_protocol_of_the_whole(labeled_dataset, 
         np.testing.assert_array_equal(wa.y[order_a], wb.y[order_b])
         if wa.w is not None:
             np.testing.assert_array_equal(wa.w[order_a], wb.w[order_b])
+
+
+def test_a_model_trains_on_a_folder_read_sampled(labeled_dataset, tmp_path, fast_config):
+    """The search and the final fit run on weighted rows; the test window is every row."""
+    from fraudlab.training import train_model
+
+    folder = tmp_path / "parts"
+    _write_parts(labeled_dataset, folder)
+    cfg = fast_config.model_copy(update={"training": fast_config.training.model_copy(
+        update={"negative_rate": 0.3, "strategies": ["undersample", "scale_pos_weight"]})})
+    result = train_model(read_for_training(folder, cfg.training), cfg, log=False)
+    whole = build_protocol(labeled_dataset, fast_config.training)
+    p = result.protocol
+    assert p.refit.w is not None and len(p.refit) < 0.5 * len(whole.refit)
+    assert result.model.test_metrics["rows"] == len(whole.test)
+    assert result.model.test_metrics["frauds"] == whole.test.frauds
+    assert 0 < result.model.test_metrics["average_precision_score"] <= 1
