@@ -422,7 +422,7 @@ def validate_raw(tables: Mapping[str, RawTable], config: ContractsConfig | None 
                 f"{n:,} row(s) dated after the as-of time {as_of.isoformat()} are not used "
                 "(contracts.after_as_of = ignore)"))
         if bad:
-            quarantine.append(_quarantine_frame(table, bad))
+            quarantine.append(quarantine_frame(table, bad))
     q = (pd.concat(quarantine, ignore_index=True) if quarantine
          else _empty_quarantine())
     return ContractReport(results, q, as_of, {n: len(t.frame) for n, t in tables.items()},
@@ -438,8 +438,10 @@ def _empty_quarantine() -> pd.DataFrame:
     return pd.DataFrame({c: pd.Series(dtype=t) for c, t in _Q_COLUMNS.items()})
 
 
-def _quarantine_frame(table: RawTable, bad: dict[int, list[tuple[str, str]]],
-                      schema: TableSchema | None = None) -> pd.DataFrame:
+def quarantine_frame(table: RawTable, bad: dict[int, list[tuple[str, str]]],
+                     schema: TableSchema | None = None) -> pd.DataFrame:
+    """The quarantine rows of ``table``: ``bad`` maps a source row position to its
+    ``(rule, reason)`` pairs; columns as in :attr:`ContractReport.quarantine`."""
     rows = np.array(sorted(bad), dtype=np.int64)
     frame = table.frame.iloc[rows]
     key_col = (schema or SCHEMAS[table.name]).key or "entity_value"
@@ -522,7 +524,7 @@ def validate_dataset(table: RawTable, schema: TableSchema, *, as_of=None, label:
             results += _feature_profile_results(ctx, table, schema, features)
     else:
         bad = {}
-    q = (_quarantine_frame(table, bad, schema) if bad
+    q = (quarantine_frame(table, bad, schema) if bad
          else _empty_quarantine())
     return ContractReport(results, q, as_of, {table.name: len(frame)})
 

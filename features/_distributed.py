@@ -8,9 +8,13 @@ transactions, exactly what it gives on the whole table. Three stages of tasks ru
 cluster, exchanging Parquet files in a scratch folder (the shuffle; on several machines
 it must be shared storage):
 
-1. *split*, one task per raw file: read, normalise and validate it (its rows, on their
-   own), keep what was known at the as-of time, and write its rows once per key they are
-   partitioned by, plus the transactions once per time block;
+1. *split*, one task per group of raw files: read, normalise and validate them (their
+   rows, on their own), keep what was known at the as-of time, and write the rows once
+   per key they are partitioned by, plus the transactions once per time block, and the
+   ids the contract's rules across files need, hashed by id;
+   *keys*, one task per bucket of ids: a unique id repeated in two files, a label whose
+   transaction is absent or later than its report (the rules the in-process contract
+   states on whole tables);
 2. *features*, one task per (key, bucket): the features keyed on that column for the
    bucket's transactions, written per time block;
 3. *assemble*, one task per time block: the block's transactions, their labels, every
@@ -27,6 +31,7 @@ path order), and every feature is computed by the same kernels from the same row
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -39,6 +44,7 @@ import numpy as np
 import pandas as pd
 
 from fraudlab.data_contracts import (
+    SCHEMAS,
     ContractReport,
     ContractsConfig,
     RawTable,
@@ -46,6 +52,7 @@ from fraudlab.data_contracts import (
     json_safe,
     known_mask,
     parse_duration,
+    quarantine_frame,
     to_utc,
     validate_dataset,
     validate_raw,
@@ -64,6 +71,9 @@ _BLOCK = "_block"
 _ROW_BITS = 40
 PARTS_FILE = "_dataset.json"
 _BROADCAST = ("labels", "blacklist")
+_KEYS = "keys"
+_UNIQUE = {name: next(c.name for c in schema.columns if c.unique)
+           for name, schema in SCHEMAS.items() if any(c.unique for c in schema.columns)}
 
 
 class RawContractError(Exception):
@@ -93,6 +103,8 @@ class _Job:
     row_features: tuple[str, ...]
     buckets: int
     block_us: int
+    keyed: tuple[str, ...] = ()  # tables whose unique id the keys stage checks across files
+    refs: bool = False  # the keys stage checks the labels against the transactions
 
 
 def _key_of(f: Feature) -> str | None:
@@ -132,6 +144,71 @@ def _bucket(frame: pd.DataFrame, key: str, job: _Job, table: str) -> np.ndarray:
     return (h % np.uint64(job.buckets)).astype(np.int64)
 
 
+def _hash(values: pd.Series, buckets: int) -> np.ndarray:
+    """A bucket per value, the same for a value in any table (whatever its string dtype)."""
+    h = pd.util.hash_pandas_object(pd.Series(values.to_numpy(dtype=object)), index=False)
+    return (h.to_numpy() % np.uint64(buckets)).astype(np.int64)
+
+
+def _keys(job: _Job, bucket: int, files: Mapping[str, Sequence[str]]) -> ContractReport:
+    """The keys stage for one bucket of ids: the rules that need rows of several files, as
+    the in-process contract states them. A unique id repeated in two files (every
+    occurrence fails), a label whose transaction is not in the data, a label reported
+    before its transaction. Failing rows are read back from their own files for the
+    quarantine."""
+    root = Path(job.scratch) / _KEYS
+    got = {t: _read_dir(root / t / f"b={bucket}") for t in (*job.keyed, "transactions", "labels")}
+    results: list[RuleResult] = []
+    bad: dict[str, dict[int, list[tuple[str, str]]]] = {}
+
+    def rule(table, name, expectation, column, failing: np.ndarray, frame, reason, shown):
+        results.append(RuleResult(table, table, name, expectation, column, "row",
+                                  not failing.any(), int(failing.sum()),
+                                  [json_safe(v) for v in frame[shown].to_numpy()[failing][:5]]))
+        for seq in frame[_SEQ].to_numpy()[failing]:
+            bad.setdefault(table, {}).setdefault(int(seq), []).append((name, reason))
+
+    for table in job.keyed:
+        f, col = got.get(table), _UNIQUE[table]
+        if f is not None:
+            dup = f[col].duplicated(keep=False).to_numpy() & f[col].notna().to_numpy()
+            rule(table, f"{col} is unique", "expect_column_values_to_be_unique", col, dup, f,
+                 f"{col} is duplicated", col)
+    lab, tx = got.get("labels"), got.get("transactions")
+    if job.refs and lab is not None:
+        if tx is None:
+            tx = pd.DataFrame({"tx_id": pd.Series(dtype=object),
+                               "ts": pd.Series(dtype="datetime64[us, UTC]")})
+        known = lab["tx_id"].isin(tx["tx_id"]).to_numpy()
+        rule("labels", "tx_id refers to a known transaction", "expect_column_values_to_be_in_set",
+             "tx_id", ~known, lab, "label for an unknown transaction", "tx_id")
+        first = tx.drop_duplicates("tx_id").set_index("tx_id")["ts"]  # in input order
+        ts = first.reindex(lab["tx_id"]).to_numpy()
+        rep = lab["reported_at"].to_numpy()
+        early = ~pd.isna(ts) & ~pd.isna(rep) & (rep < ts)
+        rule("labels", "reported_at >= the transaction's ts",
+             "expect_column_pair_values_a_to_be_greater_than_b", "reported_at", early, lab,
+             "label reported before its transaction happened", "tx_id")
+    quarantine = [q for table, rows in bad.items() for q in _key_quarantine(job, table, rows, files)]
+    q = pd.concat(quarantine, ignore_index=True) if quarantine else None
+    return ContractReport(results, q if q is not None else pd.DataFrame(), job.as_of, {})
+
+
+def _key_quarantine(job: _Job, table: str, rows: dict[int, list[tuple[str, str]]],
+                    files: Mapping[str, Sequence[str]]) -> list[pd.DataFrame]:
+    """Quarantine rows of the keys stage, read back from each row's own file."""
+    by_file: dict[int, dict[int, list]] = {}
+    for seq, why in rows.items():
+        by_file.setdefault(seq >> _ROW_BITS, {})[seq & ((1 << _ROW_BITS) - 1)] = why
+    out = []
+    for rank, bad in sorted(by_file.items()):
+        path = files[table][rank]
+        raw = normalise_table(_read_file(Path(path), job.sources), table, path, job.sources,
+                              job.catalog.columns.get(table))
+        out.append(quarantine_frame(raw, bad))
+    return out
+
+
 def _write(frame: pd.DataFrame, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
@@ -165,7 +242,12 @@ def _split(job: _Job, table: str, paths: list[str], first_rank: int) -> dict:
     del frame
     report = None
     if job.contracts is not None:
-        report = validate_raw({table: raw}, job.contracts, as_of=job.as_of,
+        check = raw
+        if table in job.keyed:  # unique across files: the keys stage checks it
+            schema = raw.schema or SCHEMAS[table]
+            check = dataclasses.replace(raw, schema=dataclasses.replace(schema, columns=tuple(
+                dataclasses.replace(c, unique=False) for c in schema.columns)))
+        report = validate_raw({table: check}, job.contracts, as_of=job.as_of,
                               after_as_of=job.after_as_of)
         if len(paths) > 1 and len(report.quarantine):
             q = report.quarantine.copy()
@@ -177,14 +259,24 @@ def _split(job: _Job, table: str, paths: list[str], first_rank: int) -> dict:
             return {"table": table, "report": report, "rows": 0, "blocks": []}
     rank = first_rank + np.repeat(np.arange(len(paths), dtype=np.int64), sizes)
     row = np.arange(int(offsets[-1]), dtype=np.int64) - np.repeat(offsets[:-1], sizes)
+    root = Path(job.scratch)
+    name = f"{first_rank:06d}.parquet"
+    if job.contracts is not None and (table in job.keyed or
+                                      (job.refs and table in ("transactions", "labels"))):
+        f = raw.frame
+        col = _UNIQUE[table]
+        keys = pd.DataFrame({col: f[col], _SEQ: (rank << _ROW_BITS) + row})
+        extra = {"transactions": "ts", "labels": "reported_at"}.get(table)
+        if extra:
+            keys[extra] = f[extra]
+        _write_groups(keys, _hash(f[col], job.buckets),
+                      lambda i: root / _KEYS / table / f"b={i}" / name)
     f = raw.frame
     keep = known_mask(table, f, job.as_of)
     f = f[keep].reset_index(drop=True)
     if table == "blacklist" and "delisted_at" in f.columns:
         f = f.assign(delisted_at=f["delisted_at"].where(f["delisted_at"] <= job.as_of))
     f[_SEQ] = (rank[keep] << _ROW_BITS) + row[keep]
-    root = Path(job.scratch)
-    name = f"{first_rank:06d}.parquet"
     if table in _BROADCAST:
         _write(f, root / table / name)
         return {"table": table, "report": report, "rows": len(f), "blocks": []}
@@ -397,6 +489,37 @@ def _merge_reports(reports: list[ContractReport], as_of: pd.Timestamp) -> Contra
     return ContractReport(results, quarantine, as_of, tables, later)
 
 
+def _with_key_results(report: ContractReport, keyed: list[ContractReport],
+                      files: Mapping[str, list[Path]]) -> ContractReport:
+    """The raw report with the keys stage's results, summed per table and rule over the
+    buckets; a row failing rules of both stages is one quarantine row naming them all."""
+    summed: dict[tuple, RuleResult] = {}
+    for rep in keyed:
+        for r in rep.results:
+            k = (r.table, r.rule)
+            if k not in summed:
+                where = files[r.table]
+                origin = str(where[0]) if len(where) == 1 else f"{where[0].parent} ({len(where)} files)"
+                summed[k] = RuleResult(r.table, origin, r.rule, r.expectation, r.column, r.level,
+                                       True, 0, [])
+            m = summed[k]
+            m.success = m.success and r.success
+            m.failing_count += r.failing_count
+            m.examples = (m.examples + list(r.examples))[:5]
+    qs = [report.quarantine, *(rep.quarantine for rep in keyed if len(rep.quarantine))]
+    q = pd.concat([x for x in qs if len(x)], ignore_index=True) if any(len(x) for x in qs) \
+        else report.quarantine
+    if len(q):
+        def join(values):
+            return "; ".join(dict.fromkeys(v for x in values for v in x.split("; ")))
+
+        q = (q.groupby(["table", "origin", "row"], sort=False, as_index=False)
+             .agg(key=("key", "first"), rules=("rules", join), reasons=("reasons", join),
+                  record=("record", "first"))[list(report.quarantine.columns)])
+    return ContractReport([*report.results, *summed.values()], q, report.as_of, report.tables,
+                          report.later_rows)
+
+
 def _rows_of(path: Path) -> int:
     import pyarrow.parquet as pq
 
@@ -405,9 +528,14 @@ def _rows_of(path: Path) -> int:
     return max(1, path.stat().st_size // 100)  # a CSV line is about 100 bytes
 
 
-def _file_groups(paths: list[Path], rows: int = 1_000_000):
-    """Consecutive files of a table in groups of about ``rows`` rows (a file larger than
-    that is a group of its own), each with the rank of its first file."""
+_GROUP_ROWS = 1_000_000
+
+
+def _file_groups(paths: list[Path], rows: int | None = None):
+    """Consecutive files of a table in groups of about ``rows`` rows (default
+    ``_GROUP_ROWS``; a file larger than that is a group of its own), each with the rank of
+    its first file."""
+    rows = rows or _GROUP_ROWS
     group: list[Path] = []
     start = total = 0
     for i, p in enumerate(paths):
@@ -454,9 +582,10 @@ def build_dataset_dask(raw: str | Path, as_of, out: str | Path, *, client=None, 
     sources : SourcesConfig, optional
         Column map, formats and time zone of the raw files.
     contracts : ContractsConfig, optional
-        When given, every raw file is validated on its own (its rows and columns; the
-        references of labels to transactions and unique ids across files are not checked
-        here) and :class:`RawContractError` is raised on any failure.
+        When given, the raw files are validated in groups (their rows and columns), then
+        the rules across files (unique ids, labels against their transactions) by id
+        bucket, and :class:`RawContractError` is raised on any failure, with the
+        quarantine naming each row's own file and row.
     after_as_of : {"quarantine", "ignore"}
         What a raw row dated after ``as_of`` is (see :func:`validate_raw`).
     partitions : int, optional
@@ -489,8 +618,6 @@ def build_dataset_dask(raw: str | Path, as_of, out: str | Path, *, client=None, 
     as_of = to_utc(as_of)
     raw, out = Path(raw), Path(out)
     files: dict[str, list[Path]] = {}
-    from fraudlab.data_contracts import SCHEMAS
-
     for name in SCHEMAS:
         p = _find_file(raw, name, sources)
         if p is not None:
@@ -512,10 +639,13 @@ def build_dataset_dask(raw: str | Path, as_of, out: str | Path, *, client=None, 
     scratch_dir = Path(scratch) if scratch is not None else \
         out.parent / f".{out.name}.scratch-{uuid.uuid4().hex[:8]}"
     tmp_out = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:8]}"
+    groups_of = {name: list(_file_groups(paths)) for name, paths in files.items()}
     job = _Job(str(scratch_dir), as_of, to_utc(start) if start is not None else None,
                min(to_utc(end), as_of) if end is not None else as_of, config, sources,
                contracts, after_as_of, catalog, groups, row_features, buckets,
-               int(parse_duration(block).value // 1000))
+               int(parse_duration(block).value // 1000),
+               keyed=tuple(t for t in files if t in _UNIQUE and len(groups_of[t]) > 1),
+               refs="labels" in files)
 
     def run(stage: str, futures: list) -> list:
         done = 0
@@ -537,12 +667,19 @@ def build_dataset_dask(raw: str | Path, as_of, out: str | Path, *, client=None, 
     try:
         # Tables in dependency order, files in path order: the rank orders the rows.
         tasks = [(name, [str(p) for p in group], rank)
-                 for name in files for rank, group in _file_groups(files[name])]
+                 for name in files for rank, group in groups_of[name]]
         split = run("split", [client.submit(_split, job, *t, pure=False) for t in tasks])
         reports = [s["report"] for s in split if s["report"] is not None]
         raw_report = _merge_reports(reports, as_of) if reports else None
         if raw_report is not None and not raw_report.success:
             raise RawContractError(raw_report)
+        if raw_report is not None and (job.keyed or job.refs):
+            names = {t: [str(p) for p in files[t]] for t in files}
+            keyed = run("keys", [client.submit(_keys, job, b, names, pure=False)
+                                 for b in range(buckets)])
+            raw_report = _with_key_results(raw_report, keyed, files)
+            if not raw_report.success:
+                raise RawContractError(raw_report)
         blocks = sorted({b for s in split for b in s["blocks"]})
         run("features", [client.submit(_features, job, key, b, pure=False)
                          for key in groups for b in range(buckets)])

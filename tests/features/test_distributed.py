@@ -189,3 +189,52 @@ def test_features_build_engine_dask_from_the_cli(raw_dir, tmp_path, features):
     ds = read_dataset(out)
     assert ds.attrs["contract"]["raw"]["success"] and len(ds) > 1_500
     assert "big_gaming_payment" in ds.columns
+
+
+def test_rules_across_files_fail_as_in_process(raw_dir, features, client, tmp_path, monkeypatch):
+    """A tx_id in two files, a label of no transaction and one reported before its payment:
+    the same rules fail for the same rows as in the in-process contract."""
+    from fraudlab.data_contracts import ContractsConfig, validate_raw
+    from fraudlab.features import _distributed
+
+    monkeypatch.setattr(_distributed, "_GROUP_ROWS", 1)  # every file validated on its own
+    bad = tmp_path / "raw"
+    for p in raw_dir.rglob("*.parquet"):
+        (bad / p.relative_to(raw_dir)).parent.mkdir(parents=True, exist_ok=True)
+        (bad / p.relative_to(raw_dir)).write_bytes(p.read_bytes())
+    first = pd.read_parquet(bad / "transactions" / "part-0.parquet")
+    last = pd.read_parquet(bad / "transactions" / "part-2.parquet")
+    last.loc[last.index[5], "tx_id"] = first["tx_id"].iloc[7]
+    last.to_parquet(bad / "transactions" / "part-2.parquet", index=False)
+    labels = pd.read_parquet(bad / "labels.parquet")
+    ghost = labels.iloc[[0]].assign(tx_id="T-NOWHERE")
+    tx_ts = first.set_index("tx_id")["ts"]
+    early = labels[labels["tx_id"].isin(tx_ts.index)].iloc[[0]].copy()
+    labels = labels[labels["tx_id"] != early["tx_id"].iloc[0]]
+    early["reported_at"] = tx_ts[early["tx_id"].iloc[0]] - pd.Timedelta("1h")
+    pd.concat([labels, ghost, early], ignore_index=True).to_parquet(bad / "labels.parquet",
+                                                                    index=False)
+    rules = ("tx_id is unique", "tx_id refers to a known transaction",
+             "reported_at >= the transaction's ts")
+    want = validate_raw(load_raw(bad, columns=features.columns).tables, ContractsConfig(),
+                        as_of=AS_OF, after_as_of="ignore")
+    with pytest.raises(RawContractError) as err:
+        build_dataset_dask(bad, AS_OF, tmp_path / "dataset", client=client, config=CFG,
+                           catalog=features, contracts=ContractsConfig(), after_as_of="ignore",
+                           partitions=3)
+    got = err.value.report
+
+    def counts(report):
+        return sorted((r.table, r.rule, r.failing_count) for r in report.failures if r.rule in rules)
+
+    assert counts(got) == counts(want) == sorted([
+        ("transactions", "tx_id is unique", 2), ("labels", "tx_id refers to a known transaction", 1),
+        ("labels", "reported_at >= the transaction's ts", 1)])
+    assert sorted(zip(got.quarantine["table"], got.quarantine["key"], got.quarantine["rules"],
+                      strict=True)) == sorted(zip(want.quarantine["table"], want.quarantine["key"],
+                                                  want.quarantine["rules"], strict=True))
+    # Each quarantined payment is named by its own file and row there.
+    tq = got.quarantine[got.quarantine["table"] == "transactions"]
+    assert sorted(zip(tq["origin"].map(lambda o: o.rsplit("/", 1)[-1]), tq["row"], strict=True)) \
+        == [("part-0.parquet", 7), ("part-2.parquet", 5)]
+    assert "tx_id is unique" in str(err.value) or "refers to a known" in str(err.value)
