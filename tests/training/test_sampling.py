@@ -212,3 +212,34 @@ def test_a_model_trains_on_a_folder_read_sampled(labeled_dataset, tmp_path, fast
     assert result.model.test_metrics["rows"] == len(whole.test)
     assert result.model.test_metrics["frauds"] == whole.test.frauds
     assert 0 < result.model.test_metrics["average_precision_score"] <= 1
+
+
+def test_a_refresh_builds_on_dask_and_trains_on_the_sample(tmp_path):
+    """refresh.engine: dask: the period's dataset is a folder of parts, read sampled."""
+    pytest.importorskip("distributed", reason="the dask extra is not installed")
+    import mlflow
+
+    from fraudlab.datasets import SimulationConfig, simulate_world
+    from fraudlab.features import PartitionedDataset, write_tables
+    from fraudlab.training import load_config, refresh
+
+    world = simulate_world(SimulationConfig(accounts=600, days=110, seed=21, history_days=30))
+    write_tables(world.tables(), tmp_path / "raw", world.manifest)
+    config = load_config(None, paths={"root": str(tmp_path), "raw": "raw"}, training={
+        "n_trials": 2, "n_splits": 2, "validation_window": "14d", "gap": "7d",
+        "max_rounds": 40, "early_stopping_rounds": 10, "report_every": 10,
+        "negative_rate": 0.3, "train_window": "30d"},
+        refresh={"engine": "dask"}, dask={"workers": 1, "memory_limit": "2GB"})
+    lines = []
+    outcome = refresh(config, "2026-04-25", log=lines.append)
+    assert outcome.status == "first champion"
+    parts = PartitionedDataset.open(tmp_path / "data" / "datasets" / "refresh-20260425T0000")
+    read = next(line for line in lines if line.startswith("read "))
+    assert read.endswith("(legitimate rows sampled at 0.3)")
+    assert int(read.split()[1].replace(",", "")) < 0.8 * parts.rows
+    # The challenger's training run says what it was trained on.
+    client = mlflow.MlflowClient(config.tracking_uri())
+    exp = client.get_experiment_by_name(config.tracking.experiment)
+    runs = client.search_runs([exp.experiment_id],
+                              filter_string="params.`training.negative_rate` = '0.3'")
+    assert len(runs) == 1
