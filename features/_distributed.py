@@ -269,9 +269,9 @@ def _split(job: _Job, table: str, paths: list[str], first_rank: int) -> dict:
     row = np.arange(int(offsets[-1]), dtype=np.int64) - np.repeat(offsets[:-1], sizes)
     root = Path(job.scratch)
     name = f"{first_rank:06d}.parquet"
+    f = raw.frame
     if job.contracts is not None and (table in job.keyed or
                                       (job.refs and table in ("transactions", "labels"))):
-        f = raw.frame
         col = _UNIQUE[table]
         keys = pd.DataFrame({col: f[col], _SEQ: (rank << _ROW_BITS) + row})
         extra = {"transactions": "ts", "labels": "reported_at"}.get(table)
@@ -279,7 +279,6 @@ def _split(job: _Job, table: str, paths: list[str], first_rank: int) -> dict:
             keys[extra] = f[extra]
         _write_groups(keys, _hash(f[col], job.buckets),
                       lambda i: root / _KEYS / table / f"b={i}" / name)
-    f = raw.frame
     keep = known_mask(table, f, job.as_of)
     f = f[keep].reset_index(drop=True)
     if table == "blacklist" and "delisted_at" in f.columns:
@@ -501,19 +500,15 @@ def _with_key_results(report: ContractReport, keyed: list[ContractReport],
                       files: Mapping[str, list[Path]]) -> ContractReport:
     """The raw report with the keys stage's results, summed per table and rule over the
     buckets; a row failing rules of both stages is one quarantine row naming them all."""
-    summed: dict[tuple, RuleResult] = {}
+    by_table: dict[str, list[RuleResult]] = {}
     for rep in keyed:
         for r in rep.results:
-            k = (r.table, r.rule)
-            if k not in summed:
-                where = files[r.table]
-                origin = str(where[0]) if len(where) == 1 else f"{where[0].parent} ({len(where)} files)"
-                summed[k] = RuleResult(r.table, origin, r.rule, r.expectation, r.column, r.level,
-                                       True, 0, [])
-            m = summed[k]
-            m.success = m.success and r.success
-            m.failing_count += r.failing_count
-            m.examples = (m.examples + list(r.examples))[:5]
+            by_table.setdefault(r.table, []).append(r)
+    summed: list[RuleResult] = []
+    for table, results in by_table.items():
+        where = files[table]
+        origin = str(where[0]) if len(where) == 1 else f"{where[0].parent} ({len(where)} files)"
+        summed += _sum_results(results, origin)
     qs = [report.quarantine, *(rep.quarantine for rep in keyed if len(rep.quarantine))]
     q = pd.concat([x for x in qs if len(x)], ignore_index=True) if any(len(x) for x in qs) \
         else report.quarantine
@@ -524,7 +519,7 @@ def _with_key_results(report: ContractReport, keyed: list[ContractReport],
         q = (q.groupby(["table", "origin", "row"], sort=False, as_index=False)
              .agg(key=("key", "first"), rules=("rules", join), reasons=("reasons", join),
                   record=("record", "first"))[list(report.quarantine.columns)])
-    return ContractReport([*report.results, *summed.values()], q, report.as_of, report.tables,
+    return ContractReport([*report.results, *summed], q, report.as_of, report.tables,
                           report.later_rows)
 
 

@@ -154,9 +154,8 @@ def rebalance_weighted(X: np.ndarray, y: np.ndarray, w: np.ndarray | None, strat
         return X, y, w, w_neg / w_pos
 
     def take(X, y, w, sampler):
-        sampler.fit_resample(X, y)
-        idx = sampler.sample_indices_
-        return X[idx], y[idx], (w[idx] if w is not None else None)
+        Xr, yr = sampler.fit_resample(X, y)
+        return Xr, yr, (w[sampler.sample_indices_] if w is not None else None)
 
     def under(X, y, w, target):
         # Legitimate rows kept so that their weight is w_pos / target; as a count, the one

@@ -198,11 +198,8 @@ class Objective:
             self._matrices[key] = build_matrices(base, fold.train, self.protocol.spec, seed=seed,
                                                  valid=fold.valid)[:2]
         dtrain, dvalid = self._matrices[key]
-        y, w = fold.train.y, fold.train.w
-        pos = y == 1
-        w_pos = float(pos.sum() if w is None else w[pos].sum())
-        w_neg = float((~pos).sum() if w is None else w[~pos].sum())
-        spw = w_neg / w_pos if params["rebalancing"] == "scale_pos_weight" and w_pos else 1.0
+        t = fold.train  # a row-preserving strategy returns the rows as they are
+        spw = rebalance_weighted(t.X, t.y, t.w, params["rebalancing"])[3]
         return dtrain, dvalid, spw
 
     def __call__(self, trial) -> float:
