@@ -49,7 +49,8 @@ def create_app(service: RiskService, *, token_env: str | None = None,
     registry = CollectorRegistry()
     requests = Counter("fraudlab_requests", "Requests by endpoint and status",
                        ["endpoint", "status"], registry=registry)
-    latency = Histogram("fraudlab_score_seconds", "Time to score one payment",
+    latency = Histogram("fraudlab_score_seconds", "Time to score one payment and make it "
+                        "durable",
                         buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5),
                         registry=registry)
     decisions = Counter("fraudlab_decisions", "Payments scored per tier", ["tier"],
@@ -144,7 +145,8 @@ def create_app(service: RiskService, *, token_env: str | None = None,
         not_future(tx.ts, "ts")
         t = time.perf_counter()
         try:
-            decision = service.score(tx.model_dump())
+            decision, ticket = service.score_pending(tx.model_dump())
+            await service.durable_async(ticket)  # the next payments are scored meanwhile
         except DuplicateTransaction as exc:
             raise HTTPException(409, f"tx_id {exc} was already scored") from None
         except StoreBusy as exc:
@@ -163,7 +165,8 @@ def create_app(service: RiskService, *, token_env: str | None = None,
                 if when is not None:
                     not_future(when, f"{i}.{time_field}")
             try:
-                out = service.ingest(table, [r.model_dump() for r in rows])
+                out, ticket = service.ingest_pending(table, [r.model_dump() for r in rows])
+                await service.durable_async(ticket)
             except StoreBusy as exc:
                 raise HTTPException(503, f"not accepted: {exc}") from None
             late.set(service.scorer.online.late)

@@ -4,7 +4,8 @@ Every accepted row (a payment, an event, a label, a listing) is appended to a st
 before it is answered (a write-ahead log file, fsynced; or a Redis stream shared by
 replicas), and every decision to a day-partitioned decision log, so that a process killed
 at any point and started again on the same state answers the next payment exactly as one
-never killed. A snapshot of the incremental state (``OnlineFeatures.snapshot``) records
+never killed. The fsyncs are batched (:class:`GroupCommit`): an answer waits until an fsync
+that began after its lines were written has finished. A snapshot of the incremental state (``OnlineFeatures.snapshot``) records
 how much of the log it holds; a restart restores it and replays the log after it.
 """
 
@@ -21,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ._durable import GroupCommit
 from ._scorer import Scorer
 from ._store import FileStore, StoreBusy, _json_default
 
@@ -50,7 +52,16 @@ class RiskService:
     dedup_window : float
         Seconds of payment time over which a repeated ``tx_id`` is refused.
     fsync : bool
-        Fsync the logs before answering (what makes an answer durable).
+        Fsync the logs before answering (what makes an answer durable); the fsyncs of
+        answers written meanwhile are one (group commit).
+
+    Notes
+    -----
+    :meth:`score` and :meth:`ingest` return once their rows are durable. A server that
+    serves many requests from one thread calls :meth:`score_pending` and
+    :meth:`ingest_pending`, which return at once with a ticket, and answers after
+    ``await`` :meth:`durable_async` of it: the next payment is scored meanwhile, and one
+    fsync covers both.
     """
 
     def __init__(self, scorer: Scorer, state, *, model_version: str,
@@ -67,6 +78,7 @@ class RiskService:
         self.decisions_dir = Path(decisions)
         self.model_version, self.features_version = model_version, features_version
         self.currency, self.fsync = currency, fsync
+        self._commit: GroupCommit | None = None
         self._lock = threading.Lock()
         self._seen: OrderedDict[str, int] = OrderedDict()  # tx_id -> payment time (micros)
         self._dedup = int(dedup_window * 1e6)
@@ -102,6 +114,10 @@ class RiskService:
                     done["warmed"] += 1
             done["replayed"] = self._catch_up()
             self.store.open()
+            if self.fsync:
+                self._commit = GroupCommit()
+                if self.store.log_file is not None:
+                    self._commit.track("log", self.store.log_file)
             if done["warmed"] and not done["restored"]:
                 self._snapshot()
         self.ready = True
@@ -146,7 +162,15 @@ class RiskService:
 
     # ------------------------------------------------------------------ requests
     def score(self, row: dict) -> dict:
-        """Score one validated payment, log it and its decision, and answer."""
+        """Score one validated payment, log it and its decision, and answer once they
+        are durable."""
+        decision, ticket = self.score_pending(row)
+        self.durable(ticket)
+        return decision
+
+    def score_pending(self, row: dict) -> tuple[dict, int]:
+        """:meth:`score` without waiting for durability: the decision and the ticket to
+        pass to :meth:`durable` or :meth:`durable_async` before answering."""
         t0 = time.perf_counter()
         with self._lock, self.store.lock():
             if self.store.shared:
@@ -168,10 +192,17 @@ class RiskService:
             decision["latency_ms"] = (time.perf_counter() - t0) * 1e3
             self._decide(decision, row)
             self.counts[s.tier] += 1
-        return decision
+            return decision, self._written()
 
     def ingest(self, table: str, rows: list[dict]) -> dict:
-        """Take in events, labels or listings (each effective at its own time)."""
+        """Take in events, labels or listings (each effective at its own time); returns
+        once they are durable."""
+        out, ticket = self.ingest_pending(table, rows)
+        self.durable(ticket)
+        return out
+
+    def ingest_pending(self, table: str, rows: list[dict]) -> tuple[dict, int]:
+        """:meth:`ingest` without waiting for durability (see :meth:`score_pending`)."""
         with self._lock, self.store.lock():
             if self.store.shared:
                 self._catch_up()
@@ -179,7 +210,36 @@ class RiskService:
             for row in rows:
                 self.scorer.update(table, row)
             self._log([{"table": table, "row": row} for row in rows])
-            return {"accepted": len(rows), "late": self.scorer.online.late - late}
+            return ({"accepted": len(rows), "late": self.scorer.online.late - late},
+                    self._written())
+
+    def _written(self) -> int:
+        """A ticket for the lines written so far (under the lock, after they are flushed)."""
+        if self._commit is None:
+            return 0
+        try:
+            return self._commit.wrote()
+        except OSError as exc:
+            self.ready = False
+            raise StoreBusy(f"{exc}; this process stops serving until restarted") from exc
+
+    def durable(self, ticket: int) -> None:
+        """Return once the rows and decisions of ``ticket`` are on disk."""
+        if self._commit is not None and ticket:
+            try:
+                self._commit.wait(ticket)
+            except OSError as exc:
+                self.ready = False
+                raise StoreBusy(f"{exc}; this process stops serving until restarted") from exc
+
+    async def durable_async(self, ticket: int) -> None:
+        """:meth:`durable` for a coroutine, which yields to the event loop meanwhile."""
+        if self._commit is not None and ticket:
+            try:
+                await self._commit.wait_async(ticket)
+            except OSError as exc:
+                self.ready = False
+                raise StoreBusy(f"{exc}; this process stops serving until restarted") from exc
 
     def _usual_vector(self, account: str):
         past = self._usual.get(account)
@@ -271,16 +331,13 @@ class RiskService:
         fails, this process's state is no longer the log's, so it stops answering (not
         ready) until a restart rebuilds it from the snapshot and the log."""
         try:
-            self._position = self.store.append(records, self._position)
+            # Written and flushed here; fsynced by the group commit (or at once without one).
+            self._position = self.store.append(records, self._position,
+                                               sync=self._commit is None and self.fsync)
         except Exception as exc:
             self.ready = False
             raise StoreBusy(f"the accepted rows could not be logged ({exc}); this process "
                             "stops serving until restarted") from exc
-
-    def _sync(self, f) -> None:
-        f.flush()
-        if self.fsync:
-            os.fsync(f.fileno())
 
     def _decide(self, decision: dict, row: Mapping) -> None:
         now = dt.datetime.now(dt.UTC)
@@ -292,9 +349,13 @@ class RiskService:
             folder.mkdir(parents=True, exist_ok=True)
             self._decisions = (folder / f"{day}.jsonl").open("a")
             self._decisions_day = day
+            if self._commit is not None:
+                self._commit.track("decisions", self._decisions)
         rec = {"decided_at": now.isoformat(), "ts": row["ts"], **decision}
         self._decisions.write(json.dumps(rec, default=_json_default) + "\n")
-        self._sync(self._decisions)
+        self._decisions.flush()
+        if self.fsync and self._commit is None:
+            os.fsync(self._decisions.fileno())
 
     def snapshot(self) -> None:
         """Write the state and how much of the log it holds (atomic per file or key)."""
@@ -304,6 +365,9 @@ class RiskService:
             self._snapshot()
 
     def _snapshot(self) -> None:
+        # The snapshot may only hold rows whose log lines are on disk: a row it holds but
+        # the log lost would be refused as a duplicate when its client sends it again.
+        self.store.sync()
         meta = {"position": self._position, "seen": list(self._seen.items()),
                 "usual": [[k, [v.tolist() for v in vs]] for k, vs in self._usual.items()]}
         self.store.save_snapshot(self.scorer.online, meta)
@@ -312,6 +376,9 @@ class RiskService:
         if self.ready:
             self.snapshot()
         with self._lock:
+            if self._commit is not None:
+                self._commit.close()
+                self._commit = None
             self.store.close()
             self.ready = False
             if self._decisions is not None:

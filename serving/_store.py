@@ -46,7 +46,8 @@ class FileStore:
     """The write-ahead log ``accepted.jsonl`` and ``snapshot/`` under ``state_dir``.
 
     Positions are line numbers. ``fsync`` makes an appended row durable before
-    :meth:`append` returns.
+    :meth:`append` returns, unless the caller syncs :attr:`log_file` itself (a
+    :class:`GroupCommit`).
     """
 
     shared = False
@@ -110,10 +111,19 @@ class FileStore:
                     f.truncate(data.rfind(b"\n") + 1)
         self._wal = wal.open("a")
 
-    def append(self, records: list[dict], position: int) -> int:
-        """Append and sync; returns the position after the last record."""
+    @property
+    def log_file(self):
+        """The open write-ahead log (for a caller that fsyncs it)."""
+        return self._wal
+
+    def append(self, records: list[dict], position: int, sync: bool = True) -> int:
+        """Append and flush, and with ``sync`` fsync; returns the position after the
+        last record."""
         self._wal.write("".join(dumps(r) + "\n" for r in records))
-        self.sync()
+        if sync:
+            self.sync()
+        else:
+            self._wal.flush()
         return position + len(records)
 
     def sync(self) -> None:
@@ -218,11 +228,14 @@ class RedisStore:
             if len(got) < batch:
                 return
 
+    log_file = None  # the server keeps the log
+
     def open(self) -> None:
         self.r.ping()
 
-    def append(self, records: list[dict], position: str) -> str:
-        """Add the records to the stream (one round trip); returns the last one's id."""
+    def append(self, records: list[dict], position: str, sync: bool = True) -> str:
+        """Add the records to the stream (one round trip); returns the last one's id (as
+        durable as the server's persistence makes it, whatever ``sync``)."""
         pipe = self.r.pipeline(transaction=True)
         for rec in records:
             pipe.xadd(self.log_key, {"r": dumps(rec)})

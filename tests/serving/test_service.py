@@ -141,6 +141,72 @@ def test_a_crash_loses_no_answered_row(fitted, stream, tmp_path):
     assert TestClient(create_app(again)).post("/v1/transactions", json=_json(sent)).status_code == 409
 
 
+def test_one_fsync_makes_a_batch_of_answers_durable(fitted, stream, tmp_path, monkeypatch):
+    """Payments scored while an fsync is under way wait for the next one, which covers
+    them all: 12 answers with 2 files to sync take at most 3 rounds (6 fsyncs, not 24),
+    and none is answered before an fsync that began after its lines were written."""
+    import asyncio
+    import os
+    import threading
+    import time
+
+    warm, rest = stream
+    service = _service(fitted, tmp_path, warm)
+    payments = [r for t, r in rest if t == "transactions"][:12]
+    calls, real = [], os.fsync
+    lock = threading.Lock()
+
+    def slow_fsync(fd):
+        began = time.perf_counter()
+        time.sleep(0.2)  # scoring the 12 payments takes far less
+        real(fd)
+        with lock:
+            calls.append(began)
+
+    monkeypatch.setattr(os, "fsync", slow_fsync)
+
+    async def run():
+        pending = []
+        for row in payments:
+            decision, ticket = service.score_pending(row)
+            pending.append((time.perf_counter(), ticket))
+            await asyncio.sleep(0)
+        answered = []
+        for written, ticket in pending:
+            await service.durable_async(ticket)
+            answered.append((written, time.perf_counter()))
+        return answered
+
+    answered = asyncio.run(run())
+    assert 2 <= len(calls) <= 6
+    for written, at in answered:
+        assert any(written <= began <= at - 0.2 for began in calls)
+    lines = (tmp_path / "accepted.jsonl").read_text().splitlines()
+    assert [json.loads(x)["row"]["tx_id"] for x in lines[-12:]] == [p["tx_id"] for p in payments]
+    monkeypatch.setattr(os, "fsync", real)
+    service.close()
+
+
+def test_a_failed_fsync_answers_nothing_and_stops_serving(fitted, stream, tmp_path, monkeypatch):
+    import os
+
+    warm, rest = stream
+    service = _service(fitted, tmp_path, warm)
+    payments = [r for t, r in rest if t == "transactions"]
+
+    def broken(fd):
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(os, "fsync", broken)
+    with pytest.raises(StoreBusy, match="could not be synced"):
+        service.score(payments[0])
+    assert not service.ready
+    with pytest.raises(StoreBusy):  # and takes no new answer
+        service.score(payments[1])
+    client = TestClient(create_app(service))
+    assert client.post("/v1/transactions", json=_json(payments[2])).status_code == 503
+
+
 def _good(stream):
     return _json(next(r for t, r in stream[1] if t == "transactions"))
 
