@@ -265,8 +265,8 @@ class RiskService:
 
         feats = self.scorer.features
         row = self.scorer.encode(s.features)
-        contrib = self.scorer.model.booster.predict(xgb.DMatrix(row, feature_names=feats),
-                                                    pred_contribs=True)[0][:-1]  # no bias
+        contrib = self.scorer.booster.predict(xgb.DMatrix(row, feature_names=feats, nthread=1),
+                                              pred_contribs=True)[0][:-1]  # no bias
         usual_of = None
         if usual is not None:
             usual_of = {feats[i]: float(usual[i]) for i in self._numeric}
