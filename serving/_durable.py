@@ -34,7 +34,6 @@ class GroupCommit:
         self._error: BaseException | None = None
         self._waiters: list[tuple[int, asyncio.AbstractEventLoop, asyncio.Future]] = []
         self._closed = False
-        self.fsyncs = 0
         self._thread = threading.Thread(target=self._run, name="fraudlab-group-commit",
                                         daemon=True)
         self._thread.start()
@@ -53,7 +52,7 @@ class GroupCommit:
         """A ticket for the lines written and flushed so far (call after the flush)."""
         with self._cond:
             if self._error is not None:
-                raise OSError(f"the logs can no longer be synced: {self._error}")
+                raise _failed(self._error)
             self._written += 1
             self._cond.notify_all()
             return self._written
@@ -78,7 +77,7 @@ class GroupCommit:
 
     def _raise(self, ticket: int) -> None:
         if self._synced < ticket and self._error is not None:
-            raise OSError(f"the logs could not be synced: {self._error}")
+            raise _failed(self._error)
 
     def _run(self) -> None:
         while True:
@@ -100,7 +99,6 @@ class GroupCommit:
             for fd in retired:
                 os.close(fd)
             with self._cond:
-                self.fsyncs += 1
                 if error is not None:
                     self._error = error
                 else:
@@ -130,4 +128,8 @@ def _settle(future: asyncio.Future, error: BaseException | None) -> None:
     if error is None:
         future.set_result(None)
     else:
-        future.set_exception(OSError(f"the logs could not be synced: {error}"))
+        future.set_exception(_failed(error))
+
+
+def _failed(error: BaseException) -> OSError:
+    return OSError(f"the logs could not be synced: {error}")

@@ -5,15 +5,15 @@ before it is answered (a write-ahead log file, fsynced; or a Redis stream shared
 replicas), and every decision to a day-partitioned decision log, so that a process killed
 at any point and started again on the same state answers the next payment exactly as one
 never killed. The fsyncs are batched (:class:`GroupCommit`): an answer waits until an fsync
-that began after its lines were written has finished. A snapshot of the incremental state (``OnlineFeatures.snapshot``) records
-how much of the log it holds; a restart restores it and replays the log after it.
+that began after its lines were written has finished. A snapshot of the incremental state
+(``OnlineFeatures.snapshot``) records how much of the log it holds; a restart restores it
+and replays the log after it.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import threading
 import time
 from collections import OrderedDict, deque
@@ -220,8 +220,12 @@ class RiskService:
         try:
             return self._commit.wrote()
         except OSError as exc:
-            self.ready = False
-            raise StoreBusy(f"{exc}; this process stops serving until restarted") from exc
+            raise self._stop_serving(exc) from exc
+
+    def _stop_serving(self, exc: BaseException) -> StoreBusy:
+        """The state holds rows whose log lines may be lost: answer nothing more."""
+        self.ready = False
+        return StoreBusy(f"{exc}; this process stops serving until restarted")
 
     def durable(self, ticket: int) -> None:
         """Return once the rows and decisions of ``ticket`` are on disk."""
@@ -229,8 +233,7 @@ class RiskService:
             try:
                 self._commit.wait(ticket)
             except OSError as exc:
-                self.ready = False
-                raise StoreBusy(f"{exc}; this process stops serving until restarted") from exc
+                raise self._stop_serving(exc) from exc
 
     async def durable_async(self, ticket: int) -> None:
         """:meth:`durable` for a coroutine, which yields to the event loop meanwhile."""
@@ -238,8 +241,7 @@ class RiskService:
             try:
                 await self._commit.wait_async(ticket)
             except OSError as exc:
-                self.ready = False
-                raise StoreBusy(f"{exc}; this process stops serving until restarted") from exc
+                raise self._stop_serving(exc) from exc
 
     def _usual_vector(self, account: str):
         past = self._usual.get(account)
@@ -331,9 +333,8 @@ class RiskService:
         fails, this process's state is no longer the log's, so it stops answering (not
         ready) until a restart rebuilds it from the snapshot and the log."""
         try:
-            # Written and flushed here; fsynced by the group commit (or at once without one).
-            self._position = self.store.append(records, self._position,
-                                               sync=self._commit is None and self.fsync)
+            # Written and flushed here; the group commit fsyncs it (when fsync is on).
+            self._position = self.store.append(records, self._position, sync=False)
         except Exception as exc:
             self.ready = False
             raise StoreBusy(f"the accepted rows could not be logged ({exc}); this process "
@@ -354,8 +355,6 @@ class RiskService:
         rec = {"decided_at": now.isoformat(), "ts": row["ts"], **decision}
         self._decisions.write(json.dumps(rec, default=_json_default) + "\n")
         self._decisions.flush()
-        if self.fsync and self._commit is None:
-            os.fsync(self._decisions.fileno())
 
     def snapshot(self) -> None:
         """Write the state and how much of the log it holds (atomic per file or key)."""
