@@ -34,6 +34,9 @@ class Window:
     y: np.ndarray
     meta: pd.DataFrame  # tx_id, ts, account_id, amount (when a feature), fraud_type
     w: np.ndarray | None = None  # sample weights of a training window of sampled rows
+    # A judging window of a sampled dataset holds every row; these are the rows' sample
+    # weights (0 out of the sample), for what may be judged on the sample alone.
+    sample: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.y)
@@ -127,17 +130,19 @@ def without_flat_features(spec: dict, rows: pd.DataFrame) -> dict:
 
 def _window(frame: pd.DataFrame, spec: dict, y: np.ndarray, *, train: bool = False) -> Window:
     """``train``: a training window, which holds only the sampled rows (with their weights)
-    when the dataset's legitimate rows were sampled; the others hold every row."""
+    when the dataset's legitimate rows were sampled; the others hold every row (and the
+    sample's weights in ``sample``)."""
     from ._served import encode
 
-    w = None
-    if train and SAMPLE_WEIGHT in frame.columns:
-        w = frame[SAMPLE_WEIGHT].to_numpy(np.float32)
-        frame, y, w = frame[w > 0], np.asarray(y)[w > 0], w[w > 0]
+    w = sample = None
+    if SAMPLE_WEIGHT in frame.columns:
+        sample = frame[SAMPLE_WEIGHT].to_numpy(np.float32)
+    if train and sample is not None:
+        frame, y, w, sample = frame[sample > 0], np.asarray(y)[sample > 0], sample[sample > 0], None
     cols = [c for c in ("tx_id", "ts", "account_id", "amount", "fraud_type", "channel")
             if c in frame.columns]
     return Window(encode(spec, frame), np.asarray(y, dtype=np.int8),
-                  frame[cols].reset_index(drop=True), w)
+                  frame[cols].reset_index(drop=True), w, sample)
 
 
 SAMPLE_WEIGHT = "sample_weight"

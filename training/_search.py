@@ -91,7 +91,14 @@ def build_matrices(params: dict, train: Window, spec: dict, *, seed: int,
                                  feature_names=spec["features"])
     dvalid = None
     if valid is not None:
-        dvalid = xgb.QuantileDMatrix(valid.X, valid.y, ref=dtrain, max_bin=params["max_bin"],
+        X, y, w = valid.X, valid.y, None
+        if valid.sample is not None and not (valid.sample == 1).all():
+            # Early stopping predicts the validation rows after every round: on a sampled
+            # dataset, on the sample (weighted, so that the average precision it tracks
+            # estimates the whole window's). The fold's score still takes every row.
+            kept = valid.sample > 0
+            X, y, w = X[kept], y[kept], valid.sample[kept]
+        dvalid = xgb.QuantileDMatrix(X, y, weight=w, ref=dtrain, max_bin=params["max_bin"],
                                      feature_names=spec["features"])
     return dtrain, dvalid, spw
 

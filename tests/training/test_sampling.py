@@ -161,6 +161,50 @@ def test_judging_windows_keep_every_row_and_training_windows_the_sample(sampled_
     assert "rows_represented" in sampled.summary()["refit"]
 
 
+def test_validation_windows_mark_their_sample_for_early_stopping(sampled_protocols,
+                                                                 labeled_dataset):
+    whole, sampled = sampled_protocols
+    # The same rule as the training windows': tx_id and seed decide, every fraud is in
+    # (also one whose report comes after the fold, a legitimate row for the fold).
+    ref = sample_negatives(labeled_dataset, 0.2, seed=42).set_index("tx_id")["sample_weight"]
+    for fa, fb in zip(whole.folds, sampled.folds, strict=True):
+        assert fa.valid.sample is None and fb.valid.w is None
+        s, y = fb.valid.sample, fb.valid.y
+        assert len(s) == len(fa.valid)  # every row stays, the sample is marked
+        assert (s[y == 1] == 1).all()
+        assert set(np.unique(s)) == {0.0, 1.0, 5.0}
+        np.testing.assert_array_equal(s, ref.loc[fb.valid.meta["tx_id"]].to_numpy())
+        assert abs(s.sum() / len(s) - 1) < 0.05  # it stands for the whole window
+
+
+def test_weighted_average_precision_of_the_sample_estimates_the_whole_window():
+    """What early stopping on the sample relies on: XGBoost's aucpr honours weights, so the
+    sampled validation rows weighted 1 / rate score a model as all the rows do."""
+    import xgboost as xgb
+
+    rng = np.random.default_rng(0)
+    n = 200_000
+    y = (rng.random(n) < 0.01).astype(np.int8)
+    X = rng.normal(size=(n, 3)) + y[:, None] * np.array([1.0, 0.5, 0.0])
+    booster = xgb.train({"objective": "binary:logistic", "eval_metric": "aucpr",
+                         "max_depth": 3, "nthread": 1}, xgb.DMatrix(X[:100_000], y[:100_000]),
+                        num_boost_round=20)
+    Xv, yv = X[100_000:], y[100_000:]
+    w = sample_negatives(pd.DataFrame({"tx_id": [f"v{i}" for i in range(len(yv))],
+                                       "is_fraud": yv}), 0.05, seed=7)["sample_weight"].to_numpy()
+    kept = w > 0
+
+    def aucpr(dm):
+        return float(booster.eval(dm).split(":")[-1])
+
+    whole = aucpr(xgb.DMatrix(Xv, yv))
+    weighted = aucpr(xgb.DMatrix(Xv[kept], yv[kept], weight=w[kept]))
+    unweighted = aucpr(xgb.DMatrix(Xv[kept], yv[kept]))
+    assert kept.sum() < 0.07 * len(yv)
+    assert abs(weighted - whole) < 0.03, (weighted, whole)
+    assert unweighted - whole > 0.1, (unweighted, whole)  # without weights: far too kind
+
+
 def _write_parts(dataset: pd.DataFrame, out, block="7D"):
     """``dataset`` as the folder of parts a Dask build writes."""
     out.mkdir()
