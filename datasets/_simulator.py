@@ -221,7 +221,7 @@ class _World:
         self.cfg = config
         seq = np.random.SeedSequence(config.seed)
         names = ["population", "merchants", "legit", "events", "labels", "blacklist",
-                 *FRAUD_TYPES, "infra"]
+                 *FRAUD_TYPES, "infra", "farm_cover"]
         self.rngs = dict(zip(names, (np.random.default_rng(s) for s in seq.spawn(len(names))),
                              strict=True))
         self.t0 = int(pd.Timestamp(config.start, tz="UTC").timestamp())
@@ -233,6 +233,7 @@ class _World:
         self.extra_accounts = _Rows()
         self.fraud_tx = _Rows()
         self.n_fraud_tx = 0
+        self.nurture_tx = _Rows()  # legitimate-looking payments of fraud-run accounts
         self.fraud_events = _Rows()
         self.blacklist = _Rows()
         self.incident_labels: list[tuple[str, np.ndarray]] = []
@@ -727,15 +728,28 @@ class _World:
                 self.blacklist_later.append(("device", devs[j], t, "device linked to fraud"))
 
     def fraud_device_farm(self, n_legit: int) -> None:
-        """The emerging pattern: emulator farms driving aged accounts through mini_program."""
+        """The emerging pattern: emulator farms driving nurtured accounts through mini_program.
+
+        The farm opens its accounts weeks ahead and nurtures them: small payments at
+        digital merchants from the farm's emulated devices, with locations spoofed near
+        each account's stated home, in the daytime. By the attack every account has its
+        device, channel, home and usual amounts, so a model that learned the older
+        patterns (new devices, far from home, at night) lets it through; what gives it away
+        is only new to this pattern: emulators, devices and IPs shared by several accounts,
+        a burst of payments in one evening.
+        """
         rng = self.rngs["device_farm"]
+        # The cover (nurturing, spoofed locations) draws from a stream of its own: the
+        # farm's incidents are the same with or without it.
+        cover = self.rngs["farm_cover"]
         k = self._incidents("device_farm", n_legit)
         if self.t_emerging >= self.t1 - DAY:
             return
         times = self._incident_times(rng, k, self.t_emerging, self.t1 - DAY)
         digital = self._digital_merchants()
         for t in times:
-            t = (t // DAY) * DAY + int(rng.integers(0, 5 * HOUR))  # at night
+            # In the evening rush, when a burst of payments stands out least.
+            t = (t // DAY) * DAY + 18 * HOUR + int(rng.integers(0, 3 * HOUR))
             n_dev = int(rng.integers(3, 8))
             devs, ips = self._fraud_kit(rng, n_dev)
             ip_block = rng.integers(0, 256)
@@ -743,31 +757,58 @@ class _World:
                            dtype=object)
             n_acc = int(rng.integers(8, 22))
             city = rng.integers(0, len(_CITIES), n_acc)
-            # Farmed accounts are opened weeks ahead and left to age, so that they do not
-            # look new when they start paying.
             created = t - rng.integers(30 * DAY, 90 * DAY, n_acc)
             accts = self._new_accounts(rng, n_acc, created, city)
+            home_lat = self.extra_accounts.cols["home_lat"][-1]
+            home_lon = self.extra_accounts.cols["home_lon"][-1]
             which = rng.integers(0, n_dev, n_acc)
             self.fraud_events.add(
                 ts=created, account_id=accts, event_type="device_bind", device_id=devs[which],
-                ip=ips[which], lat=np.nan, lon=np.nan, is_emulator=True, is_rooted=True,
+                ip=ips[which], lat=np.round(home_lat, 5), lon=np.round(home_lon, 5),
+                is_emulator=True, is_rooted=False,
+            )
+            # Nurturing: about one payment every four days between opening and the attack.
+            per = cover.poisson(0.25 * (t - created) / DAY)
+            n_idx = np.repeat(np.arange(n_acc), per)
+            n = len(n_idx)
+            span = (t - created[n_idx] - 2 * DAY) // DAY
+            day = (created[n_idx] + DAY) // DAY + (cover.random(n) * span).astype(np.int64)
+            nts = day * DAY + cover.choice(24, size=n, p=_DIURNAL) * HOUR + cover.integers(0, HOUR, n)
+            nlat = np.round(home_lat[n_idx] + cover.normal(0, 0.02, n), 5)
+            nlon = np.round(home_lon[n_idx] + cover.normal(0, 0.02, n), 5)
+            inside = nts >= self.t_hist + HOUR  # activity starts with the written history
+            n_idx, nts, nlat, nlon = n_idx[inside], nts[inside], nlat[inside], nlon[inside]
+            n = len(n_idx)
+            self.fraud_events.add(
+                ts=nts - cover.integers(5, 120, n), account_id=accts[n_idx], event_type="login",
+                device_id=devs[which[n_idx]], ip=ips[which[n_idx]], lat=nlat, lon=nlon,
+                is_emulator=True, is_rooted=False,
+            )
+            self.nurture_tx.add(
+                ts=nts, account_id=accts[n_idx], counterparty_id=None,
+                merchant_id=self.m_id[cover.choice(digital, n)],
+                amount=np.round(np.exp(cover.normal(np.log(90), 0.6, n)), 2), currency="CNY",
+                channel="mini_program", tx_type="payment", device_id=devs[which[n_idx]],
+                ip=ips[which[n_idx]], lat=nlat, lon=nlon,
             )
             per = rng.integers(1, 5, n_acc)
             a_idx = np.repeat(np.arange(n_acc), per)
             m = len(a_idx)
-            ts = t + np.sort(rng.integers(0, 4 * HOUR, m))
+            ts = t + np.sort(rng.integers(0, 3 * HOUR, m))
+            lat = np.round(home_lat[a_idx] + cover.normal(0, 0.02, m), 5)
+            lon = np.round(home_lon[a_idx] + cover.normal(0, 0.02, m), 5)
             self.fraud_events.add(
                 ts=ts - rng.integers(5, 120, m), account_id=accts[a_idx], event_type="login",
-                device_id=devs[which[a_idx]], ip=ips[which[a_idx]], lat=np.nan, lon=np.nan,
-                is_emulator=True, is_rooted=True,
+                device_id=devs[which[a_idx]], ip=ips[which[a_idx]], lat=lat, lon=lon,
+                is_emulator=True, is_rooted=False,
             )
             farm_merchants = rng.choice(digital, 2)
             self._add_fraud(
                 "device_farm", ts=ts, account_id=accts[a_idx], counterparty_id=None,
                 merchant_id=self.m_id[rng.choice(farm_merchants, m)],
-                amount=np.round(rng.uniform(40, 400, m), 2), currency="CNY",
+                amount=np.round(rng.uniform(60, 400, m), 2), currency="CNY",
                 channel="mini_program", tx_type="payment", device_id=devs[which[a_idx]],
-                ip=ips[which[a_idx]], lat=np.nan, lon=np.nan,
+                ip=ips[which[a_idx]], lat=lat, lon=lon,
             )
 
     # -- blacklist and labels --------------------------------------------------------
@@ -909,6 +950,11 @@ def simulate_world(config: SimulationConfig | None = None) -> SimulatedWorld:
     w.make_background_blacklist()
 
     tx_cols = [c for c in SCHEMAS["transactions"].column_names if c != "tx_id"]
+    nurture = w.nurture_tx.frame(tx_cols)
+    if len(nurture):  # never reported: to the labels they are legitimate payments
+        nurture["ts"] = nurture["ts"].astype(np.int64)
+        legit = pd.concat([legit[tx_cols], nurture], ignore_index=True)
+        n_legit = len(legit)
     fraud = w.fraud_tx.frame(tx_cols)
     fraud["ts"] = fraud["ts"].astype(np.int64)
     both = pd.concat([legit[tx_cols], fraud], ignore_index=True)

@@ -74,7 +74,8 @@ class PeriodChanges:
         else:
             parts.append("<p>No matured fraud of this window was missed by a champion.</p>")
         parts += ["<h3>What the challenger catches that the champion did not</h3>",
-                  self.caught.to_html(index=False, border=0) if len(self.caught)
+                  self.caught.to_html(index=False, border=0,
+                                      float_format=lambda v: f"{v:,.2f}") if len(self.caught)
                   else "<p>Nothing new.</p>"]
         return "\n".join(parts)
 

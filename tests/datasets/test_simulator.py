@@ -149,6 +149,30 @@ def test_activity_happens_inside_the_history_and_the_period(small_world):
     assert (ev["ts"] == history).sum() <= 1
 
 
+def test_farmed_accounts_are_nurtured_before_the_attack(small_world):
+    """The farm's accounts pay small sums from their own (emulated) device for weeks before
+    the attack, near their stated home: at the attack the device is not new to the account
+    and the amount is not far from its usual ones. Those payments are never reported."""
+    w = small_world
+    fraud_ids = set(w.labels.loc[w.labels["is_fraud"], "tx_id"])
+    truth = w.transactions.merge(w.labels[["tx_id", "fraud_type"]], on="tx_id", how="left")
+    wrong = set(w.manifest["fraud"]["wrong_report_tx_ids"])
+    farm = truth[(truth["fraud_type"] == "device_farm") & ~truth["tx_id"].isin(wrong)]
+    assert farm["account_id"].nunique() >= 8
+    emulated = set(w.events.loc[w.events["is_emulator"], "device_id"])
+    for acct, attack in farm.groupby("account_id"):
+        first = attack["ts"].min()
+        before = w.transactions[(w.transactions["account_id"] == acct)
+                                & (w.transactions["ts"] < first)]
+        assert len(before) >= 2, acct
+        assert not before["tx_id"].isin(fraud_ids).any()
+        assert set(before["device_id"]) <= emulated
+        assert set(attack["device_id"]) <= set(before["device_id"]) | emulated
+        assert (first - before["ts"].min()) > pd.Timedelta("7D")
+        assert before["lat"].notna().all() and attack["lat"].notna().all()
+    assert (farm["ts"].dt.hour >= 18).all()  # in the evening rush, not the small hours
+
+
 def test_without_history_everything_starts_with_the_period():
     w = simulate_world(SimulationConfig(accounts=150, days=20, seed=3, history_days=0))
     start = pd.Timestamp(w.manifest["period"]["start"])

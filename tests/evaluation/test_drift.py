@@ -76,3 +76,22 @@ def test_a_flag_that_starts_to_be_set_is_major_drift():
     assert got > 0.25
     # Small counts: 3 and 4 accounts on one device, never seen in the reference.
     assert psi(np.r_[np.ones(95), np.full(5, 2.0)], np.r_[np.ones(80), np.full(20, 3.0)]) > 1
+
+
+def test_what_changed_reads_amounts_as_money_and_escapes_text():
+    from fraudlab.evaluation import PeriodChanges
+
+    drift = pd.DataFrame({"feature": ["amount"], "psi": [0.01], "verdict": ["stable"],
+                          "description": ["amount <b>"]})
+    changes = PeriodChanges(
+        drift=drift, fraud_drift=drift, score_psi=0.01,
+        fraud_rate={"reference": 0.004, "current": 0.005},
+        attribution=pd.DataFrame({"feature": ["amount"], "reference": [0.1], "current": [0.2],
+                                  "change": [0.1]}),
+        patterns=[], missed=3,
+        caught=pd.DataFrame({"fraud_type": ["device_farm"], "frauds": [46],
+                             "amount": [11518.900391]}))
+    html = changes.to_html()
+    assert "11,518.90" in html and "11518.9" not in html
+    assert "amount &lt;b&gt;" in html
+    assert "No matured fraud of this window was missed" in html
