@@ -59,6 +59,11 @@ def create_app(service: RiskService, *, token_env: str | None = None,
                  registry=registry)
     version = Gauge("fraudlab_model_info", "The model scoring payments",
                     ["model_version", "features_version"], registry=registry)
+    snapshots = Gauge("fraudlab_snapshots", "Snapshots of the state taken and failed "
+                      "since start", ["outcome"], registry=registry)
+    snapshot_seconds = Gauge("fraudlab_snapshot_seconds", "Time the last snapshot took "
+                             "(under the lock: the request that took it waited as long)",
+                             registry=registry)
     shown = [None]
 
     def show_version() -> None:
@@ -196,6 +201,10 @@ def create_app(service: RiskService, *, token_env: str | None = None,
     def metrics() -> PlainTextResponse:
         """Prometheus text format."""
         show_version()
+        snapshots.labels("taken").set(service.snapshots["taken"])
+        snapshots.labels("failed").set(service.snapshots["failed"])
+        if service.snapshots["last_seconds"] is not None:
+            snapshot_seconds.set(service.snapshots["last_seconds"])
         return PlainTextResponse(generate_latest(registry).decode(),
                                  media_type="text/plain; version=0.0.4")
 

@@ -36,6 +36,9 @@ class ServingConfig(BaseModel):
     lock_timeout: float = Field(10.0, gt=0, description="With --state redis://...: seconds "
                                 "a request waits for the shared state's lock (then 503), and "
                                 "how long a lock left by a killed replica lasts.")
+    snapshot_every: int = Field(100_000, ge=0, description="Rows accepted between two "
+                                "snapshots of the state: a restart replays at most this "
+                                "many (0: snapshots only after warming and at shutdown).")
     dedup_window: str = Field("7d", description="A tx_id scored within this much payment "
                               "time is refused as a duplicate (409).")
 

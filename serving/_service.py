@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import threading
 import time
 from collections import OrderedDict, deque
@@ -27,6 +28,7 @@ from ._scorer import Scorer
 from ._store import FileStore, StoreBusy, _json_default
 
 DECISIONS = "decisions"
+_logger = logging.getLogger("fraudlab.serving")
 
 
 class DuplicateTransaction(ValueError):
@@ -54,6 +56,9 @@ class RiskService:
     fsync : bool
         Fsync the logs before answering (what makes an answer durable); the fsyncs of
         answers written meanwhile are one (group commit).
+    snapshot_every : int
+        Rows logged between two snapshots of the state (0: only after warming and at a
+        clean shutdown); a restart replays at most this many rows after its snapshot.
 
     Notes
     -----
@@ -67,7 +72,7 @@ class RiskService:
     def __init__(self, scorer: Scorer, state, *, model_version: str,
                  features_version: str, currency: str = "", dedup_window: float = 7 * 86_400,
                  fsync: bool = True, usual_payments: int = 10,
-                 decisions: str | Path | None = None):
+                 decisions: str | Path | None = None, snapshot_every: int = 100_000):
         self.scorer = scorer
         self.store = (FileStore(state, fsync=fsync) if isinstance(state, (str, Path))
                       else state)
@@ -78,6 +83,9 @@ class RiskService:
         self.decisions_dir = Path(decisions)
         self.model_version, self.features_version = model_version, features_version
         self.currency, self.fsync = currency, fsync
+        self.snapshot_every = snapshot_every
+        self._since_snapshot = 0  # rows this process logged since its last snapshot
+        self.snapshots = {"taken": 0, "failed": 0, "last_seconds": None}
         self._commit: GroupCommit | None = None
         self._lock = threading.Lock()
         self._seen: OrderedDict[str, int] = OrderedDict()  # tx_id -> payment time (micros)
@@ -113,7 +121,7 @@ class RiskService:
                     self._take(table, row)
                     done["warmed"] += 1
             done["replayed"] = self._catch_up()
-            self.store.open()
+            self.store.open(self._position)
             if self.fsync:
                 self._commit = GroupCommit()
                 if self.store.log_file is not None:
@@ -192,6 +200,7 @@ class RiskService:
             decision["latency_ms"] = (time.perf_counter() - t0) * 1e3
             self._decide(decision, row)
             self.counts[s.tier] += 1
+            self._maybe_snapshot()
             return decision, self._written()
 
     def ingest(self, table: str, rows: list[dict]) -> dict:
@@ -210,6 +219,7 @@ class RiskService:
             for row in rows:
                 self.scorer.update(table, row)
             self._log([{"table": table, "row": row} for row in rows])
+            self._maybe_snapshot()
             return ({"accepted": len(rows), "late": self.scorer.online.late - late},
                     self._written())
 
@@ -335,6 +345,7 @@ class RiskService:
         try:
             # Written and flushed here; the group commit fsyncs it (when fsync is on).
             self._position = self.store.append(records, self._position, sync=False)
+            self._since_snapshot += len(records)
         except Exception as exc:
             self.ready = False
             raise StoreBusy(f"the accepted rows could not be logged ({exc}); this process "
@@ -363,13 +374,35 @@ class RiskService:
                 self._catch_up()
             self._snapshot()
 
+    def _maybe_snapshot(self) -> None:
+        """Every ``snapshot_every`` logged rows, a snapshot, so that a restart replays at
+        most that many rows. It is taken by the request that reaches the count, under the
+        lock; a failed one is counted and tried again as many rows later (the log still
+        holds every row, so nothing is lost, and a full disk does not make every request
+        pay for a snapshot that cannot be written)."""
+        if not self.snapshot_every or self._since_snapshot < self.snapshot_every:
+            return
+        try:
+            self._snapshot()
+        except Exception as exc:  # the row is logged and durable: its answer must go out
+            self.snapshots["failed"] += 1
+            self._since_snapshot = 0
+            _logger.warning("snapshot of the state failed (%s); the log holds every row; "
+                            "next try in %d rows", exc, self.snapshot_every, exc_info=True)
+
     def _snapshot(self) -> None:
+        t = time.perf_counter()
         # The snapshot may only hold rows whose log lines are on disk: a row it holds but
         # the log lost would be refused as a duplicate when its client sends it again.
         self.store.sync()
         meta = {"position": self._position, "seen": list(self._seen.items()),
                 "usual": [[k, [v.tolist() for v in vs]] for k, vs in self._usual.items()]}
         self.store.save_snapshot(self.scorer.online, meta)
+        if self._commit is not None and self.store.log_file is not None:
+            self._commit.track("log", self.store.log_file)  # the log's new segment
+        self._since_snapshot = 0
+        self.snapshots["taken"] += 1
+        self.snapshots["last_seconds"] = time.perf_counter() - t
 
     def close(self) -> None:
         if self.ready:

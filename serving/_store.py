@@ -15,14 +15,18 @@ import contextlib
 import datetime as dt
 import json
 import os
+import shutil
 import tempfile
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
-SNAPSHOT = "snapshot"
-WAL = "accepted.jsonl"
+SNAPSHOTS = "snapshots"
+CURRENT = "CURRENT"
+LOG = "log"
+LEGACY_SNAPSHOT, LEGACY_WAL = "snapshot", "accepted.jsonl"  # the layout before segments
 
 
 class StoreBusy(RuntimeError):
@@ -43,11 +47,20 @@ def dumps(record: dict) -> str:
 
 
 class FileStore:
-    """The write-ahead log ``accepted.jsonl`` and ``snapshot/`` under ``state_dir``.
+    """The write-ahead log and the snapshots under ``state_dir``.
 
-    Positions are line numbers. ``fsync`` makes an appended row durable before
-    :meth:`append` returns, unless the caller syncs :attr:`log_file` itself (a
-    :class:`GroupCommit`).
+    The log is a sequence of segments ``log/NNNNNNNNNNNN.jsonl``, each named by the position
+    of its first row; positions count rows from the first ever accepted. Every snapshot is
+    written to a directory of its own, ``snapshots/NNNNNNNNNNNN-XXXXXXXX/`` (the state and
+    how much of the log it holds), and made current by replacing the one-line file ``CURRENT``: a
+    process killed while writing a snapshot leaves the previous one current, never a state
+    of one position beside the bookkeeping of another. After a snapshot the log goes on in
+    a new segment, so a restart reads only the segments after it. Older segments are kept:
+    a new model reading other declarations warms its state from the whole log.
+
+    ``fsync`` makes an appended row durable before :meth:`append` returns, unless the
+    caller syncs :attr:`log_file` itself (a :class:`GroupCommit`); snapshots are fsynced
+    before they are made current.
     """
 
     shared = False
@@ -59,6 +72,10 @@ class FileStore:
         self.fsync = fsync
         self._wal = None
         self.where = str(self.state)
+        legacy = self.state / LEGACY_WAL
+        if legacy.exists() and not (self.state / LOG).exists():
+            (self.state / LOG).mkdir()
+            legacy.replace(self.state / LOG / _segment(0))
 
     def lock(self):
         """No other writer: the service's own lock is enough."""
@@ -67,9 +84,16 @@ class FileStore:
     def use_features(self, features_version: str) -> None:
         """The snapshot directory holds whichever state the service serves."""
 
+    def _current(self) -> Path | None:
+        pointer = self.state / CURRENT
+        if pointer.exists():
+            return self.state / SNAPSHOTS / pointer.read_text().strip()
+        legacy = self.state / LEGACY_SNAPSHOT
+        return legacy if (legacy / "service.json").exists() else None
+
     def load_snapshot(self, online) -> dict | None:
-        snap = self.state / SNAPSHOT
-        if not (snap / "online_state.json").exists():
+        snap = self._current()
+        if snap is None:
             return None
         online.restore(snap)
         meta = json.loads((snap / "service.json").read_text())
@@ -77,43 +101,96 @@ class FileStore:
         return meta
 
     def save_snapshot(self, online, meta: dict) -> None:
-        snap = self.state / SNAPSHOT
-        online.snapshot(snap)
+        """Write a snapshot beside the current one, make it current, remove the older ones
+        and go on logging in a new segment."""
+        root = self.state / SNAPSHOTS
+        root.mkdir(exist_ok=True)
+        for left in root.glob("*.tmp"):  # a snapshot a killed process did not finish
+            shutil.rmtree(left)
+        # Named by position and made unique: a snapshot at the same position (a shutdown
+        # right after a periodic one, a new model's state) never replaces the current one
+        # in place.
+        name = f"{meta['position']:012d}-{uuid.uuid4().hex[:8]}"
+        tmp = root / f"{name}.tmp"
+        online.snapshot(tmp)
         doc = {**{k: v for k, v in meta.items() if k != "position"},
                "wal_lines": meta["position"]}
-        tmp = snap / ".service.json.tmp"
-        tmp.write_text(json.dumps(doc, allow_nan=True))
-        tmp.replace(snap / "service.json")
+        (tmp / "service.json").write_text(json.dumps(doc, allow_nan=True))
+        if self.fsync:
+            for f in tmp.iterdir():
+                _fsync_path(f)
+            _fsync_path(tmp)
+        tmp.rename(root / name)
+        pointer = self.state / f".{CURRENT}.tmp"
+        pointer.write_text(name + "\n")
+        if self.fsync:
+            _fsync_path(root)
+            _fsync_path(pointer)
+        pointer.replace(self.state / CURRENT)
+        if self.fsync:
+            _fsync_path(self.state)
+        for old in root.iterdir():
+            if old.name != name:
+                shutil.rmtree(old) if old.is_dir() else old.unlink()
+        legacy = self.state / LEGACY_SNAPSHOT
+        if legacy.exists():
+            shutil.rmtree(legacy)
+        if self._wal is not None:
+            self._start_segment(meta["position"])
+
+    def _segments(self) -> list[tuple[int, Path]]:
+        folder = self.state / LOG
+        if not folder.exists():
+            return []
+        return sorted((int(p.stem), p) for p in folder.glob("*.jsonl"))
 
     def records(self, start: int) -> Iterator[tuple[int, dict]]:
         """``(position after it, record)`` of the log's complete lines from ``start``; a
         last line cut by a crash was never acknowledged and ends the log."""
-        wal = self.state / WAL
         if self._wal is not None:
             self._wal.flush()
-        if not wal.exists():
-            return
-        with wal.open() as f:
-            for i, line in enumerate(f):
-                if i < start:
-                    continue
-                if not line.endswith("\n"):
-                    return
-                yield i + 1, json.loads(line)
+        segments = self._segments()
+        for k, (first, path) in enumerate(segments):
+            if k + 1 < len(segments) and segments[k + 1][0] <= start:
+                continue  # every row of this segment is before start
+            with path.open() as f:
+                for i, line in enumerate(f):
+                    if first + i < start:
+                        continue
+                    if not line.endswith("\n"):
+                        return
+                    yield first + i + 1, json.loads(line)
 
-    def open(self) -> None:
-        """Start appending: a last line cut by a crash is dropped first."""
-        wal = self.state / WAL
-        if wal.exists():
-            data = wal.read_bytes()
+    def open(self, position: int = 0) -> None:
+        """Start appending after ``position`` (the state's): to the last segment, once a
+        last line cut by a crash is dropped, or to a new one."""
+        segments = self._segments()
+        if segments:
+            first, last = segments[-1]
+            data = last.read_bytes()
             if data and not data.endswith(b"\n"):
-                with wal.open("r+b") as f:
+                with last.open("r+b") as f:
                     f.truncate(data.rfind(b"\n") + 1)
-        self._wal = wal.open("a")
+            if first + data.count(b"\n") == position:
+                self._wal = last.open("a")
+                return
+        # No log yet, or its last segment does not end where the state does (segments
+        # removed by hand): positions stay those of the state.
+        self._start_segment(position)
+
+    def _start_segment(self, position: int) -> None:
+        if self._wal is not None:
+            self.sync()
+            self._wal.close()
+        folder = self.state / LOG
+        folder.mkdir(exist_ok=True)
+        self._wal = (folder / _segment(position)).open("a")
+        if self.fsync:
+            _fsync_path(folder)
 
     @property
     def log_file(self):
-        """The open write-ahead log (for a caller that fsyncs it)."""
+        """The open segment of the write-ahead log (for a caller that fsyncs it)."""
         return self._wal
 
     def append(self, records: list[dict], position: int, sync: bool = True) -> int:
@@ -137,6 +214,19 @@ class FileStore:
             self.sync()
             self._wal.close()
             self._wal = None
+
+
+def _segment(position: int) -> str:
+    return f"{position:012d}.jsonl"
+
+
+def _fsync_path(path: Path) -> None:
+    """Fsync a file or a directory (a directory's entries: a rename or a new file)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 class RedisStore:
@@ -230,7 +320,7 @@ class RedisStore:
 
     log_file = None  # the server keeps the log
 
-    def open(self) -> None:
+    def open(self, position: str | None = None) -> None:
         self.r.ping()
 
     def append(self, records: list[dict], position: str, sync: bool = True) -> str:

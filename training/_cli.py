@@ -520,7 +520,8 @@ def serve(
     service = RiskService(scorer, store, model_version=f"{mv.name}/{mv.version}",
                           features_version=features_version, fsync=cfg.serving.fsync,
                           dedup_window=parse_duration(cfg.serving.dedup_window).total_seconds(),
-                          decisions=local / "decisions" if not isinstance(store, Path) else None)
+                          decisions=local / "decisions" if not isinstance(store, Path) else None,
+                          snapshot_every=cfg.serving.snapshot_every)
     state_dir = service.store.where
     warm = None
     if warm_from is not None:

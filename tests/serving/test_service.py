@@ -4,6 +4,7 @@ and the decision log is read back."""
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import pandas as pd
@@ -141,6 +142,102 @@ def test_a_crash_loses_no_answered_row(fitted, stream, tmp_path):
     assert TestClient(create_app(again)).post("/v1/transactions", json=_json(sent)).status_code == 409
 
 
+def _logged(state) -> list[str]:
+    """Every row of a state directory's log, oldest first: segment after segment."""
+    return [line for seg in sorted((state / "log").glob("*.jsonl"))
+            for line in seg.read_text().splitlines()]
+
+
+def test_periodic_snapshots_bound_what_a_restart_replays(fitted, stream, tmp_path):
+    """A snapshot every 400 rows: a process killed half-way replays at most the rows after
+    the last one (plus the list that crossed the count), answers the rest as a run never
+    killed, and the log still holds every row, segment after segment."""
+    warm, rest = stream
+    half = len(rest) // 2
+    assert half > 3 * 400
+    first = _service(fitted, tmp_path, warm, snapshot_every=400)
+    _send(TestClient(create_app(first)), rest[:half])
+    assert first.snapshots["taken"] >= 3 and first.snapshots["failed"] == 0
+    assert len(list((tmp_path / "snapshots").iterdir())) == 1  # older ones are removed
+    # The first segment, then one after each snapshot but the warm-up's (at position 0).
+    assert len(list((tmp_path / "log").glob("*.jsonl"))) == first.snapshots["taken"]
+    metrics = TestClient(create_app(first)).get("/metrics").text
+    assert f'fraudlab_snapshots{{outcome="taken"}} {float(first.snapshots["taken"])}' in metrics
+    # Killed: no close(), no final snapshot.
+    again = RiskService(Scorer(fitted), tmp_path, model_version="m/1",
+                        features_version=fitted.spec["features_version"], snapshot_every=400)
+    done = again.start(warm=None)
+    longest_list = max(len(list(g)) for _, g in itertools.groupby(t for t, _ in rest[:half]))
+    assert done["restored"] and 0 < done["replayed"] < 400 + longest_list
+    got = _send(TestClient(create_app(again)), rest[half:])
+    want = _reference(fitted, warm, rest)
+    for d in got:
+        assert d["score"] == pytest.approx(want[d["tx_id"]][0], rel=1e-9)
+    again.close()
+    assert len(_logged(tmp_path)) == len(rest)
+
+
+def test_a_snapshot_cut_short_leaves_the_previous_one_current(fitted, stream, tmp_path,
+                                                              monkeypatch):
+    """The disk fails while a periodic snapshot is written: the request is answered, the
+    failure counted, and a restart takes the last complete snapshot and the log."""
+    from pathlib import Path
+
+    warm, rest = stream
+    service = _service(fitted, tmp_path, warm, snapshot_every=500)
+    current = (tmp_path / "CURRENT").read_text()
+    real = Path.rename
+
+    def full_disk(self, target):
+        if self.name.endswith(".tmp"):
+            raise OSError(28, "No space left on device")
+        return real(self, target)
+
+    monkeypatch.setattr(Path, "rename", full_disk)
+    half = len(rest) // 2
+    _send(TestClient(create_app(service)), rest[:half])
+    assert service.snapshots["failed"] >= 2 and service.snapshots["taken"] == 1  # at warm-up
+    assert (tmp_path / "CURRENT").read_text() == current
+    monkeypatch.setattr(Path, "rename", real)
+    again = RiskService(Scorer(fitted), tmp_path, model_version="m/1",
+                        features_version=fitted.spec["features_version"])
+    assert again.start(warm=None)["replayed"] == half
+    got = _send(TestClient(create_app(again)), rest[half:])
+    want = _reference(fitted, warm, rest)
+    for d in got:
+        assert d["score"] == pytest.approx(want[d["tx_id"]][0], rel=1e-9)
+    again.close()
+
+
+def test_a_state_directory_of_the_older_layout_is_read(fitted, stream, tmp_path):
+    """One log file ``accepted.jsonl`` and one ``snapshot/`` directory, as earlier
+    versions wrote them: restored, replayed, and continued in segments."""
+    import shutil
+
+    warm, rest = stream
+    half = len(rest) // 2
+    first = _service(fitted, tmp_path, warm, snapshot_every=0)
+    _send(TestClient(create_app(first)), rest[:half])
+    first.close()
+    name = (tmp_path / "CURRENT").read_text().strip()
+    (tmp_path / "snapshots" / name).rename(tmp_path / "snapshot")
+    (tmp_path / "accepted.jsonl").write_text("".join(line + "\n" for line in _logged(tmp_path)))
+    shutil.rmtree(tmp_path / "log")
+    shutil.rmtree(tmp_path / "snapshots")
+    (tmp_path / "CURRENT").unlink()
+    again = RiskService(Scorer(fitted), tmp_path, model_version="m/1",
+                        features_version=fitted.spec["features_version"])
+    done = again.start(warm=None)
+    assert done["restored"] and done["replayed"] == 0  # the clean shutdown's snapshot
+    got = _send(TestClient(create_app(again)), rest[half:])
+    want = _reference(fitted, warm, rest)
+    for d in got:
+        assert d["score"] == pytest.approx(want[d["tx_id"]][0], rel=1e-9)
+    again.close()
+    assert not (tmp_path / "accepted.jsonl").exists() and not (tmp_path / "snapshot").exists()
+    assert len(_logged(tmp_path)) == len(rest)
+
+
 def test_one_fsync_makes_a_batch_of_answers_durable(fitted, stream, tmp_path, monkeypatch):
     """Payments scored while an fsync is under way wait for the next one, which covers
     them all: 12 answers with 2 files to sync take at most 3 rounds (6 fsyncs, not 24),
@@ -181,7 +278,7 @@ def test_one_fsync_makes_a_batch_of_answers_durable(fitted, stream, tmp_path, mo
     assert 2 <= len(calls) <= 6
     for written, at in answered:
         assert any(written <= began <= at - 0.2 for began in calls)
-    lines = (tmp_path / "accepted.jsonl").read_text().splitlines()
+    lines = sorted((tmp_path / "log").glob("*.jsonl"))[-1].read_text().splitlines()
     assert [json.loads(x)["row"]["tx_id"] for x in lines[-12:]] == [p["tx_id"] for p in payments]
     monkeypatch.setattr(os, "fsync", real)
     service.close()
@@ -259,7 +356,9 @@ def test_duplicates_oversized_bodies_lists_and_tokens(fitted, stream, tmp_path, 
     r = client.post("/v1/events", content=b"[" + b" " * 3_000 + b"]",
                     headers={"content-type": "application/json"})
     assert r.status_code == 413
-    event = _json(next(r for t, r in stream[1] if t == "events"))
+    paid = next(r for t, r in stream[1] if t == "transactions")["ts"]
+    # An event after the payment just scored: not late.
+    event = _json(next(r for t, r in stream[1] if t == "events" and r["ts"] >= paid))
     assert client.post("/v1/events", json=[event] * 4).status_code == 422  # over max_rows
     assert client.post("/v1/events", json=[{**event, "event_type": "hug"}]).status_code == 422
     assert client.post("/v1/events", json=[event]).json() == {"accepted": 1, "late": 0}
