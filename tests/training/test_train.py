@@ -70,6 +70,15 @@ def test_run_holds_lineage_metrics_trials_and_plots(trained, labeled_dataset):
     assert len(inputs) == 1 and inputs[0].dataset.source and str(path) in inputs[0].dataset.source
     input_tags = {t.key: t.value for t in inputs[0].tags}
     assert input_tags["frauds"] == str(int(labeled_dataset["is_fraud"].sum()))
+    # The schema is inferred from a few rows, and is the whole lineage frame's, missing
+    # values ("required") included; the profile counts every row.
+    from fraudlab.features import LABEL, METADATA
+
+    lineage = labeled_dataset[[c for c in (*METADATA, LABEL) if c in labeled_dataset.columns]]
+    whole = mlflow.data.from_pandas(lineage, targets=LABEL).schema.to_dict()
+    logged = json.loads(inputs[0].dataset.schema)["mlflow_colspec"]
+    assert logged == whole and any(not c.get("required", True) for c in logged)
+    assert json.loads(inputs[0].dataset.profile)["num_rows"] == len(labeled_dataset)
     files = {f.path for f in client.list_artifacts(first.run_id, "optuna")}
     assert {"optuna/trials.json", "optuna/study.json", "optuna/optimization_history.png"} <= files
     local = client.download_artifacts(first.run_id, "optuna/trials.json")
