@@ -105,30 +105,34 @@ def main() -> None:
     last_tx = next(r for table, r in reversed(stream) if table == "transactions")
     row = scorer.encode(scorer.online.features_at(last_tx)).copy()
     booster = scorer.model.booster
-    alone = []
-    for _ in range(3_000):
-        t = time.perf_counter_ns()
-        booster.inplace_predict(row, predict_type="margin")
-        alone.append((time.perf_counter_ns() - t) / 1e3)
-    alone.sort()
+    alone = _timed(lambda: booster.inplace_predict(row, predict_type="margin"), 3_000)
+    walked = _timed(lambda: scorer.margin(row), 3_000)
     frame = ds.iloc[[len(ds) // 2]].reset_index(drop=True)
-    py = []
-    for _ in range(200):
-        t = time.perf_counter_ns()
-        pyfunc.predict(frame)
-        py.append((time.perf_counter_ns() - t) / 1e3)
-    py.sort()
+    py = _timed(lambda: pyfunc.predict(frame), 200)
     print(f"one transaction scored in process (features + model + calibration + tier), "
           f"{len(lat):,} payments: p50 {p50:.0f} us (target 100), p99 {p99:.0f} us "
           "(target 1,000)")
-    print(f"of which the booster's inplace_predict on that one row alone "
-          f"({booster.num_boosted_rounds()} trees): p50 {statistics.median(alone):.0f} us, "
-          f"p99 {alone[int(0.99 * (len(alone) - 1))]:.0f} us")
+    print(f"the model's margin on that one row: the scorer's walk of the trees "
+          f"({booster.num_boosted_rounds()} trees, "
+          f"{'compiled' if scorer.forest is not None else 'XGBoost: the walk refused it'}) "
+          f"p50 {statistics.median(walked):.1f} us, p99 "
+          f"{walked[int(0.99 * (len(walked) - 1))]:.1f} us; XGBoost's inplace_predict p50 "
+          f"{statistics.median(alone):.0f} us, p99 {alone[int(0.99 * (len(alone) - 1))]:.0f} us")
     print(f"MLflow pyfunc predict on a one-row frame of ready features: p50 "
           f"{statistics.median(py):,.0f} us, p99 {py[int(0.99 * (len(py) - 1))]:,.0f} us; "
           f"the in-process scorer is {statistics.median(py) / p50:.0f}x faster at p50 and "
           "computes the features too")
     print(f"peak memory {peak_rss_mb():,.0f} MB; replay / reference = {replay_s / ref:.1f}")
+
+
+def _timed(call, n: int) -> list[float]:
+    """Microseconds of ``n`` calls, sorted."""
+    out = []
+    for _ in range(n):
+        t = time.perf_counter_ns()
+        call()
+        out.append((time.perf_counter_ns() - t) / 1e3)
+    return sorted(out)
 
 
 def _equal(ds: pd.DataFrame, online: pd.DataFrame) -> int:

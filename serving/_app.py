@@ -77,7 +77,7 @@ def create_app(service: RiskService, *, token_env: str | None = None,
 
     app = FastAPI(title="fraudlab risk service", version="1",
                   description="Scores payments with the champion model and its own "
-                  "features, computed one event at a time.")
+                  "features, computed one event at a time.", **_no_telemetry(FastAPI))
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -209,6 +209,18 @@ def create_app(service: RiskService, *, token_env: str | None = None,
                                  media_type="text/plain; version=0.0.4")
 
     return app
+
+
+def _no_telemetry(fastapi_class) -> dict:
+    """FastAPI's own OpenTelemetry off, where this FastAPI has it (0.16x): the service
+    reports through ``/metrics`` only, and ``FASTAPI_OTEL_AUTO_CONFIGURE=true`` in the
+    environment must not make it export requests to a collector elsewhere."""
+    import inspect
+
+    if "telemetry" not in inspect.signature(fastapi_class.__init__).parameters:
+        return {}
+    return {"telemetry": {"tracing": False, "metrics": False, "logs": False,
+                          "operation_spans": False, "auto_configure": False}}
 
 
 def _json_safe(value):

@@ -1,10 +1,11 @@
 """Score one payment at a time with a registered model, without MLflow on the hot path.
 
 MLflow is used once, by whoever loads the model version (``fraudlab.training.load_scorer``
-finds and verifies it); scoring is the incremental
-features (:class:`fraudlab.features.OnlineFeatures` built from the model's own
-``features.json``), the booster's ``inplace_predict`` on one row, the calibration and
-the tier thresholds, all held in memory.
+finds and verifies it); scoring is the incremental features
+(:class:`fraudlab.features.OnlineFeatures` built from the model's own ``features.json``),
+the booster's trees walked for one row (:class:`~fraudlab.serving._forest.Forest`, checked
+against XGBoost's own margins when loaded; ``inplace_predict`` where it cannot be used),
+the calibration and the tier thresholds, all held in memory.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ class Score:
     probability: float
     tier: str
     features: dict
+    inputs: np.ndarray
+    """The model's inputs for this payment (float32, in the model's feature order)."""
 
 
 class Scorer:
@@ -55,6 +58,16 @@ class Scorer:
         # 1). The service's own copy, so the caller's booster keeps its settings.
         self.booster = model.booster.copy()
         self.booster.set_param({"nthread": 1})
+        from ._forest import Forest, UnsupportedForest
+
+        try:
+            self.forest: Forest | None = Forest(self.booster)
+        except UnsupportedForest as exc:
+            import logging
+
+            logging.getLogger("fraudlab.serving").warning(
+                "scoring with XGBoost's inplace_predict (slower on one row): %s", exc)
+            self.forest = None
         spec = model.spec
         self.features = list(spec["features"])
         self._codes = {name: {v: float(i) for i, v in enumerate(cats)}
@@ -69,19 +82,23 @@ class Scorer:
         tiers = spec.get("tiers", {})
         self._block = tier_threshold(tiers.get("block"))
         self._review = tier_threshold(tiers.get("review"))
-        self._row = np.empty((1, len(self.features)), dtype=np.float32)
+        self._coded = [(j, self._codes[name]) for j, name in enumerate(self.features)
+                       if name in self._codes]
 
     def encode(self, features: Mapping) -> np.ndarray:
-        """One row of model inputs (float32), as :func:`encode` builds them for a frame."""
-        row = self._row
-        for j, name in enumerate(self.features):
-            v = features[name]
-            codes = self._codes.get(name)
-            if codes is not None:
-                row[0, j] = codes.get(v, math.nan) if v is not None else math.nan
-            else:
-                row[0, j] = v
-        return row
+        """One row of model inputs (float32, a new array of shape ``(1, n)``), as
+        :func:`encode` builds them for a frame."""
+        values = [features[name] for name in self.features]
+        for j, codes in self._coded:
+            v = values[j]
+            values[j] = math.nan if v is None else codes.get(v, math.nan)
+        return np.array([values], dtype=np.float32)
+
+    def margin(self, row: np.ndarray) -> float:
+        """The raw score (log-odds) of one encoded row (``encode``'s output)."""
+        if self.forest is not None:
+            return self.forest.margin(row[0])
+        return float(self.booster.inplace_predict(row, predict_type="margin")[0])
 
     def probability(self, margin: float) -> float:
         """The calibrated probability of a raw margin."""
@@ -101,10 +118,9 @@ class Scorer:
         """Features, model, calibration and tier of one transaction, which then enters the
         state (see :meth:`fraudlab.features.OnlineFeatures.score`)."""
         feats = self.online.score(tx)
-        margin = float(self.booster.inplace_predict(self.encode(feats),
-                                                          predict_type="margin")[0])
-        p = self.probability(margin)
-        return Score(str(tx["tx_id"]), p, self.tier(p), feats)
+        row = self.encode(feats)
+        p = self.probability(self.margin(row))
+        return Score(str(tx["tx_id"]), p, self.tier(p), feats, row[0])
 
     def update(self, table: str, row: Mapping) -> None:
         """Take a non-scored row (event, label, listing, account) into the state."""

@@ -151,10 +151,10 @@ class RiskService:
     def _take_payment(self, row: Mapping) -> dict:
         """Score a payment into the state (no decision record): warm-up and log replay."""
         feats = self.scorer.online.score(row)
-        self._remember(row, feats)
+        self._remember(row, self.scorer.encode(feats)[0])
         return feats
 
-    def _remember(self, row: Mapping, feats: Mapping) -> None:
+    def _remember(self, row: Mapping, inputs: np.ndarray) -> None:
         t = _micros(row["ts"])
         self._seen[row["tx_id"]] = t
         while self._seen:
@@ -162,11 +162,10 @@ class RiskService:
             if when >= t - self._dedup:
                 break
             self._seen.popitem(last=False)
-        vec = self.scorer.encode(feats)[0]
         usual = self._usual.get(row["account_id"])
         if usual is None:
             usual = self._usual[row["account_id"]] = deque(maxlen=self._usual_n)
-        usual.append(vec.copy())
+        usual.append(inputs)
 
     # ------------------------------------------------------------------ requests
     def score(self, row: dict) -> dict:
@@ -191,7 +190,7 @@ class RiskService:
             # The account's usual values are of its payments before this one.
             reasons = (self._reasons(s, self._usual_vector(row["account_id"]))
                        if s.tier != "pass" else [])
-            self._remember(row, s.features)
+            self._remember(row, s.inputs)
             self._log([{"table": "transactions", "row": row}])
             decision = {"tx_id": s.tx_id, "score": s.probability, "tier": s.tier,
                         "reasons": reasons, "model_version": self.model_version,
@@ -276,9 +275,11 @@ class RiskService:
         from fraudlab.evaluation import row_reasons
 
         feats = self.scorer.features
-        row = self.scorer.encode(s.features)
-        contrib = self.scorer.booster.predict(xgb.DMatrix(row, feature_names=feats, nthread=1),
-                                              pred_contribs=True)[0][:-1]  # no bias
+        # Without feature names: the row is in the booster's order by construction, and
+        # naming a DMatrix costs more than the trees' contributions on one row.
+        contrib = self.scorer.booster.predict(xgb.DMatrix(s.inputs[None, :], nthread=1),
+                                              pred_contribs=True,
+                                              validate_features=False)[0][:-1]  # no bias
         usual_of = None
         if usual is not None:
             usual_of = {feats[i]: float(usual[i]) for i in self._numeric}

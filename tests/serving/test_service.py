@@ -374,6 +374,19 @@ def test_duplicates_oversized_bodies_lists_and_tokens(fitted, stream, tmp_path, 
     assert guarded.get("/healthz").status_code == 200  # reads need no token
 
 
+def test_fastapi_telemetry_stays_off_even_when_the_environment_asks(fitted, stream, tmp_path,
+                                                                   monkeypatch):
+    """The service reports through /metrics only: FastAPI's OpenTelemetry (where this
+    FastAPI has it) is off, and FASTAPI_OTEL_AUTO_CONFIGURE cannot add an exporter."""
+    monkeypatch.setenv("FASTAPI_OTEL_AUTO_CONFIGURE", "true")
+    app = create_app(_service(fitted, tmp_path, stream[0]))
+    telemetry = getattr(app, "_telemetry", None)
+    if telemetry is None:
+        pytest.skip("this FastAPI has no telemetry of its own")
+    assert not any(telemetry[k] for k in ("tracing", "metrics", "logs", "operation_spans",
+                                          "auto_configure"))
+
+
 def test_decisions_younger_than_the_retention_are_never_purged(tmp_path):
     folder = tmp_path / "decisions"
     folder.mkdir()
