@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import functools
 import math
+import operator
 import re
 from collections.abc import Callable, Mapping
 
@@ -429,59 +430,97 @@ def evaluate_row(tree: tuple, row: Mapping[str, object]):
     """Evaluate an expression on one row: a number, a string, True/False, or None when
     missing. ``row`` maps names to Python values (None or NaN for missing; timestamps
     as ``pandas.Timestamp``)."""
+    return row_function(tree)(row)
+
+
+@functools.lru_cache(maxsize=1024)
+def row_function(tree: tuple):
+    """The expression ``tree`` as a function of one row (see :func:`evaluate_row`).
+
+    The tree is read once into nested closures, so that evaluating it on a row does no
+    dispatch on node kinds: the incremental executor evaluates its filters and
+    expressions on every event."""
     kind = tree[0]
     if kind in ("num", "str", "bool"):
-        return tree[1]
+        const = tree[1]
+        return lambda row: const
     if kind == "name":
-        v = row[tree[1]]
-        return None if v is None or (isinstance(v, float) and math.isnan(v)) or v is pd.NaT \
-            else v
+        name = tree[1]
+
+        def name_(row):
+            v = row[name]
+            return None if v is None or (isinstance(v, float) and math.isnan(v)) or v is pd.NaT \
+                else v
+        return name_
     if kind == "call":
-        v = evaluate_row(tree[2], row)
-        if v is None:
-            return None
-        if tree[1] == "abs":
-            return abs(float(v))
-        ts = pd.Timestamp(v).tz_convert("UTC")
-        return float(ts.hour if tree[1] == "hour" else ts.day_of_week)
+        arg, fn = row_function(tree[2]), tree[1]
+
+        def call(row):
+            v = arg(row)
+            if v is None:
+                return None
+            if fn == "abs":
+                return abs(float(v))
+            ts = pd.Timestamp(v).tz_convert("UTC")
+            return float(ts.hour if fn == "hour" else ts.day_of_week)
+        return call
     if kind == "neg":
-        v = evaluate_row(tree[1], row)
-        return None if v is None else -float(v)
-    if kind == "arith":
-        a, b = evaluate_row(tree[2], row), evaluate_row(tree[3], row)
-        if a is None or b is None:
-            return None
-        a, b = float(a), float(b)
-        if tree[1] == "/":
-            return a / b if b != 0 else None
-        return {"+": a + b, "-": a - b, "*": a * b}[tree[1]]
-    if kind == "cmp":
-        a, b = evaluate_row(tree[2], row), evaluate_row(tree[3], row)
-        if a is None or b is None:
-            return None
-        if not isinstance(a, str):
-            a, b = float(a), float(b)
-        return {"<": a < b, "<=": a <= b, ">": a > b, ">=": a >= b, "==": a == b,
-                "!=": a != b}[tree[1]]
+        arg = row_function(tree[1])
+
+        def neg(row):
+            v = arg(row)
+            return None if v is None else -float(v)
+        return neg
+    if kind in ("arith", "cmp"):
+        op, left, right = _OPS[tree[1]], row_function(tree[2]), row_function(tree[3])
+        divide, arith = tree[1] == "/", kind == "arith"
+
+        def binary(row):
+            a, b = left(row), right(row)
+            if a is None or b is None:
+                return None
+            if arith or not isinstance(a, str):
+                a, b = float(a), float(b)
+            if divide:
+                return a / b if b != 0 else None
+            return op(a, b)
+        return binary
     if kind == "in":
-        v = evaluate_row(tree[1], row)
-        if v is None:
-            return None
-        found = v in tree[2] if isinstance(v, str) else float(v) in [
-            float(x) for x in tree[2] if not isinstance(x, str)]
-        return found != tree[3]
+        arg, values, negated = row_function(tree[1]), tree[2], tree[3]
+        numbers = [float(x) for x in values if not isinstance(x, str)]
+
+        def in_(row):
+            v = arg(row)
+            if v is None:
+                return None
+            found = v in values if isinstance(v, str) else float(v) in numbers
+            return found != negated
+        return in_
     if kind == "missing":
-        return (evaluate_row(tree[1], row) is None) != tree[2]
+        arg, negated = row_function(tree[1]), tree[2]
+        return lambda row: (arg(row) is None) != negated
     if kind == "not":
-        v = evaluate_row(tree[1], row)
-        return None if v is None else not bool(v)
-    a, b = evaluate_row(tree[1], row), evaluate_row(tree[2], row)
-    a = None if a is None else bool(a)
-    b = None if b is None else bool(b)
-    if kind == "and":
-        if a is False or b is False:
-            return False
-        return None if a is None or b is None else True
-    if a is True or b is True:
-        return True
-    return None if a is None or b is None else False
+        arg = row_function(tree[1])
+
+        def not_(row):
+            v = arg(row)
+            return None if v is None else not bool(v)
+        return not_
+    left, right = row_function(tree[1]), row_function(tree[2])
+    # Three-valued logic: "and" is false if a side is false, "or" true if a side is true,
+    # otherwise missing if a side is missing.
+    wins = kind == "or"
+
+    def logic(row):
+        a, b = left(row), right(row)
+        a = None if a is None else bool(a)
+        b = None if b is None else bool(b)
+        if a is wins or b is wins:
+            return wins
+        return None if a is None or b is None else not wins
+    return logic
+
+
+_OPS = {"+": operator.add, "-": operator.sub, "*": operator.mul, "/": operator.truediv,
+        "<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge,
+        "==": operator.eq, "!=": operator.ne}

@@ -26,7 +26,7 @@ from __future__ import annotations
 import bisect
 import json
 import math
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
@@ -126,7 +126,9 @@ class _Group:
         self.uniques: set[int] = set()
         self.located = False
         self.current = False  # some declaration counts the transaction itself
-        self.keys: dict[tuple, _Key] = {}
+        # Windowed: in the order of each key's last row (a row moves its key to the end),
+        # so that the keys whose rows have all left the window are the first ones.
+        self.keys: dict[tuple, _Key] = OrderedDict() if window is not None else {}
 
     def column(self, name: str) -> int:
         if name not in self.columns:
@@ -138,13 +140,15 @@ class _Group:
         st = self.keys.get(key)
         if st is None:
             st = self.keys[key] = _Key(len(self.columns))
-        vals = tuple(row.get(c) for c in self.columns)
+        vals = tuple(map(row.get, self.columns))
         if self.window is not None:
             if st.entries and st.entries[-1][0] > t:  # late: insert in time order, rebuild
                 items = list(st.entries)
                 bisect.insort_right(items, (t, vals, lat, lon), key=lambda e: e[0])
                 self._rebuild(key, items)
                 return
+            self._drop_old(st, t)
+            self.keys.move_to_end(key)
             st.entries.append((t, vals, lat, lon))
         self._update(st, t, vals, lat, lon)
 
@@ -216,8 +220,8 @@ class _Group:
             st.entries.append((t, vals, lat, lon))
             self._update(st, t, vals, lat, lon)
 
-    def expire(self, key: tuple, st: _Key, t: int) -> None:
-        """Remove the rows of ``key`` at or before ``t - window``."""
+    def _drop_old(self, st: _Key, t: int) -> None:
+        """Remove the rows of ``st`` at or before ``t - window``."""
         edge = t - self.window
         e = st.entries
         while e and e[0][0] <= edge:
@@ -226,8 +230,24 @@ class _Group:
             for q in (st.lo[j], st.hi[j]):
                 while q and q[0][0] <= edge:
                     q.popleft()
-        if not e:
+
+    def expire(self, key: tuple, st: _Key, t: int) -> None:
+        """Remove the rows of ``key`` at or before ``t - window``, and the key once empty."""
+        self._drop_old(st, t)
+        if not st.entries:
             del self.keys[key]
+
+    def expire_idle(self, t: int) -> None:
+        """Forget the keys whose last row left the window before ``t``: the first ones in
+        :attr:`keys`, so each call costs what it removes (expiring only drops rows no
+        query can see, so results never depend on when it happens)."""
+        keys, edge = self.keys, t - self.window
+        while keys:
+            key = next(iter(keys))
+            e = keys[key].entries
+            if e and e[-1][0] > edge:
+                return
+            del keys[key]
 
     def at(self, key: tuple, t: int) -> _Key | None:
         st = self.keys.get(key)
@@ -243,8 +263,9 @@ class _Labels:
 
     def __init__(self, parts: tuple[str, ...], window: int | None):
         self.parts, self.window = parts, window
-        self.reports: dict[tuple, deque | int] = {}
-        self.tx: dict[tuple, deque | int] = {}
+        # Windowed: in the order of each key's last row, as :attr:`_Group.keys`.
+        self.reports: dict[tuple, deque | int] = OrderedDict() if window is not None else {}
+        self.tx: dict[tuple, deque | int] = OrderedDict() if window is not None else {}
 
     @staticmethod
     def _add(table: dict, key: tuple, t: int, window) -> None:
@@ -258,6 +279,18 @@ class _Labels:
             bisect.insort_right(q, t)  # deque supports insert: a late row
         else:
             q.append(t)
+            table.move_to_end(key)
+
+    def expire_idle(self, t: int) -> None:
+        """Forget the keys whose last row left the window before ``t`` (see
+        :meth:`_Group.expire_idle`)."""
+        edge = t - self.window
+        for table in (self.reports, self.tx):
+            while table:
+                key = next(iter(table))
+                if table[key][-1] > edge:
+                    break
+                del table[key]
 
     def count(self, table: dict, key: tuple, t: int) -> int:
         q = table.get(key)
@@ -272,6 +305,107 @@ class _Labels:
             del table[key]
             return 0
         return len(q)
+
+
+def _window_fn(f: Feature, g: _Group, j):
+    """The finalisation of one windowed declaration, specialised once for its
+    aggregation: ``fn(state, cur, tx, t)``, where ``cur`` says whether the transaction
+    itself counts (``include_current`` and it passes the group's filter)."""
+    agg, windowed = f.agg, g.window is not None
+    if agg == "count":
+        return lambda st, cur, tx, t: float((st.n if st else 0) + cur)
+    if agg == "seen_before":
+        return lambda st, cur, tx, t: float(st is not None and st.n > 0)
+    if agg == "first_use":
+        return lambda st, cur, tx, t: float(not (st is not None and st.n > 0))
+    if agg in ("since_last", "since_first"):
+        unit, last = TIME_UNITS[f.unit], agg == "since_last"
+        empty = _NAN if last else 0.0
+
+        def since(st, cur, tx, t):
+            if st is None or not st.n:
+                return empty
+            if not windowed:
+                then = st.last if last else st.first
+            else:
+                then = st.entries[-1][0] if last else st.entries[0][0]
+            return (t - then) / unit
+        return since
+    if agg in ("last_distance", "last_speed"):
+        speed = agg == "last_speed"
+
+        def distance(st, cur, tx, t):
+            qlat, qlon = tx.get("lat"), tx.get("lon")
+            if st is None or _missing(qlat) or _missing(qlon):
+                return _NAN
+            loc = st.loc if not windowed else next(
+                ((e[0], e[2], e[3]) for e in reversed(st.entries) if e[2] is not None), None)
+            if loc is None:
+                return _NAN
+            d = _haversine(loc[1], loc[2], float(qlat), float(qlon))
+            return d / max((t - loc[0]) / 3.6e9, 1 / 60) if speed else d
+        return distance
+    of = f.of
+    if agg == "nunique":
+        def nunique(st, cur, tx, t):
+            q = tx.get(of)
+            d = (st.distinct[j] if st else None) or {}
+            return float(len(d) + (cur and not _missing(q) and q not in d))
+        return nunique
+    if agg in ("min", "max"):
+        low = agg == "min"
+
+        def extreme(st, cur, tx, t):
+            q = tx.get(of)
+            qv = _NAN if _missing(q) else float(q)
+            if st is None or st.lo[j] is None:
+                best = _NAN
+            elif not windowed:
+                best = st.lo[j] if low else st.hi[j]
+            else:
+                side = st.lo[j] if low else st.hi[j]
+                best = side[0][1] if side else _NAN
+            if cur and not math.isnan(qv):
+                best = qv if math.isnan(best) else (min(best, qv) if low else max(best, qv))
+            return best
+        return extreme
+
+    def moments(st, cur, tx, t):  # sum, mean, std, zscore, ratio_to_mean: shifted sums
+        q = tx.get(of)
+        qv = _NAN if _missing(q) else float(q)
+        if st is None:
+            c, nan, shift, s, ss = 0, 0, None, 0.0, 0.0
+        else:
+            c, nan, shift, s, ss = st.n, st.nan[j], st.shift[j], st.s[j], st.ss[j]
+        if cur:
+            c += 1
+            if math.isnan(qv):
+                nan += 1
+            else:
+                if shift is None:
+                    shift = qv
+                s += qv - shift
+                ss += (qv - shift) ** 2
+        if nan:
+            return _NAN
+        shift = shift or 0.0
+        if agg == "sum":
+            return s + shift * c
+        if c == 0:
+            return _NAN
+        mean = shift + s / c
+        if agg == "mean":
+            return mean
+        if agg == "ratio_to_mean":
+            return qv / mean if mean > 0 else _NAN
+        if c < 2:
+            return _NAN
+        var = max(ss - s * s / c, 0.0) / (c - 1)
+        if agg == "std":
+            return math.sqrt(var) if var > 1e-12 * (mean * mean + 1e-12) else 0.0
+        sd = math.sqrt(var)
+        return (qv - mean) / sd if sd > 1e-9 * abs(mean) + 1e-12 else _NAN
+    return moments
 
 
 def _spec_key(f: Feature) -> tuple:
@@ -323,15 +457,37 @@ class OnlineFeatures:
         self._by_source: dict[str, list[_Group]] = {}
         self._labels: dict[tuple, _Labels] = {}
         self._plan = [self._compile(f) for f in fs.features]
+        self._names = fs.names()
+        # The query's order: each windowed group's state is found once and finalised for
+        # all its declarations; then the other lookups; expressions last, in declaration
+        # order (they read the features before them).
+        self._window_plan: list[tuple[_Group, list]] = []
+        self._rest_plan: list[tuple] = []
+        self._expr_plan: list[tuple] = []
+        by_group: dict[int, list] = {}
+        for kind, f, arg in self._plan:
+            if kind == "window":
+                g, j = arg
+                if id(g) not in by_group:
+                    by_group[id(g)] = []
+                    self._window_plan.append((g, by_group[id(g)]))
+                by_group[id(g)].append((f.name, _window_fn(f, g, j), f.include_current))
+            elif kind == "expr":
+                self._expr_plan.append((f.name, arg))
+            else:
+                self._rest_plan.append((kind, f, arg))
         self._listings: dict[tuple, list] = {}  # (type, value) -> [listed, delisted, source]
         self._accounts: dict[str, tuple] = {}  # id -> (created_at micros, row)
         self._tx_keys: dict[str, tuple] = {}  # tx_id -> (time, keys per label group)
         self._tx_order: deque = deque()  # (time, tx_id), to forget old transactions
         self._pending: list[tuple[str, int, Mapping]] = []
+        self._queried: dict[int, tuple] = {}  # id(row) -> (row, keys, memo): scored, pending
         self._pending_t: int | None = None
         self._scored_t: int | None = None
-        self._swept_t: int | None = None
-        self._sweep_todo: deque = deque()  # entities queued for expiry, a few per call
+        self._swept_t: int | None = None  # listings and remembered payments: once a day
+        self._idle_t: int | None = None  # idle windowed keys: at most once a minute
+        self._windowed = [x for x in (*self._groups.values(), *self._labels.values())
+                          if x.window is not None]
         self._resume_at = 0  # replay: the position in the stream after the last row taken
         self.late = 0
         """Rows that arrived after a later transaction had been scored."""
@@ -343,9 +499,9 @@ class OnlineFeatures:
         where = None
         if f.where:
             tree = _expr.parse(f.where)
-            where = (tree, "ts" in _expr.names(tree))
+            where = (_expr.row_function(tree), "ts" in _expr.names(tree))
         if f.agg == "expr":
-            return ("expr", f, _expr.parse(f.expr))
+            return ("expr", f, _expr.row_function(_expr.parse(f.expr)))
         if f.source == "transactions" and f.agg == "value":
             return ("value", f, None)
         if f.source == "accounts":
@@ -396,16 +552,23 @@ class OnlineFeatures:
             vals.append(v)
         return tuple(vals)
 
-    def _passes(self, where, row: Mapping) -> bool:
+    def _passes(self, where, row: Mapping, memo: dict) -> bool:
+        """Whether ``row`` passes a group's filter; ``memo`` (one per row) keeps the row's
+        values and each filter's answer, as groups share filters."""
         if where is None:
             return True
-        tree, reads_ts = where
-        values = {**self.settings, **row}
-        if reads_ts and isinstance(values.get("ts"), int):
-            import pandas as pd
+        fn, reads_ts = where
+        got = memo.get(fn)
+        if got is None:
+            values = memo.get("values")
+            if values is None:
+                values = memo["values"] = {**self.settings, **row}
+            if reads_ts and isinstance(values.get("ts"), int):
+                import pandas as pd
 
-            values["ts"] = pd.Timestamp(values["ts"] * 1000, tz="UTC")
-        return _expr.evaluate_row(tree, values) is True
+                values["ts"] = pd.Timestamp(values["ts"] * 1000, tz="UTC")
+            got = memo[fn] = fn(values) is True
+        return got
 
     def update(self, table: str, row: Mapping) -> None:
         """Take one row of ``transactions`` (without scoring it), ``events``, ``labels``,
@@ -451,12 +614,14 @@ class OnlineFeatures:
                     lab._add(lab.reports, key, t, lab.window)
             return
         lat = lon = None
-        keys: dict = {}
+        cached = self._queried.pop(id(row), None)
+        if cached is not None and cached[0] is row:  # scored: its keys and filters are known
+            keys, memo = cached[1], cached[2]
+        else:
+            keys, memo = {}, {}
         for g in self._by_source.get(table, ()):
-            key = keys.get(g.parts, _UNSET)
-            if key is _UNSET:
-                key = keys[g.parts] = self._key(row, g.parts)
-            if key is None or not self._passes(g.where, row):
+            key = self._cached_key(row, g.parts, keys)
+            if key is None or not self._passes(g.where, row, memo):
                 continue
             if g.located:
                 la, lo = row.get("lat"), row.get("lon")
@@ -464,14 +629,21 @@ class OnlineFeatures:
             g.add(key, t, row, lat, lon)
         if table == "transactions":
             for lab in self._labels.values():
-                key = self._key(row, lab.parts)
+                key = self._cached_key(row, lab.parts, keys)
                 if key is not None:
                     lab._add(lab.tx, key, t, lab.window)
 
-    def _remember(self, row: Mapping, t: int) -> None:
+    def _cached_key(self, row: Mapping, parts: tuple[str, ...], keys: dict):
+        key = keys.get(parts, _UNSET)
+        if key is _UNSET:
+            key = keys[parts] = self._key(row, parts)
+        return key
+
+    def _remember(self, row: Mapping, t: int, keys: dict | None = None) -> None:
         if not self._labels:
             return
-        self._tx_keys[row["tx_id"]] = (t, tuple(self._key(row, lab.parts)
+        keys = {} if keys is None else keys
+        self._tx_keys[row["tx_id"]] = (t, tuple(self._cached_key(row, lab.parts, keys)
                                                 for lab in self._labels.values()))
         self._tx_order.append((t, row["tx_id"]))
 
@@ -490,24 +662,21 @@ class OnlineFeatures:
     def _advance(self, t: int) -> None:
         """Time moves to ``t``: rows before it become visible; bounded state is swept.
 
-        Once a day of event time, every entity is queued for expiry, and each call then
-        expires a few of them, so that no single payment pays for a sweep of the whole
-        state (expiring only drops rows no query can see: results never depend on when
-        it happens)."""
+        Windowed states forget the entities whose last row has left their window, once a
+        minute of event time (what has left since the last time), so that no payment pays
+        for a sweep of the whole state; a key's own old rows go when it takes a new row or is
+        read. Ended listings and payments older than the label horizon go once a day."""
         if self._pending_t is not None and self._pending_t < t:
             self._flush()
             self._pending_t = None
-        if self._sweep_todo:
-            self._sweep_some(t, _SWEEP_STEP)
-        elif self._swept_t is None:
+        if self._idle_t is None or t - self._idle_t >= _IDLE_STEP:
+            self._idle_t = t
+            for g in self._windowed:
+                g.expire_idle(t)
+        if self._swept_t is None:
             self._swept_t = t
         elif t - self._swept_t >= _SWEEP:
             self._swept_t = t
-            self._sweep_todo = deque((g, key) for g in self._groups.values()
-                                     if g.window is not None for key in g.keys)
-            self._sweep_todo.extend((lab, table, key) for lab in self._labels.values()
-                                    if lab.window is not None
-                                    for table in (lab.reports, lab.tx) for key in table)
             for ident in list(self._listings):
                 items = [i for i in self._listings[ident] if i[1] is None or i[1] > t]
                 if items:
@@ -517,20 +686,6 @@ class OnlineFeatures:
             while self._tx_order and self._tx_order[0][0] < t - self._horizon:
                 _, tx_id = self._tx_order.popleft()
                 self._tx_keys.pop(tx_id, None)
-
-    def _sweep_some(self, t: int, n: int) -> None:
-        todo = self._sweep_todo
-        for _ in range(min(n, len(todo))):
-            item = todo.popleft()
-            if len(item) == 2:
-                g, key = item
-                st = g.keys.get(key)
-                if st is not None:
-                    g.expire(key, st, t)
-            else:
-                lab, table, key = item
-                if key in table:
-                    lab.count(table, key, t)
 
     # ------------------------------------------------------------------ scoring
     def score(self, tx: Mapping) -> dict:
@@ -553,33 +708,36 @@ class OnlineFeatures:
         if self._scored_t is not None and t < self._scored_t:
             self.late += 1
         self._advance(t)
-        out = self.features_at(tx, t)
+        keys: dict = {}
+        memo: dict = {}
+        out = self._query(tx, t, keys, memo)
         self._scored_t = t if self._scored_t is None else max(self._scored_t, t)
-        self._remember(tx, t)
+        self._remember(tx, t, keys)
+        # The row's keys and filter answers serve again when it enters the state.
+        self._queried[id(tx)] = (tx, keys, memo)
         self._arrive("transactions", t, tx)
         return out
 
     def features_at(self, tx: Mapping, t: int | None = None) -> dict:
         """The features of ``tx`` from the current state, without taking it in."""
-        if t is None:
-            t = _micros(tx["ts"])
+        return self._query(tx, _micros(tx["ts"]) if t is None else t, {}, {})
+
+    def _query(self, tx: Mapping, t: int, keys: dict, memo: dict) -> dict:
+        """:meth:`features_at`, filling ``keys`` (entity columns -> the row's key) and
+        ``memo`` (see :meth:`_passes`) as it goes."""
         out: dict = {}
-        ts = None
-        keys: dict = {}  # entity columns -> this row's key, computed once per query
-        states: dict = {}  # group -> (state at t, whether the row passes its filter)
-        for kind, f, arg in self._plan:
-            if kind == "window":
-                g = arg[0]
-                got = states.get(id(g))
-                if got is None:
-                    key = keys.get(g.parts, _UNSET)
-                    if key is _UNSET:
-                        key = keys[g.parts] = self._key(tx, g.parts)
-                    got = states[id(g)] = (
-                        (None, False) if key is None else
-                        (g.at(key, t), g.current and self._passes(g.where, tx)), key is None)
-                v = self._window_value(f, g, arg[1], got, tx, t)
-            elif kind == "value":
+        for g, feats in self._window_plan:
+            key = self._cached_key(tx, g.parts, keys)
+            if key is None:
+                for name, _, _ in feats:
+                    out[name] = _NAN
+                continue
+            st = g.at(key, t)
+            passes = g.current and self._passes(g.where, tx, memo)
+            for name, fn, include in feats:
+                out[name] = fn(st, include and passes, tx, t)
+        for kind, f, arg in self._rest_plan:
+            if kind == "value":
                 v = tx.get(f.of)
                 if f.kind == "category":
                     v = None if _missing(v) else str(v)
@@ -587,105 +745,23 @@ class OnlineFeatures:
                         v = None
                 else:
                     v = _NAN if _missing(v) else float(v)
-            elif kind == "expr":
-                if ts is None:
-                    import pandas as pd
-
-                    ts = pd.Timestamp(t * 1000, tz="UTC")
-                v = _expr.evaluate_row(arg, {**self.settings, **tx, "ts": ts, **out})
-                v = _NAN if v is None else float(v)
             elif kind == "labels":
-                v = self._label_value(f, arg, tx, t)
+                v = self._label_value(f, arg, self._cached_key(tx, arg.parts, keys), t)
             elif kind == "account":
                 v = self._account_value(f, arg, tx, t)
             else:
                 v = self._blacklist_value(f, tx, t)
             out[f.name] = v
-        return out
+        if self._expr_plan:
+            import pandas as pd
 
-    def _window_value(self, f: Feature, g: _Group, j, got, tx: Mapping, t: int):
-        (st, passes), keyless = got
-        if keyless:
-            return _NAN
-        cur = f.include_current and passes
-        agg = f.agg
-        if agg == "count":
-            return float((st.n if st else 0) + cur)
-        if agg in ("first_use", "seen_before"):
-            seen = st is not None and st.n > 0
-            return float(seen) if agg == "seen_before" else float(not seen)
-        if agg in ("since_last", "since_first"):
-            if st is None or not st.n:
-                return _NAN if agg == "since_last" else 0.0
-            if g.window is None:
-                then = st.last if agg == "since_last" else st.first
-            else:
-                then = st.entries[-1][0] if agg == "since_last" else st.entries[0][0]
-            return (t - then) / TIME_UNITS[f.unit]
-        if agg in ("last_distance", "last_speed"):
-            qlat, qlon = tx.get("lat"), tx.get("lon")
-            if st is None or _missing(qlat) or _missing(qlon):
-                return _NAN
-            loc = st.loc if g.window is None else next(
-                ((e[0], e[2], e[3]) for e in reversed(st.entries) if e[2] is not None), None)
-            if loc is None:
-                return _NAN
-            d = _haversine(loc[1], loc[2], float(qlat), float(qlon))
-            return d if agg == "last_distance" else d / max((t - loc[0]) / 3.6e9, 1 / 60)
-        q = tx.get(f.of)
-        qv = _NAN if _missing(q) else float(q) if agg != "nunique" else q
-        n = st.n if st else 0
-        if agg == "nunique":
-            d = (st.distinct[j] if st else None) or {}
-            return float(len(d) + (cur and not _missing(q) and q not in d))
-        if agg in ("min", "max"):
-            if st is None or st.lo[j] is None:
-                best = _NAN
-            elif g.window is None:
-                best = st.lo[j] if agg == "min" else st.hi[j]
-            else:
-                side = st.lo[j] if agg == "min" else st.hi[j]
-                best = side[0][1] if side else _NAN
-            if cur and not math.isnan(qv):
-                best = qv if math.isnan(best) else (min(best, qv) if agg == "min" else max(best, qv))
-            return best
-        # sum, mean, std, zscore, ratio_to_mean: from the shifted sums
-        nan = st.nan[j] if st else 0
-        shift = (st.shift[j] if st else None)
-        s = st.s[j] if st else 0.0
-        ss = st.ss[j] if st else 0.0
-        c = n
-        if cur:
-            c += 1
-            if math.isnan(qv):
-                nan += 1
-            else:
-                if shift is None:
-                    shift = qv
-                s += qv - shift
-                ss += (qv - shift) ** 2
-        if nan:
-            return _NAN
-        shift = shift or 0.0
-        if agg == "sum":
-            return s + shift * c
-        if c == 0:
-            return _NAN if agg != "sum" else 0.0
-        mean = shift + s / c
-        if agg == "mean":
-            return mean
-        if agg == "ratio_to_mean":
-            return qv / mean if mean > 0 else _NAN
-        if c < 2:
-            return _NAN
-        var = max(ss - s * s / c, 0.0) / (c - 1)
-        if agg == "std":
-            return math.sqrt(var) if var > 1e-12 * (mean * mean + 1e-12) else 0.0
-        sd = math.sqrt(var)
-        return (qv - mean) / sd if sd > 1e-9 * abs(mean) + 1e-12 else _NAN
+            ts = pd.Timestamp(t * 1000, tz="UTC")
+            for name, fn in self._expr_plan:
+                v = fn({**self.settings, **tx, "ts": ts, **out})
+                out[name] = _NAN if v is None else float(v)
+        return {name: out[name] for name in self._names}
 
-    def _label_value(self, f: Feature, lab: _Labels, tx: Mapping, t: int):
-        key = self._key(tx, lab.parts)
+    def _label_value(self, f: Feature, lab: _Labels, key, t: int):
         if key is None:
             return _NAN
         reports = lab.count(lab.reports, key, t)
@@ -821,7 +897,7 @@ class OnlineFeatures:
 
     def _load(self, s: dict) -> None:
         for g, keys in zip(self._groups.values(), s["groups"], strict=True):
-            g.keys = {}
+            g.keys = OrderedDict() if g.window is not None else {}
             for key, d in keys:
                 st = _Key(len(g.columns))
                 st.entries = deque((t, tuple(v), la, lo) for t, v, la, lo in d["entries"])
@@ -835,8 +911,10 @@ class OnlineFeatures:
                 g.keys[_tuple(key)] = st
         for lab, d in zip(self._labels.values(), s["labels"], strict=True):
             for name in ("reports", "tx"):
-                setattr(lab, name, {_tuple(k): deque(v) if isinstance(v, list) else v
-                                    for k, v in d[name]})
+                table = OrderedDict() if lab.window is not None else {}
+                table.update((_tuple(k), deque(v) if isinstance(v, list) else v)
+                             for k, v in d[name])
+                setattr(lab, name, table)
         self._listings = {tuple(k): v for k, v in s["listings"]}
         self._accounts = {k: (c, r) for k, c, r in s["accounts"]}
         self._tx_keys = {tx_id: (t, tuple(None if k is None else _tuple(k) for k in keys))
@@ -849,8 +927,8 @@ class OnlineFeatures:
 
 
 _US = 1_000  # nanoseconds per microsecond: the state counts time in microseconds
-_SWEEP = 86_400 * 1_000_000  # queue every entity for expiry once per day of event time
-_SWEEP_STEP = 64  # entities expired per row taken in while a sweep is under way
+_SWEEP = 86_400 * 1_000_000  # ended listings and old payments are forgotten once a day
+_IDLE_STEP = 60 * 1_000_000  # idle keys are looked for once a minute of event time
 
 
 def _default(v):
