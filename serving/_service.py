@@ -368,12 +368,13 @@ class RiskService:
         self._decisions.write(json.dumps(rec, default=_json_default) + "\n")
         self._decisions.flush()
 
-    def snapshot(self) -> None:
-        """Write the state and how much of the log it holds (atomic per file or key)."""
+    def snapshot(self, *, closing: bool = False) -> None:
+        """Write the state and how much of the log it holds (atomic per file or key);
+        ``closing``: no new log segment follows it (the service stops)."""
         with self._lock, self.store.lock():
             if self.store.shared:
                 self._catch_up()
-            self._snapshot()
+            self._snapshot(rotate=not closing)
 
     def _maybe_snapshot(self) -> None:
         """Every ``snapshot_every`` logged rows, a snapshot, so that a restart replays at
@@ -391,14 +392,14 @@ class RiskService:
             _logger.warning("snapshot of the state failed (%s); the log holds every row; "
                             "next try in %d rows", exc, self.snapshot_every, exc_info=True)
 
-    def _snapshot(self) -> None:
+    def _snapshot(self, rotate: bool = True) -> None:
         t = time.perf_counter()
         # The snapshot may only hold rows whose log lines are on disk: a row it holds but
         # the log lost would be refused as a duplicate when its client sends it again.
         self.store.sync()
         meta = {"position": self._position, "seen": list(self._seen.items()),
                 "usual": [[k, [v.tolist() for v in vs]] for k, vs in self._usual.items()]}
-        self.store.save_snapshot(self.scorer.online, meta)
+        self.store.save_snapshot(self.scorer.online, meta, rotate=rotate)
         if self._commit is not None and self.store.log_file is not None:
             self._commit.track("log", self.store.log_file)  # the log's new segment
         self._since_snapshot = 0
@@ -407,7 +408,7 @@ class RiskService:
 
     def close(self) -> None:
         if self.ready:
-            self.snapshot()
+            self.snapshot(closing=True)
         with self._lock:
             if self._commit is not None:
                 self._commit.close()

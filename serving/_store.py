@@ -100,9 +100,10 @@ class FileStore:
         meta["position"] = meta.pop("wal_lines")
         return meta
 
-    def save_snapshot(self, online, meta: dict) -> None:
+    def save_snapshot(self, online, meta: dict, *, rotate: bool = True) -> None:
         """Write a snapshot beside the current one, make it current, remove the older ones
-        and go on logging in a new segment."""
+        and, with ``rotate``, go on logging in a new segment (a service that stops does not
+        leave an empty one behind)."""
         root = self.state / SNAPSHOTS
         root.mkdir(exist_ok=True)
         for left in root.glob("*.tmp"):  # a snapshot a killed process did not finish
@@ -135,7 +136,7 @@ class FileStore:
         legacy = self.state / LEGACY_SNAPSHOT
         if legacy.exists():
             shutil.rmtree(legacy)
-        if self._wal is not None:
+        if rotate and self._wal is not None:
             self._start_segment(meta["position"])
 
     def _segments(self) -> list[tuple[int, Path]]:
@@ -303,7 +304,9 @@ class RedisStore:
             online.restore(tmp)
         return doc["meta"]
 
-    def save_snapshot(self, online, meta: dict) -> None:
+    def save_snapshot(self, online, meta: dict, *, rotate: bool = True) -> None:
+        """Replace the snapshot under :attr:`snap_key` (the stream has no segments to
+        rotate)."""
         with tempfile.TemporaryDirectory(prefix="fraudlab-snapshot-") as tmp:
             text = online.snapshot(tmp).read_text()
         self.r.set(self.snap_key, json.dumps({"online": text, "meta": meta}, allow_nan=True))

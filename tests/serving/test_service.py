@@ -89,6 +89,21 @@ def _reference(fitted, warm, rest):
     return got
 
 
+def _restart(fitted, state, **kw):
+    """A new process on the same state directory: the service and what it did to start."""
+    again = RiskService(Scorer(fitted), state, model_version="m/1",
+                        features_version=fitted.spec["features_version"], **kw)
+    return again, again.start(warm=None)
+
+
+def _continues(fitted, stream, service, rows) -> None:
+    """``rows`` sent to ``service`` are answered as by a run never interrupted."""
+    got = _send(TestClient(create_app(service)), rows)
+    want = _reference(fitted, *stream)
+    for d in got:
+        assert d["score"] == pytest.approx(want[d["tx_id"]][0], rel=1e-9)
+
+
 def test_scores_over_http_equal_the_scorer_and_the_log_holds_them(fitted, stream, tmp_path):
     warm, rest = stream
     service = _service(fitted, tmp_path, warm)
@@ -129,14 +144,9 @@ def test_a_crash_loses_no_answered_row(fitted, stream, tmp_path):
     first = _service(fitted, tmp_path, warm)
     _send(TestClient(create_app(first)), rest[:half])
     # No close(): the write-ahead log is all there is of the second half's state.
-    again = RiskService(Scorer(fitted), tmp_path, model_version="m/1",
-                        features_version=fitted.spec["features_version"])
-    done = again.start(warm=None)
+    again, done = _restart(fitted, tmp_path)
     assert done["restored"] and done["replayed"] > 0
-    got = _send(TestClient(create_app(again)), rest[half:])
-    want = _reference(fitted, warm, rest)
-    for d in got:
-        assert d["score"] == pytest.approx(want[d["tx_id"]][0], rel=1e-9)
+    _continues(fitted, stream, again, rest[half:])
     # A payment answered just before the crash is still known: refused as a duplicate.
     sent = [r for t, r in rest[:half] if t == "transactions"][-1]
     assert TestClient(create_app(again)).post("/v1/transactions", json=_json(sent)).status_code == 409
@@ -164,17 +174,18 @@ def test_periodic_snapshots_bound_what_a_restart_replays(fitted, stream, tmp_pat
     metrics = TestClient(create_app(first)).get("/metrics").text
     assert f'fraudlab_snapshots{{outcome="taken"}} {float(first.snapshots["taken"])}' in metrics
     # Killed: no close(), no final snapshot.
-    again = RiskService(Scorer(fitted), tmp_path, model_version="m/1",
-                        features_version=fitted.spec["features_version"], snapshot_every=400)
-    done = again.start(warm=None)
+    again, done = _restart(fitted, tmp_path, snapshot_every=400)
     longest_list = max(len(list(g)) for _, g in itertools.groupby(t for t, _ in rest[:half]))
     assert done["restored"] and 0 < done["replayed"] < 400 + longest_list
-    got = _send(TestClient(create_app(again)), rest[half:])
-    want = _reference(fitted, warm, rest)
-    for d in got:
-        assert d["score"] == pytest.approx(want[d["tx_id"]][0], rel=1e-9)
+    _continues(fitted, stream, again, rest[half:])
     again.close()
     assert len(_logged(tmp_path)) == len(rest)
+    # Clean restarts go on in the last segment: none left empty behind them.
+    segments = sorted((tmp_path / "log").glob("*.jsonl"))
+    for _ in range(2):
+        _restart(fitted, tmp_path)[0].close()
+    assert sorted((tmp_path / "log").glob("*.jsonl")) == segments
+    assert all(seg.stat().st_size for seg in segments)
 
 
 def test_a_snapshot_cut_short_leaves_the_previous_one_current(fitted, stream, tmp_path,
@@ -199,13 +210,9 @@ def test_a_snapshot_cut_short_leaves_the_previous_one_current(fitted, stream, tm
     assert service.snapshots["failed"] >= 2 and service.snapshots["taken"] == 1  # at warm-up
     assert (tmp_path / "CURRENT").read_text() == current
     monkeypatch.setattr(Path, "rename", real)
-    again = RiskService(Scorer(fitted), tmp_path, model_version="m/1",
-                        features_version=fitted.spec["features_version"])
-    assert again.start(warm=None)["replayed"] == half
-    got = _send(TestClient(create_app(again)), rest[half:])
-    want = _reference(fitted, warm, rest)
-    for d in got:
-        assert d["score"] == pytest.approx(want[d["tx_id"]][0], rel=1e-9)
+    again, done = _restart(fitted, tmp_path)
+    assert done["replayed"] == half
+    _continues(fitted, stream, again, rest[half:])
     again.close()
 
 
@@ -225,14 +232,9 @@ def test_a_state_directory_of_the_older_layout_is_read(fitted, stream, tmp_path)
     shutil.rmtree(tmp_path / "log")
     shutil.rmtree(tmp_path / "snapshots")
     (tmp_path / "CURRENT").unlink()
-    again = RiskService(Scorer(fitted), tmp_path, model_version="m/1",
-                        features_version=fitted.spec["features_version"])
-    done = again.start(warm=None)
+    again, done = _restart(fitted, tmp_path)
     assert done["restored"] and done["replayed"] == 0  # the clean shutdown's snapshot
-    got = _send(TestClient(create_app(again)), rest[half:])
-    want = _reference(fitted, warm, rest)
-    for d in got:
-        assert d["score"] == pytest.approx(want[d["tx_id"]][0], rel=1e-9)
+    _continues(fitted, stream, again, rest[half:])
     again.close()
     assert not (tmp_path / "accepted.jsonl").exists() and not (tmp_path / "snapshot").exists()
     assert len(_logged(tmp_path)) == len(rest)
