@@ -23,10 +23,10 @@ import math
 import numpy as np
 from numba import njit
 
-# Objectives whose base_score is a probability (the margin starts at its log-odds) or is
-# already a margin.
-_LOGISTIC = {"binary:logistic", "reg:logistic", "binary:logitraw"}
-_IDENTITY = {"reg:squarederror", "binary:hinge"}
+# Objectives whose base_score is a probability (the margin starts at its log-odds), and
+# those whose base_score is already a margin.
+_PROBABILITY_BASE = {"binary:logistic", "reg:logistic"}
+_MARGIN_BASE = {"binary:logitraw", "reg:squarederror", "binary:hinge"}
 
 
 class UnsupportedForest(ValueError):
@@ -78,9 +78,9 @@ class Forest:
             raise UnsupportedForest("several outputs")
         objective = doc["objective"]["name"]
         base = float(str(param["base_score"]).strip("[]"))
-        if objective in ("binary:logistic", "reg:logistic"):
+        if objective in _PROBABILITY_BASE:
             base = math.log(base / (1.0 - base))
-        elif objective not in _LOGISTIC | _IDENTITY:
+        elif objective not in _MARGIN_BASE:
             raise UnsupportedForest(f"objective {objective!r}")
         trees = gb["model"]["trees"]
         left, right, feature, threshold, default_left, roots = [], [], [], [], [], []
@@ -98,7 +98,6 @@ class Forest:
             roots.append(offset)
             offset += len(lc)
         self.n_features = int(param["num_feature"])
-        self.n_trees = len(trees)
         self._arrays = (_cat(left, np.int32), _cat(right, np.int32), _cat(feature, np.int32),
                         _cat(threshold, np.float32), _cat(default_left, np.bool_),
                         np.asarray(roots, np.int32), np.float32(base))

@@ -47,11 +47,16 @@ def _json(row: dict) -> dict:
     return out
 
 
-def _service(fitted, tmp_path, warm, **kw):
-    service = RiskService(Scorer(fitted), tmp_path, model_version="m/1",
+def _started(fitted, state, warm, **kw):
+    """A service on ``state`` started (warmed from ``warm``, or restored from the state
+    when it is None): the service and what it did to start."""
+    service = RiskService(Scorer(fitted), state, model_version="m/1",
                           features_version=fitted.spec["features_version"], **kw)
-    service.start(warm)
-    return service
+    return service, service.start(warm)
+
+
+def _service(fitted, tmp_path, warm, **kw):
+    return _started(fitted, tmp_path, warm, **kw)[0]
 
 
 def _send(client, rows):
@@ -87,13 +92,6 @@ def _reference(fitted, warm, rest):
         else:
             scorer.update(t, row)
     return got
-
-
-def _restart(fitted, state, **kw):
-    """A new process on the same state directory: the service and what it did to start."""
-    again = RiskService(Scorer(fitted), state, model_version="m/1",
-                        features_version=fitted.spec["features_version"], **kw)
-    return again, again.start(warm=None)
 
 
 def _continues(fitted, stream, service, rows) -> None:
@@ -144,7 +142,7 @@ def test_a_crash_loses_no_answered_row(fitted, stream, tmp_path):
     first = _service(fitted, tmp_path, warm)
     _send(TestClient(create_app(first)), rest[:half])
     # No close(): the write-ahead log is all there is of the second half's state.
-    again, done = _restart(fitted, tmp_path)
+    again, done = _started(fitted, tmp_path, None)
     assert done["restored"] and done["replayed"] > 0
     _continues(fitted, stream, again, rest[half:])
     # A payment answered just before the crash is still known: refused as a duplicate.
@@ -174,7 +172,7 @@ def test_periodic_snapshots_bound_what_a_restart_replays(fitted, stream, tmp_pat
     metrics = TestClient(create_app(first)).get("/metrics").text
     assert f'fraudlab_snapshots{{outcome="taken"}} {float(first.snapshots["taken"])}' in metrics
     # Killed: no close(), no final snapshot.
-    again, done = _restart(fitted, tmp_path, snapshot_every=400)
+    again, done = _started(fitted, tmp_path, None, snapshot_every=400)
     longest_list = max(len(list(g)) for _, g in itertools.groupby(t for t, _ in rest[:half]))
     assert done["restored"] and 0 < done["replayed"] < 400 + longest_list
     _continues(fitted, stream, again, rest[half:])
@@ -183,7 +181,7 @@ def test_periodic_snapshots_bound_what_a_restart_replays(fitted, stream, tmp_pat
     # Clean restarts go on in the last segment: none left empty behind them.
     segments = sorted((tmp_path / "log").glob("*.jsonl"))
     for _ in range(2):
-        _restart(fitted, tmp_path)[0].close()
+        _started(fitted, tmp_path, None)[0].close()
     assert sorted((tmp_path / "log").glob("*.jsonl")) == segments
     assert all(seg.stat().st_size for seg in segments)
 
@@ -210,7 +208,7 @@ def test_a_snapshot_cut_short_leaves_the_previous_one_current(fitted, stream, tm
     assert service.snapshots["failed"] >= 2 and service.snapshots["taken"] == 1  # at warm-up
     assert (tmp_path / "CURRENT").read_text() == current
     monkeypatch.setattr(Path, "rename", real)
-    again, done = _restart(fitted, tmp_path)
+    again, done = _started(fitted, tmp_path, None)
     assert done["replayed"] == half
     _continues(fitted, stream, again, rest[half:])
     again.close()
@@ -232,7 +230,7 @@ def test_a_state_directory_of_the_older_layout_is_read(fitted, stream, tmp_path)
     shutil.rmtree(tmp_path / "log")
     shutil.rmtree(tmp_path / "snapshots")
     (tmp_path / "CURRENT").unlink()
-    again, done = _restart(fitted, tmp_path)
+    again, done = _started(fitted, tmp_path, None)
     assert done["restored"] and done["replayed"] == 0  # the clean shutdown's snapshot
     _continues(fitted, stream, again, rest[half:])
     again.close()
