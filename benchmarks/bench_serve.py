@@ -2,7 +2,10 @@
 
 Targets (issue 18): p50/p99 latency at 200 requests/s, the highest rate sustained with
 p99 <= 20 ms and no error, with a state directory and with the state on Redis; what
-durability (fsync of every answer) and a shared state cost in latency.
+durability (fsync of every answer) and a shared state cost in latency; and what a
+periodic snapshot of the state costs the request that starts it, written inline (the
+baseline) or from a forked child. The load steps take a snapshot every
+``--snapshot-every`` rows, so their tails include the snapshots' pauses.
 
 A world is simulated, a model trained and registered in a temporary MLflow store, and
 ``fraudlab serve`` started on it (warmed from the world's history); an async httpx client
@@ -18,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
+import gc
 import socket
 import statistics
 import subprocess
@@ -38,6 +42,12 @@ def main() -> None:
     ap.add_argument("--rates", type=int, nargs="+", default=[50, 100, 200, 300, 400])
     ap.add_argument("--redis", default="redis://127.0.0.1:6379/0",
                     help="Redis server for the shared-state steps ('' to skip them).")
+    ap.add_argument("--snapshot-every", type=int, default=2_000,
+                    help="Rows between snapshots of the state, in the load steps too.")
+    ap.add_argument("--no-http", action="store_true", help="In-process figures only.")
+    ap.add_argument("--http-only", action="store_true", help="The load steps only.")
+    ap.add_argument("--states", nargs="+", default=["directory", "redis"],
+                    choices=["directory", "redis"], help="States of the load steps.")
     args = ap.parse_args()
 
 
@@ -53,7 +63,9 @@ def main() -> None:
     cfg_path = root / "fraudlab.yaml"
     cfg_path.write_text(f"paths: {{root: {root}, raw: raw}}\ntraining: {{n_trials: 2, n_splits: 2, "
                         "validation_window: 14d, gap: 7d, max_rounds: 100, "
-                        "early_stopping_rounds: 10, report_every: 10}\n")
+                        "early_stopping_rounds: 10, report_every: 10}\n"
+                        # Snapshots inside the load steps: their pause is part of the tail.
+                        f"serving: {{snapshot_every: {args.snapshot_every}}}\n")
     config = load_config(cfg_path)
     tx = world.transactions
     ds = build_dataset(world.tables(), tx["ts"].max() + pd.Timedelta("31D"), config=config.features)
@@ -61,11 +73,17 @@ def main() -> None:
 
     payments = _payments(tx, int(sum(args.rates) * args.seconds) + 100)
     redis_url = args.redis if args.redis and _redis_up(args.redis) else None
-    _in_process(config, root, payments[:2_000], redis_url)
-    states = [("state directory", str(root / "state"))]
-    if redis_url:
+    if not args.http_only:
+        _in_process(config, root, payments[:2_000], redis_url)
+        _snapshot_pause(config, root, payments[:5 * args.snapshot_every], args.snapshot_every)
+    if args.no_http:
+        return
+    states = []
+    if "directory" in args.states:
+        states.append(("state directory", str(root / "state")))
+    if "redis" in args.states and redis_url:
         states.append(("state on Redis", redis_url))
-    else:
+    elif "redis" in args.states:
         print(f"Redis at {args.redis or '(none)'} not reachable: shared-state steps skipped")
     for name, state in states:
         print(f"--- over HTTP, {name}")
@@ -91,7 +109,8 @@ def _http_steps(cfg_path: Path, root: Path, state: str, tx, payments: list[dict]
     if state.startswith("redis://"):  # a namespace of this run's own, deleted afterwards
         namespace = f"fraudlab-bench:{uuid.uuid4().hex[:8]}"
         shared = root / "redis.yaml"
-        shared.write_text(cfg_path.read_text() + f"serving: {{redis_prefix: '{namespace}'}}\n")
+        shared.write_text(cfg_path.read_text().replace(
+            "serving: {", f"serving: {{redis_prefix: '{namespace}', "))
         cfg_path = shared
     port = _port()
     proc = subprocess.Popen([sys.executable, "-m", "fraudlab", "serve", "--model",
@@ -132,6 +151,14 @@ def _http_steps(cfg_path: Path, root: Path, state: str, tx, payments: list[dict]
                   f"{statistics.median(base):.1f} ms, p99 {base[int(0.99 * (len(base) - 1))]:.1f} ms")
         print(f"highest rate sustained with p99 <= 20 ms and no error: "
               f"{best if best is not None else 'none of'} req/s")
+        metrics = {line.split()[0]: float(line.split()[-1])
+                   for line in httpx.get(f"{url}/metrics").text.splitlines()
+                   if line.startswith("fraudlab_snapshot")}
+        taken = metrics.get('fraudlab_snapshots{outcome="taken"}', 1.0) - 1  # not warm-up's
+        pause = metrics.get("fraudlab_snapshot_pause_seconds", float("nan"))
+        print(f"snapshots taken in the steps: {taken:.0f} (every {args.snapshot_every:,} rows); "
+              f"the last one paused its request {pause * 1e3:.1f} ms and took "
+              f"{metrics.get('fraudlab_snapshot_seconds', float('nan')):.2f} s to write")
     finally:
         proc.terminate()
         proc.wait(timeout=60)
@@ -200,6 +227,49 @@ def _in_process(config, root: Path, payments: list[dict], redis_url: str | None)
         print(f"in process, {label}: {len(lat):,} payments, p50 "
               f"{statistics.median(lat):.2f} ms, p99 {lat[int(0.99 * (len(lat) - 1))]:.2f} ms "
               "(features, model, reasons for flagged payments, logs)")
+
+
+def _snapshot_pause(config, root: Path, payments: list[dict], every: int) -> None:
+    """What a periodic snapshot costs the requests: the same payments scored with a
+    snapshot every ``every`` rows, taken inline by the request that reaches the count (the
+    baseline) and from a forked child while requests go on."""
+    from fraudlab.features import event_stream, load_raw
+    from fraudlab.serving import RiskService
+    from fraudlab.training import load_scorer
+
+    raw = load_raw(root / "raw", config.sources)
+    history = list(event_stream({k: t.frame for k, t in raw.tables.items()}))
+    worst, paused = {}, {}
+    for background in (False, True):
+        service = RiskService(load_scorer(config, "fraudlab-fraud@champion"),
+                              root / f"snap-{background}", model_version="bench",
+                              features_version="bench", snapshot_every=every,
+                              snapshot_in_background=background)
+        service.start(iter(history))
+        gc.collect()  # as `fraudlab serve` does after warming: no full collections over
+        gc.freeze()  # the warmed state while requests are timed
+        size = sum(f.stat().st_size for f in (root / f"snap-{background}" / "snapshots").rglob("*"))
+        lat, pauses = [], []
+        for p in payments:
+            row = {**p, "ts": pd.Timestamp(p["ts"]).to_pydatetime()}
+            t = time.perf_counter()
+            service.score(row)
+            lat.append((time.perf_counter() - t) * 1e3)
+            if service._since_snapshot == 0:  # this request started (or took) one
+                pauses.append(service.snapshots["last_pause_seconds"] * 1e3)
+        service.wait_for_snapshot()
+        taken, written = service.snapshots["taken"] - 1, service.snapshots["last_seconds"]
+        service.close()
+        gc.unfreeze()
+        lat.sort()
+        worst[background], paused[background] = max(lat), statistics.median(pauses)
+        print(f"snapshots {'forked' if background else 'inline'}: {len(lat):,} payments, "
+              f"{taken} snapshots of {size / 1e6:.1f} MB (last written in {written:.2f} s); "
+              f"request paused {statistics.median(pauses):.1f} ms median; p50 "
+              f"{statistics.median(lat):.2f} ms, p99 {lat[int(0.99 * (len(lat) - 1))]:.2f} ms, "
+              f"max {lat[-1]:.1f} ms")
+    print(f"request that starts a snapshot: forked / inline = {paused[True] / paused[False]:.4f}"
+          f"; slowest request: forked / inline = {worst[True] / worst[False]:.3f}")
 
 
 async def _load(url: str, payments: list[dict], rate: int, path: str = "/v1/transactions"):

@@ -62,8 +62,11 @@ def create_app(service: RiskService, *, token_env: str | None = None,
     snapshots = Gauge("fraudlab_snapshots", "Snapshots of the state taken and failed "
                       "since start", ["outcome"], registry=registry)
     snapshot_seconds = Gauge("fraudlab_snapshot_seconds", "Time the last snapshot took "
-                             "(under the lock: the request that took it waited as long)",
-                             registry=registry)
+                             "to write", registry=registry)
+    snapshot_pause = Gauge("fraudlab_snapshot_pause_seconds", "Time the request that "
+                           "started the last snapshot waited for it (a fork and a new log "
+                           "segment in the background; the whole snapshot otherwise)",
+                           registry=registry)
     shown = [None]
 
     def show_version() -> None:
@@ -203,8 +206,10 @@ def create_app(service: RiskService, *, token_env: str | None = None,
         show_version()
         snapshots.labels("taken").set(service.snapshots["taken"])
         snapshots.labels("failed").set(service.snapshots["failed"])
-        if service.snapshots["last_seconds"] is not None:
-            snapshot_seconds.set(service.snapshots["last_seconds"])
+        for gauge, key in ((snapshot_seconds, "last_seconds"),
+                           (snapshot_pause, "last_pause_seconds")):
+            if service.snapshots[key] is not None:
+                gauge.set(service.snapshots[key])
         return PlainTextResponse(generate_latest(registry).decode(),
                                  media_type="text/plain; version=0.0.4")
 

@@ -39,6 +39,10 @@ class ServingConfig(BaseModel):
     snapshot_every: int = Field(100_000, ge=0, description="Rows accepted between two "
                                 "snapshots of the state: a restart replays at most this "
                                 "many (0: snapshots only after warming and at shutdown).")
+    snapshot_in_background: bool = Field(True, description="Write periodic snapshots from "
+                                         "a forked child while requests go on (where the "
+                                         "platform forks); false: the request that reaches "
+                                         "the count waits for the snapshot.")
     dedup_window: str = Field("7d", description="A tx_id scored within this much payment "
                               "time is refused as a duplicate (409).")
 

@@ -12,9 +12,12 @@ and replays the log after it.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import gc
 import json
 import logging
+import os
 import threading
 import time
 from collections import OrderedDict, deque
@@ -25,7 +28,7 @@ import numpy as np
 
 from ._durable import GroupCommit
 from ._scorer import Scorer
-from ._store import FileStore, StoreBusy, _json_default
+from ._store import FileStore, LogTrimmed, StoreBusy, _json_default, _stream_id
 
 DECISIONS = "decisions"
 _logger = logging.getLogger("fraudlab.serving")
@@ -58,7 +61,10 @@ class RiskService:
         answers written meanwhile are one (group commit).
     snapshot_every : int
         Rows logged between two snapshots of the state (0: only after warming and at a
-        clean shutdown); a restart replays at most this many rows after its snapshot.
+        clean shutdown); a restart replays the rows after the last snapshot completed.
+    snapshot_in_background : bool
+        Periodic snapshots are written by a forked child while requests go on (where the
+        platform forks); otherwise the request that reaches the count waits for it.
 
     Notes
     -----
@@ -72,7 +78,8 @@ class RiskService:
     def __init__(self, scorer: Scorer, state, *, model_version: str,
                  features_version: str, currency: str = "", dedup_window: float = 7 * 86_400,
                  fsync: bool = True, usual_payments: int = 10,
-                 decisions: str | Path | None = None, snapshot_every: int = 100_000):
+                 decisions: str | Path | None = None, snapshot_every: int = 100_000,
+                 snapshot_in_background: bool = True):
         self.scorer = scorer
         self.store = (FileStore(state, fsync=fsync) if isinstance(state, (str, Path))
                       else state)
@@ -84,8 +91,12 @@ class RiskService:
         self.model_version, self.features_version = model_version, features_version
         self.currency, self.fsync = currency, fsync
         self.snapshot_every = snapshot_every
+        self.snapshot_in_background = snapshot_in_background
         self._since_snapshot = 0  # rows this process logged since its last snapshot
-        self.snapshots = {"taken": 0, "failed": 0, "last_seconds": None}
+        # A background snapshot under way: pid, start, the log position it holds.
+        self._child: tuple[int, float, object] | None = None
+        self.snapshots = {"taken": 0, "failed": 0, "last_seconds": None,
+                          "last_pause_seconds": None}
         self._commit: GroupCommit | None = None
         self._lock = threading.Lock()
         self._seen: OrderedDict[str, int] = OrderedDict()  # tx_id -> payment time (micros)
@@ -111,10 +122,7 @@ class RiskService:
         with self._lock, self.store.lock():
             meta = self.store.load_snapshot(self.scorer.online)
             if meta is not None:
-                self._position = meta["position"]
-                self._seen = OrderedDict((k, v) for k, v in meta["seen"])
-                self._usual = {k: deque((np.array(v, np.float32) for v in vs),
-                                        maxlen=self._usual_n) for k, vs in meta["usual"]}
+                self._restore(meta)
                 done["restored"] = True
             elif warm is not None:
                 for table, row in warm:
@@ -131,14 +139,36 @@ class RiskService:
         self.ready = True
         return done
 
+    def _restore(self, meta: dict) -> None:
+        """The service's own part of a snapshot: position, seen tx_ids, usual values."""
+        self._position = meta["position"]
+        self._seen = OrderedDict((k, v) for k, v in meta["seen"])
+        self._usual = {k: deque((np.array(v, np.float32) for v in vs), maxlen=self._usual_n)
+                       for k, vs in meta["usual"]}
+
     def _catch_up(self) -> int:
         """Apply the log's rows after the state's position (other replicas' rows, or on a
-        restart the rows after the snapshot), in the log's order."""
+        restart the rows after the snapshot), in the log's order. A shared log trimmed
+        past the state's position (the rows are in a snapshot another replica wrote) is
+        caught up from that snapshot."""
         n = 0
-        for pos, rec in self.store.records(self._position):
-            self._take(rec["table"], rec["row"])
-            self._position = pos
-            n += 1
+        try:
+            for pos, rec in self.store.records(self._position):
+                self._take(rec["table"], rec["row"])
+                self._position = pos
+                n += 1
+        except LogTrimmed as exc:
+            fresh = Scorer(self.scorer.model)
+            meta = self.store.load_snapshot(fresh.online)
+            if meta is None or _before(meta["position"], exc.position):
+                raise self._stop_serving(
+                    f"the shared log was trimmed at {exc.position}, after this state's "
+                    f"position {self._position}, and no snapshot of these features "
+                    f"({self.features_version}) holds the trimmed rows; start the service "
+                    "again with --warm-from") from exc
+            self.scorer = fresh
+            self._restore(meta)
+            n += self._catch_up()
         return n
 
     def _take(self, table: str, row: Mapping) -> None:
@@ -314,7 +344,13 @@ class RiskService:
         fresh = Scorer(model)
         for table, row in history:
             _feed(fresh.online, table, row)
-        done = self._replay_log(fresh.online, self.store.origin)
+        try:
+            done = self._replay_log(fresh.online, self.store.origin)
+        except LogTrimmed as exc:
+            return (f"refused: its features differ (version {version}) and the shared log "
+                    f"was trimmed at {exc.position} (a snapshot of the current features "
+                    "holds the rows before it): start the replicas again on the new model "
+                    "with --warm-from")
         with self._lock, self.store.lock():
             if self.store.shared:  # the old state, its seen tx_ids and position to the end
                 self._catch_up()
@@ -327,11 +363,14 @@ class RiskService:
             self._numeric = [i for i, n in enumerate(feats) if n not in cats]
             self._catalog = {f.name: f for f in fresh.online.features.features}
             self._usual = {}  # usual values are of the old inputs
+            # The current snapshot is of the old declarations, which a restart on this
+            # model cannot load: the next request starts one of the new state.
+            self._since_snapshot = max(self._since_snapshot, self.snapshot_every)
         return "warmed"
 
     def _replay_log(self, online, start):
         """Apply the log's rows after position ``start`` to ``online``; returns the
-        position after the last one."""
+        position after the last one (:class:`LogTrimmed` if they were trimmed)."""
         n = start
         for pos, rec in self.store.records(start):
             _feed(online, rec["table"], rec["row"])
@@ -372,17 +411,36 @@ class RiskService:
         """Write the state and how much of the log it holds (atomic per file or key);
         ``closing``: no new log segment follows it (the service stops)."""
         with self._lock, self.store.lock():
+            self._reap(wait=True)  # a background snapshot of an older position goes first
             if self.store.shared:
                 self._catch_up()
             self._snapshot(rotate=not closing)
 
     def _maybe_snapshot(self) -> None:
         """Every ``snapshot_every`` logged rows, a snapshot, so that a restart replays at
-        most that many rows. It is taken by the request that reaches the count, under the
-        lock; a failed one is counted and tried again as many rows later (the log still
-        holds every row, so nothing is lost, and a full disk does not make every request
-        pay for a snapshot that cannot be written)."""
-        if not self.snapshot_every or self._since_snapshot < self.snapshot_every:
+        most the rows after the last one that completed.
+
+        In the background where the platform can fork: the request that reaches the count
+        forks a child, which holds the state as it was at that instant (the pages are
+        shared, copied only when the parent writes them) and writes it, while the parent
+        goes on in a new log segment. Requests wait for the fork, not for the snapshot
+        (seconds for a large state). A snapshot is the state at one log position whatever
+        happens after the fork, which no thread could give without stopping the writer.
+        Otherwise, and with ``snapshot_in_background=False``, the request waits for it
+        under the lock.
+
+        A failed snapshot is counted and tried again as many rows later: the log still holds
+        every row, so nothing is lost, and a full disk does not make every request pay for
+        a snapshot that cannot be written."""
+        if not self.snapshot_every:
+            return
+        done = self._reap()
+        if done is not None:  # the rows before its position are in a snapshot now
+            self.store.trim(done)
+        if self._since_snapshot < self.snapshot_every or self._child is not None:
+            return  # one background snapshot at a time; the next once it has finished
+        if self.snapshot_in_background and hasattr(os, "fork"):
+            self._fork_snapshot()
             return
         try:
             self._snapshot()
@@ -392,21 +450,98 @@ class RiskService:
             _logger.warning("snapshot of the state failed (%s); the log holds every row; "
                             "next try in %d rows", exc, self.snapshot_every, exc_info=True)
 
+    def _snapshot_meta(self) -> dict:
+        return {"position": self._position, "seen": list(self._seen.items()),
+                "usual": [[k, [v.tolist() for v in vs]] for k, vs in self._usual.items()]}
+
     def _snapshot(self, rotate: bool = True) -> None:
         t = time.perf_counter()
         # The snapshot may only hold rows whose log lines are on disk: a row it holds but
         # the log lost would be refused as a duplicate when its client sends it again.
         self.store.sync()
-        meta = {"position": self._position, "seen": list(self._seen.items()),
-                "usual": [[k, [v.tolist() for v in vs]] for k, vs in self._usual.items()]}
+        meta = self._snapshot_meta()
         self.store.save_snapshot(self.scorer.online, meta, rotate=rotate)
+        self.store.trim(meta["position"])
         if self._commit is not None and self.store.log_file is not None:
             self._commit.track("log", self.store.log_file)  # the log's new segment
         self._since_snapshot = 0
         self.snapshots["taken"] += 1
         self.snapshots["last_seconds"] = time.perf_counter() - t
+        self.snapshots["last_pause_seconds"] = self.snapshots["last_seconds"]
+
+    def _fork_snapshot(self) -> None:
+        """Write a snapshot of the state at this instant from a forked child (see
+        :meth:`_maybe_snapshot`); the parent returns at once."""
+        t = time.perf_counter()
+        position = self._position
+        try:
+            pid = os.fork()
+        except OSError as exc:  # no memory or processes left: the answer still goes out
+            self.snapshots["failed"] += 1
+            self._since_snapshot = 0
+            _logger.warning("could not fork a background snapshot (%s); next try in %d "
+                            "rows", exc, self.snapshot_every)
+            return
+        if pid == 0:  # the child: the state as it was at the fork, then gone
+            code = 1
+            try:
+                # No collection over the parent's objects: it would copy their pages.
+                gc.disable()
+                # The child yields the cores to the service (its own priority, lowered).
+                with contextlib.suppress(OSError, AttributeError):
+                    os.nice(19)
+                _release_listeners()
+                self.store.sync()  # the log up to the snapshot's position, on disk first
+                self.store.save_snapshot(self.scorer.online, self._snapshot_meta(),
+                                         rotate=False)
+                code = 0
+            except BaseException as exc:  # reported by the exit code, seen by _reap
+                with contextlib.suppress(OSError):
+                    os.write(2, f"fraudlab: background snapshot failed: {exc!r}\n".encode())
+            finally:
+                os._exit(code)
+        self._child = (pid, t, position)
+        self._since_snapshot = 0
+        try:
+            self.store.rotate(position)
+        except Exception as exc:  # the log cannot go on: as a failed append
+            raise self._stop_serving(exc) from exc
+        if self._commit is not None and self.store.log_file is not None:
+            self._commit.track("log", self.store.log_file)
+        self.snapshots["last_pause_seconds"] = time.perf_counter() - t
+
+    def _reap(self, wait: bool = False):
+        """Count a background snapshot that has ended (with ``wait``, once it has); the
+        log position it holds if it was written."""
+        if self._child is None:
+            return None
+        pid, t, position = self._child
+        done, status = os.waitpid(pid, 0 if wait else os.WNOHANG)
+        if not done:
+            return None
+        self._child = None
+        if os.waitstatus_to_exitcode(status) == 0:
+            self.snapshots["taken"] += 1
+            self.snapshots["last_seconds"] = time.perf_counter() - t
+            return position
+        self.snapshots["failed"] += 1
+        _logger.warning("background snapshot of the state failed (exit status %d); the log "
+                        "holds every row; next try in %d rows",
+                        os.waitstatus_to_exitcode(status), self.snapshot_every)
+        return None
+
+    def wait_for_snapshot(self) -> None:
+        """Return once a background snapshot under way has ended, and is counted in
+        :attr:`snapshots` (a shared log is trimmed below it)."""
+        with self._lock:
+            done = self._reap(wait=True)
+            if done is not None and self.ready:
+                # Trimming can wait for the next snapshot if the lock cannot be had now.
+                with contextlib.suppress(StoreBusy), self.store.lock():
+                    self.store.trim(done)
 
     def close(self) -> None:
+        self.wait_for_snapshot()
         if self.ready:
             self.snapshot(closing=True)
         with self._lock:
@@ -464,6 +599,45 @@ def _feed(online, table: str, row: Mapping) -> None:
         online.score(row)
     else:
         online.update(table, row)
+
+
+def _release_listeners() -> None:
+    """In a forked child: let go of the parent's listening sockets (each descriptor is
+    pointed at /dev/null, so its number is not reused), so that a parent killed while the
+    child writes frees its port for the process started in its place. Where the process
+    cannot list its descriptors (no /proc), the child keeps them until it exits."""
+    import socket
+
+    try:
+        fds = [int(n) for n in os.listdir("/proc/self/fd")]
+    except OSError:
+        return
+    null = os.open(os.devnull, os.O_RDWR)
+    try:
+        for fd in fds:
+            if fd <= 2 or fd == null:
+                continue
+            try:
+                sock = socket.socket(fileno=fd)
+            except OSError:
+                continue  # not a socket (or already closed)
+            try:
+                listening = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN)
+            except OSError:
+                listening = 0
+            finally:
+                sock.detach()
+            if listening:
+                os.dup2(null, fd)
+    finally:
+        os.close(null)
+
+
+def _before(a, b) -> bool:
+    """Position ``a`` is before ``b`` (row counts, or stream ids of a shared log)."""
+    if isinstance(a, str):
+        return _stream_id(a) < _stream_id(b)
+    return a < b
 
 
 def _micros(ts) -> int:

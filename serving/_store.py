@@ -33,6 +33,15 @@ class StoreBusy(RuntimeError):
     """The shared state's lock was not obtained in time (another replica holds it)."""
 
 
+class LogTrimmed(RuntimeError):
+    """The log's rows after a position were trimmed: the state must come from a snapshot
+    at or after :attr:`position`."""
+
+    def __init__(self, position: str):
+        super().__init__(position)
+        self.position = position
+
+
 def _json_default(v):
     if isinstance(v, dt.datetime):
         return v.isoformat()
@@ -104,6 +113,12 @@ class FileStore:
         """Write a snapshot beside the current one, make it current, remove the older ones
         and, with ``rotate``, go on logging in a new segment (a service that stops does not
         leave an empty one behind)."""
+        with _exclusive(self.state / ".snapshot.lock"):
+            self._save_snapshot(online, meta)
+        if rotate and self._wal is not None:
+            self._start_segment(meta["position"])
+
+    def _save_snapshot(self, online, meta: dict) -> None:
         root = self.state / SNAPSHOTS
         root.mkdir(exist_ok=True)
         for left in root.glob("*.tmp"):  # a snapshot a killed process did not finish
@@ -136,8 +151,20 @@ class FileStore:
         legacy = self.state / LEGACY_SNAPSHOT
         if legacy.exists():
             shutil.rmtree(legacy)
-        if rotate and self._wal is not None:
-            self._start_segment(meta["position"])
+
+    def trim(self, position: int) -> None:
+        """Segments are kept (a new model reading other declarations warms from them)."""
+
+    def rotate(self, position: int) -> None:
+        """Go on logging in a new segment from ``position`` (a snapshot of the state at
+        ``position`` is being written elsewhere). The old segment is flushed, not fsynced:
+        the snapshot's writer fsyncs it before making the snapshot current, and a group
+        commit fsyncs it before any answer it holds."""
+        if self._wal is not None:
+            self._wal.flush()
+            self._wal.close()
+            self._wal = None
+        self._start_segment(position)
 
     def _segments(self) -> list[tuple[int, Path]]:
         folder = self.state / LOG
@@ -221,6 +248,23 @@ def _segment(position: int) -> str:
     return f"{position:012d}.jsonl"
 
 
+@contextlib.contextmanager
+def _exclusive(path: Path):
+    """Hold an exclusive lock on ``path`` (created if missing): one snapshot writer at a
+    time, whether a service, its background snapshot, or one left by a killed process."""
+    try:
+        import fcntl
+    except ImportError:  # no POSIX locks: one process writes its snapshots in turn
+        yield
+        return
+    with open(path, "a") as f:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+
 def _fsync_path(path: Path) -> None:
     """Fsync a file or a directory (a directory's entries: a rename or a new file)."""
     fd = os.open(path, os.O_RDONLY)
@@ -237,7 +281,10 @@ class RedisStore:
     Positions are stream ids. An appended row is as durable as the server makes it: with
     ``appendonly yes`` and ``appendfsync always`` it is on disk before the answer, as with
     the file store's fsync; a server that keeps nothing on disk loses the state when it
-    stops.
+    stops. Once a snapshot holds the rows up to a position, the stream is trimmed below it
+    (``{namespace}:trimmed`` keeps the highest such position), so the server's memory holds
+    the rows since the last snapshot, not every row ever accepted; a replica that had not
+    applied the trimmed rows reads the snapshot instead (:class:`LogTrimmed`).
 
     Parameters
     ----------
@@ -264,6 +311,7 @@ class RedisStore:
         self.r = redis.Redis.from_url(url, password=os.environ.get("REDIS_PASSWORD") or None)
         self.namespace = namespace
         self.log_key = f"{namespace}:log"
+        self.trimmed_key = f"{namespace}:trimmed"
         self.use_features(features_version)
         self._lock = self.r.lock(f"{namespace}:lock", timeout=lock_timeout,
                                  blocking_timeout=lock_timeout)
@@ -311,15 +359,42 @@ class RedisStore:
             text = online.snapshot(tmp).read_text()
         self.r.set(self.snap_key, json.dumps({"online": text, "meta": meta}, allow_nan=True))
 
+    def rotate(self, position: str) -> None:
+        """The stream has no segments."""
+
+    def trim(self, position: str) -> None:
+        """Remove the stream's rows before ``position`` (a snapshot holds them); under the
+        lock, so that no replica is reading the range meanwhile."""
+        old = self.r.get(self.trimmed_key)
+        if old is not None and _stream_id(old.decode()) >= _stream_id(position):
+            return  # a snapshot of a later position trimmed further already
+        pipe = self.r.pipeline(transaction=True)
+        pipe.set(self.trimmed_key, position)
+        pipe.xtrim(self.log_key, minid=position)
+        pipe.execute()
+
     def records(self, start: str, batch: int = 1000) -> Iterator[tuple[str, dict]]:
-        """``(stream id, record)`` of every row after ``start``, in the stream's order."""
+        """``(stream id, record)`` of every row after ``start``, in the stream's order.
+
+        Raises
+        ------
+        LogTrimmed
+            Rows after ``start`` were trimmed (checked in the same round trip as the first
+            read).
+        """
+        pipe = self.r.pipeline(transaction=False)
+        pipe.get(self.trimmed_key)
+        pipe.xrange(self.log_key, min=f"({start}", count=batch)
+        trimmed, got = pipe.execute()
+        if trimmed is not None and _stream_id(start) < _stream_id(trimmed.decode()):
+            raise LogTrimmed(trimmed.decode())
         while True:
-            got = self.r.xrange(self.log_key, min=f"({start}", count=batch)
             for rid, fields in got:
                 start = rid.decode()
                 yield start, json.loads(fields[b"r"])
             if len(got) < batch:
                 return
+            got = self.r.xrange(self.log_key, min=f"({start}", count=batch)
 
     log_file = None  # the server keeps the log
 
@@ -340,3 +415,9 @@ class RedisStore:
 
     def close(self) -> None:
         self.r.close()
+
+
+def _stream_id(position: str) -> tuple[int, int]:
+    """A stream id ``MS-SEQ`` as numbers, for comparing positions."""
+    ms, _, seq = position.partition("-")
+    return int(ms), int(seq or 0)

@@ -521,9 +521,10 @@ def serve(
                           features_version=features_version, fsync=cfg.serving.fsync,
                           dedup_window=parse_duration(cfg.serving.dedup_window).total_seconds(),
                           decisions=local / "decisions" if not isinstance(store, Path) else None,
-                          snapshot_every=cfg.serving.snapshot_every)
+                          snapshot_every=cfg.serving.snapshot_every,
+                          snapshot_in_background=cfg.serving.snapshot_in_background)
     state_dir = service.store.where
-    warm = None
+    warm = data = None
     if warm_from is not None:
         import pandas as pd
 
@@ -539,6 +540,9 @@ def serve(
             done = service.start(warm)
         except StoreBusy as exc:
             _fail(console, EXIT_USAGE, f"the state could not be opened: {exc}")
+    # The history's tables are not kept while serving: a background snapshot forks the
+    # process, and a fork costs in proportion to the memory it maps.
+    warm = data = None
     console.print(f"{mv.name} version {mv.version}: state {state_dir} "
                   + ("restored" if done["restored"] else f"warmed with {done['warmed']:,} rows")
                   + f", {done['replayed']:,} logged rows replayed; serving on "

@@ -156,21 +156,25 @@ def _logged(state) -> list[str]:
             for line in seg.read_text().splitlines()]
 
 
-def test_periodic_snapshots_bound_what_a_restart_replays(fitted, stream, tmp_path):
+@pytest.mark.parametrize("background", [True, False], ids=["forked", "inline"])
+def test_periodic_snapshots_bound_what_a_restart_replays(fitted, stream, tmp_path, background):
     """A snapshot every 400 rows: a process killed half-way replays at most the rows after
     the last one (plus the list that crossed the count), answers the rest as a run never
     killed, and the log still holds every row, segment after segment."""
     warm, rest = stream
     half = len(rest) // 2
     assert half > 3 * 400
-    first = _service(fitted, tmp_path, warm, snapshot_every=400)
+    first = _service(fitted, tmp_path, warm, snapshot_every=400,
+                     snapshot_in_background=background)
     _send(TestClient(create_app(first)), rest[:half])
+    first.wait_for_snapshot()  # a background one under way when killed would finish alone
     assert first.snapshots["taken"] >= 3 and first.snapshots["failed"] == 0
     assert len(list((tmp_path / "snapshots").iterdir())) == 1  # older ones are removed
     # The first segment, then one after each snapshot but the warm-up's (at position 0).
     assert len(list((tmp_path / "log").glob("*.jsonl"))) == first.snapshots["taken"]
     metrics = TestClient(create_app(first)).get("/metrics").text
     assert f'fraudlab_snapshots{{outcome="taken"}} {float(first.snapshots["taken"])}' in metrics
+    assert "fraudlab_snapshot_pause_seconds" in metrics
     # Killed: no close(), no final snapshot.
     again, done = _started(fitted, tmp_path, None, snapshot_every=400)
     longest_list = max(len(list(g)) for _, g in itertools.groupby(t for t, _ in rest[:half]))
@@ -184,6 +188,72 @@ def test_periodic_snapshots_bound_what_a_restart_replays(fitted, stream, tmp_pat
         _started(fitted, tmp_path, None)[0].close()
     assert sorted((tmp_path / "log").glob("*.jsonl")) == segments
     assert all(seg.stat().st_size for seg in segments)
+
+
+def test_a_background_snapshot_is_the_state_at_its_fork(fitted, stream, tmp_path):
+    """Rows taken while the forked child writes are not in its snapshot (its position says
+    where the log goes on), and a restart from it answers as a run never stopped."""
+    warm, rest = stream
+    service = _service(fitted, tmp_path, warm, snapshot_every=300)
+    client = TestClient(create_app(service))
+    sent = 0
+    while service._child is None:  # up to the request that forks
+        _send(client, rest[sent:sent + 1])
+        sent += 1
+    forked_at = service._position
+    # Fewer rows than the next count: taken by the parent while the child may still write.
+    after = sent + 250
+    _send(client, rest[sent:after])
+    service.wait_for_snapshot()
+    assert service.snapshots["failed"] == 0
+    assert service.snapshots["last_pause_seconds"] < service.snapshots["last_seconds"]
+    name = (tmp_path / "CURRENT").read_text().strip()
+    meta = json.loads((tmp_path / "snapshots" / name / "service.json").read_text())
+    assert meta["wal_lines"] == forked_at < service._position
+    # The parent went on in a segment that starts where the snapshot ends.
+    assert (tmp_path / "log" / f"{forked_at:012d}.jsonl").exists()
+    # Nothing closed: the process "dies" here.
+    again, done = _started(fitted, tmp_path, None)
+    assert done["restored"] and done["replayed"] == service._position - forked_at
+    _continues(fitted, stream, again, rest[after:])
+    again.close()
+
+
+@pytest.mark.parametrize("release", [True, False])
+def test_a_forked_snapshot_lets_go_of_the_listening_port(release):
+    """A service killed while its background snapshot is written: the child must not hold
+    the port, or the process started in its place cannot bind it until the child ends."""
+    import os
+    import socket
+    import time
+
+    from fraudlab.serving._service import _release_listeners
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    ready_r, ready_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            if release:
+                _release_listeners()
+            os.write(ready_w, b"x")
+            time.sleep(60)  # as a snapshot being written, until the parent kills it
+        finally:
+            os._exit(0)
+    try:
+        os.read(ready_r, 1)
+        listener.close()  # the parent "dies": only the child could still hold the port
+        if release:
+            socket.create_server(("127.0.0.1", port)).close()
+        else:  # the control: a child that keeps its copy keeps the port
+            with pytest.raises(OSError):
+                socket.create_server(("127.0.0.1", port)).close()
+    finally:
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+        os.close(ready_r)
+        os.close(ready_w)
 
 
 def test_a_snapshot_cut_short_leaves_the_previous_one_current(fitted, stream, tmp_path,
@@ -202,9 +272,10 @@ def test_a_snapshot_cut_short_leaves_the_previous_one_current(fitted, stream, tm
             raise OSError(28, "No space left on device")
         return real(self, target)
 
-    monkeypatch.setattr(Path, "rename", full_disk)
+    monkeypatch.setattr(Path, "rename", full_disk)  # the forked child inherits the failure
     half = len(rest) // 2
     _send(TestClient(create_app(service)), rest[:half])
+    service.wait_for_snapshot()
     assert service.snapshots["failed"] >= 2 and service.snapshots["taken"] == 1  # at warm-up
     assert (tmp_path / "CURRENT").read_text() == current
     monkeypatch.setattr(Path, "rename", real)
@@ -449,6 +520,13 @@ def test_a_new_model_takes_over_between_two_payments(fitted, labeled_dataset, st
     for d in got:
         assert d["score"] == pytest.approx(want[d["tx_id"]], rel=1e-9)
     assert (d["features_version"] == fitted.spec["features_version"]) == same_features
+    if not same_features:
+        # The first request after the swap snapshotted the new state: a restart on the new
+        # model loads it (a snapshot of the old declarations would be refused).
+        service.wait_for_snapshot()
+        again, done = _started(other, tmp_path, None)
+        assert done["restored"] and done["replayed"] < len(rest) - half
+        again.close()
 
 
 def test_a_model_with_other_features_and_no_history_is_refused(fitted, labeled_dataset, stream,
@@ -460,12 +538,12 @@ def test_a_model_with_other_features_and_no_history_is_refused(fitted, labeled_d
     assert service.model_version == "m/1"
 
 
-def _replica(fitted, redis_url, tmp_path, name, warm=None):
+def _replica(fitted, redis_url, tmp_path, name, warm=None, **kw):
     url, namespace = redis_url
     store = RedisStore(url, namespace, fitted.spec["features_version"], lock_timeout=5)
     service = RiskService(Scorer(fitted), store, model_version="m/1",
                           features_version=fitted.spec["features_version"],
-                          decisions=tmp_path / name / "decisions")
+                          decisions=tmp_path / name / "decisions", **kw)
     return service, service.start(warm)
 
 
@@ -502,6 +580,35 @@ def test_two_replicas_on_redis_share_one_state(fitted, stream, tmp_path, redis_u
     with pytest.raises(DuplicateTransaction):
         (a, b, c)[(i + 1) % 3].score(last)
     for s in (a, b, c):
+        s.close()
+
+
+def test_the_shared_log_is_trimmed_below_each_snapshot(fitted, stream, tmp_path, redis_url):
+    """Snapshots every 300 rows on Redis: the stream keeps about the rows since the last
+    one; a replica that was idle meanwhile finds its rows trimmed, takes the snapshot, and
+    scores as one process that saw every row."""
+    warm, rest = stream
+    _, namespace = redis_url
+    a, _ = _replica(fitted, redis_url, tmp_path, "a", warm, snapshot_every=300)
+    b, _ = _replica(fitted, redis_url, tmp_path, "b", snapshot_every=0)
+    cut = 2 * len(rest) // 3
+    assert cut > 4 * 300
+    got = _send(TestClient(create_app(a)), rest[:cut])
+    a.wait_for_snapshot()
+    r = a.store.r
+    trimmed = r.get(f"{namespace}:trimmed").decode()
+    assert a.snapshots["taken"] >= 4
+    assert r.xlen(f"{namespace}:log") < 300 + 100  # + what approximate trimming leaves
+    assert r.xrange(f"{namespace}:log", count=1)[0][0].decode() <= trimmed
+    loads, load = [], b.store.load_snapshot  # b applied none of a's rows: it must reload
+    b.store.load_snapshot = lambda online: (loads.append(online), load(online))[1]
+    got += _send(TestClient(create_app(b)), rest[cut:])
+    assert len(loads) == 1 and b.scorer.online is loads[0]
+    want = _reference(fitted, warm, rest)
+    assert len(got) > 100
+    for d in got:
+        assert d["score"] == pytest.approx(want[d["tx_id"]][0], rel=1e-9), d["tx_id"]
+    for s in (a, b):
         s.close()
 
 

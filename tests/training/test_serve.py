@@ -86,12 +86,18 @@ def test_a_killed_service_restarts_where_it_was(trained, tmp_path):
     new = _payments(root, 60)
     port = _port()
     state = tmp_path / "state"
-    proc = _start(cfg, state, port, "--warm-from", str(root / "raw"))
+    often = tmp_path / "often.yaml"  # snapshots from forked children between the payments
+    often.write_text(cfg.read_text() + "serving: {snapshot_every: 8}\n")
+    proc = _start(often, state, port, "--warm-from", str(root / "raw"))
     url = f"http://127.0.0.1:{port}"
     first = [httpx.post(f"{url}/v1/transactions", json=p, timeout=10).json() for p in new[:30]]
     assert all("score" in d for d in first), first[:2]
+    snapshots = httpx.get(f"{url}/metrics").text
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
+    taken = next(float(line.split()[-1]) for line in snapshots.splitlines()
+                 if line.startswith('fraudlab_snapshots{outcome="taken"}'))
+    assert taken >= 2  # the warm-up's, and at least one written by a forked child
 
     port = _port()
     reload_cfg = tmp_path / "reload.yaml"
