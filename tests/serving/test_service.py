@@ -168,7 +168,10 @@ def test_periodic_snapshots_bound_what_a_restart_replays(fitted, stream, tmp_pat
                      snapshot_in_background=background)
     _send(TestClient(create_app(first)), rest[:half])
     first.wait_for_snapshot()  # a background one under way when killed would finish alone
-    assert first.snapshots["taken"] >= 3 and first.snapshots["failed"] == 0
+    # Inline, one every 400 rows; forked, one at a time (a count reached while the child
+    # still writes starts the next one when it has finished).
+    assert first.snapshots["taken"] >= (2 if background else 4)
+    assert first.snapshots["failed"] == 0
     assert len(list((tmp_path / "snapshots").iterdir())) == 1  # older ones are removed
     # The first segment, then one after each snapshot but the warm-up's (at position 0).
     assert len(list((tmp_path / "log").glob("*.jsonl"))) == first.snapshots["taken"]
@@ -178,7 +181,10 @@ def test_periodic_snapshots_bound_what_a_restart_replays(fitted, stream, tmp_pat
     # Killed: no close(), no final snapshot.
     again, done = _started(fitted, tmp_path, None, snapshot_every=400)
     longest_list = max(len(list(g)) for _, g in itertools.groupby(t for t, _ in rest[:half]))
-    assert done["restored"] and 0 < done["replayed"] < 400 + longest_list
+    # The rows logged since the last snapshot, and only those, are replayed.
+    assert done["restored"] and 0 < done["replayed"] == first._since_snapshot < half
+    if not background:
+        assert done["replayed"] < 400 + longest_list
     _continues(fitted, stream, again, rest[half:])
     again.close()
     assert len(_logged(tmp_path)) == len(rest)
@@ -276,7 +282,8 @@ def test_a_snapshot_cut_short_leaves_the_previous_one_current(fitted, stream, tm
     half = len(rest) // 2
     _send(TestClient(create_app(service)), rest[:half])
     service.wait_for_snapshot()
-    assert service.snapshots["failed"] >= 2 and service.snapshots["taken"] == 1  # at warm-up
+    # Each failure is tried again later (how often depends on how long the children take).
+    assert service.snapshots["failed"] >= 1 and service.snapshots["taken"] == 1  # at warm-up
     assert (tmp_path / "CURRENT").read_text() == current
     monkeypatch.setattr(Path, "rename", real)
     again, done = _started(fitted, tmp_path, None)
@@ -596,10 +603,16 @@ def test_the_shared_log_is_trimmed_below_each_snapshot(fitted, stream, tmp_path,
     got = _send(TestClient(create_app(a)), rest[:cut])
     a.wait_for_snapshot()
     r = a.store.r
-    trimmed = r.get(f"{namespace}:trimmed").decode()
-    assert a.snapshots["taken"] >= 4
-    assert r.xlen(f"{namespace}:log") < 300 + 100  # + what approximate trimming leaves
-    assert r.xrange(f"{namespace}:log", count=1)[0][0].decode() <= trimmed
+    def sid(x):  # a stream id as numbers
+        return tuple(int(p) for p in (x.decode() if isinstance(x, bytes) else x).split("-"))
+
+    trimmed = sid(r.get(f"{namespace}:trimmed"))
+    assert a.snapshots["taken"] >= 2  # the warm-up's and at least one forked
+    # What is kept: the rows since the last snapshot, its own last row, and what
+    # approximate trimming leaves of the stream's node that holds it (at most 100).
+    kept = r.xlen(f"{namespace}:log")
+    assert a._since_snapshot < kept <= a._since_snapshot + 101 < cut
+    assert sid(r.xrange(f"{namespace}:log", count=1)[0][0]) <= trimmed <= sid(a._position)
     loads, load = [], b.store.load_snapshot  # b applied none of a's rows: it must reload
     b.store.load_snapshot = lambda online: (loads.append(online), load(online))[1]
     got += _send(TestClient(create_app(b)), rest[cut:])
