@@ -37,8 +37,9 @@ class ServingConfig(BaseModel):
                                 "a request waits for the shared state's lock (then 503), and "
                                 "how long a lock left by a killed replica lasts.")
     snapshot_every: int = Field(100_000, ge=0, description="Rows accepted between two "
-                                "snapshots of the state: a restart replays at most this "
-                                "many (0: snapshots only after warming and at shutdown).")
+                                "snapshots of the state: a restart replays the rows since "
+                                "the last one completed, about this many (0: snapshots only "
+                                "after warming and at shutdown).")
     snapshot_in_background: bool = Field(True, description="Write periodic snapshots from "
                                          "a forked child while requests go on (where the "
                                          "platform forks); false: the request that reaches "

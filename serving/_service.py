@@ -93,8 +93,9 @@ class RiskService:
         self.snapshot_every = snapshot_every
         self.snapshot_in_background = snapshot_in_background
         self._since_snapshot = 0  # rows this process logged since its last snapshot
-        # A background snapshot under way: pid, start, the log position it holds.
-        self._child: tuple[int, float, object] | None = None
+        # A background snapshot under way: the thread that waits for the child, what it
+        # saw when it ended, the start, and the log position the snapshot holds.
+        self._child: tuple[threading.Thread, list, float, object] | None = None
         self.snapshots = {"taken": 0, "failed": 0, "last_seconds": None,
                           "last_pause_seconds": None}
         self._commit: GroupCommit | None = None
@@ -500,7 +501,12 @@ class RiskService:
                     os.write(2, f"fraudlab: background snapshot failed: {exc!r}\n".encode())
             finally:
                 os._exit(code)
-        self._child = (pid, t, position)
+        ended: list = []  # (wait status, when), from a thread that waits for the child
+        waiter = threading.Thread(target=lambda: ended.append((os.waitpid(pid, 0)[1],
+                                                               time.perf_counter())),
+                                  name="fraudlab-snapshot-wait", daemon=True)
+        waiter.start()
+        self._child = (waiter, ended, t, position)
         self._since_snapshot = 0
         try:
             self.store.rotate(position)
@@ -515,19 +521,21 @@ class RiskService:
         log position it holds if it was written."""
         if self._child is None:
             return None
-        pid, t, position = self._child
-        done, status = os.waitpid(pid, 0 if wait else os.WNOHANG)
-        if not done:
+        waiter, ended, t, position = self._child
+        if wait:
+            waiter.join()
+        if not ended:
             return None
         self._child = None
-        if os.waitstatus_to_exitcode(status) == 0:
+        status, when = ended[0]
+        code = os.waitstatus_to_exitcode(status)
+        if code == 0:
             self.snapshots["taken"] += 1
-            self.snapshots["last_seconds"] = time.perf_counter() - t
+            self.snapshots["last_seconds"] = when - t
             return position
         self.snapshots["failed"] += 1
         _logger.warning("background snapshot of the state failed (exit status %d); the log "
-                        "holds every row; next try in %d rows",
-                        os.waitstatus_to_exitcode(status), self.snapshot_every)
+                        "holds every row; next try in %d rows", code, self.snapshot_every)
         return None
 
     def wait_for_snapshot(self) -> None:
