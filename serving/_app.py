@@ -20,7 +20,7 @@ from ._store import StoreBusy
 
 def create_app(service: RiskService, *, token_env: str | None = None,
                max_body_bytes: int = 1_000_000, max_rows: int = 10_000,
-               max_future_seconds: float = 300.0):
+               max_future_seconds: float = 300.0, close_on_shutdown: bool = False):
     """The FastAPI application over ``service``.
 
     Parameters
@@ -35,7 +35,12 @@ def create_app(service: RiskService, *, token_env: str | None = None,
         Most rows in one list request.
     max_future_seconds : float
         A payment or event dated further than this past the service's clock is refused.
+    close_on_shutdown : bool
+        Close the service (its final snapshot, the logs) when the server shuts down. A
+        server stopped by a signal may end the process right after its shutdown (uvicorn
+        raises the signal again), so code after the server's run would not run.
     """
+    import contextlib
     from typing import Annotated
 
     from fastapi import Body, Depends, FastAPI, HTTPException, Request
@@ -78,9 +83,16 @@ def create_app(service: RiskService, *, token_env: str | None = None,
 
     show_version()
 
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        yield
+        if close_on_shutdown:
+            service.close()
+
     app = FastAPI(title="fraudlab risk service", version="1",
                   description="Scores payments with the champion model and its own "
-                  "features, computed one event at a time.", **_no_telemetry(FastAPI))
+                  "features, computed one event at a time.", lifespan=lifespan,
+                  **_no_telemetry(FastAPI))
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:

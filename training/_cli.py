@@ -557,7 +557,8 @@ def serve(
     stop = _watch_alias(cfg, model, mv, service, warm_from, _log(console))
     app = create_app(service, token_env=cfg.serving.token_env,
                      max_body_bytes=cfg.serving.max_body_bytes, max_rows=cfg.serving.max_rows,
-                     max_future_seconds=parse_duration(cfg.serving.max_future).total_seconds())
+                     max_future_seconds=parse_duration(cfg.serving.max_future).total_seconds(),
+                     close_on_shutdown=True)
     try:
         uvicorn.run(app, host=host or cfg.serving.host, port=port or cfg.serving.port,
                     log_level="warning")
