@@ -28,6 +28,7 @@ import json
 import math
 from collections import OrderedDict, deque
 from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from fraudlab.data_contracts import parse_duration
@@ -44,7 +45,7 @@ from ._declarations import (
     features_from_dict,
 )
 
-STATE_FORMAT = 1
+STATE_FORMAT = 2
 """Version of the snapshot format written by :meth:`OnlineFeatures.snapshot`."""
 
 # Which listing entity types hit each entity of a payment, in the order that breaks ties
@@ -56,11 +57,8 @@ _UNSET = object()
 
 
 def _missing(v) -> bool:
-    if v is None:
-        return True
-    if isinstance(v, float):
-        return v != v
-    return v is _NA or v is _NAT
+    # NaN and NaT are the values unequal to themselves; pandas' NA refuses the comparison.
+    return v is None or v is _NA or v != v
 
 
 try:
@@ -94,69 +92,126 @@ def _haversine(lat1, lon1, lat2, lon2) -> float:
     return 6371.0088 * 2 * math.asin(math.sqrt(min(max(a, 0.0), 1.0)))
 
 
-class _Key:
-    """One entity's state in a group (windowed or whole history)."""
+class _Win:
+    """One window's aggregates of one entity (or the whole history's). Per-column lists
+    exist only for the kinds of aggregation the window serves (None otherwise), as a new
+    entity allocates one per window."""
 
     __slots__ = ("entries", "n", "nan", "s", "ss", "shift", "distinct", "lo", "hi",
                  "first", "last", "loc")
 
-    def __init__(self, columns: int):
-        self.entries = deque()  # windowed: (time, values, lat, lon) in time order
+    def __init__(self, entries, columns: int, moments: bool, uniques: bool, extremes: bool):
+        # The family's rows, shared by its windows (None for the whole history): this
+        # window holds the last ``n`` of them.
+        self.entries = entries
         self.n = 0
-        self.nan = [0] * columns  # per column: missing values among the rows
-        self.s = [0.0] * columns  # sums of (value - shift), for mean and std
-        self.ss = [0.0] * columns
-        self.shift = [None] * columns
-        self.distinct = [None] * columns  # value -> count, for nunique
-        self.lo = [None] * columns  # windowed: monotonic queue (time, value); else the minimum
-        self.hi = [None] * columns
+        if moments:
+            self.nan = [0] * columns  # per column: missing values among the rows
+            self.s = [0.0] * columns  # sums of (value - shift), for mean and std
+            self.ss = [0.0] * columns
+            self.shift = [None] * columns
+        else:
+            self.nan = self.s = self.ss = self.shift = None
+        self.distinct = [None] * columns if uniques else None  # value -> count, for nunique
+        if extremes:  # windowed: monotonic queues of (time, value); else the extreme
+            self.lo, self.hi = [None] * columns, [None] * columns
+        else:
+            self.lo = self.hi = None
         self.first = None  # time of the first and last row (whole history)
         self.last = None
         self.loc = None  # (time, lat, lon) of the last located row (whole history)
 
 
-class _Group:
-    """The state shared by declarations with one source, entity, filter and window."""
+class _Key:
+    """One entity's state in a group: the rows of its longest window (kept once for all
+    its windows) and each window's aggregates."""
 
-    def __init__(self, source: str, parts: tuple[str, ...], where, window: int | None):
-        self.source, self.parts, self.where, self.window = source, parts, where, window
+    __slots__ = ("entries", "wins", "expiry")
+
+    def __init__(self, windowed: bool, columns: int, plan):
+        self.entries = deque() if windowed else None  # (time, values, lat, lon) in time order
+        self.wins = [_Win(self.entries, columns, bool(m), bool(u), bool(x)) for m, u, x in plan]
+        # No row leaves a window before this time (at most the true one: a query before
+        # it skips the windows' expiry altogether).
+        self.expiry = _NEVER
+
+
+class _Group:
+    """The state shared by declarations with one source, entity and filter: either the
+    whole history, or a family of windows over one copy of the rows (the longest
+    window's), each window being a suffix of them with its own aggregates."""
+
+    def __init__(self, source: str, parts: tuple[str, ...], where, windowed: bool):
+        self.source, self.parts, self.where = source, parts, where
+        self.spans: list[int | None] = [] if windowed else [None]
         self.columns: list[str] = []  # the values the group keeps per row
-        self.moments: set[int] = set()
-        self.extremes: set[int] = set()
-        self.uniques: set[int] = set()
+        self.moments: list[set[int]] = [] if windowed else [set()]  # per window: columns
+        self.extremes: list[set[int]] = [] if windowed else [set()]
+        self.uniques: list[set[int]] = [] if windowed else [set()]
         self.located = False
         self.current = False  # some declaration counts the transaction itself
+        self.window = None  # the longest window, once planned
         # Windowed: in the order of each key's last row (a row moves its key to the end),
         # so that the keys whose rows have all left the window are the first ones.
-        self.keys: dict[tuple, _Key] = OrderedDict() if window is not None else {}
+        self.keys: dict[tuple, _Key] = OrderedDict() if windowed else {}
+
+    def span(self, window: int | None) -> int:
+        """The index of ``window`` among the group's windows (added when new)."""
+        if window is None:
+            return 0
+        if window not in self.spans:
+            self.spans.append(window)
+            for sets in (self.moments, self.extremes, self.uniques):
+                sets.append(set())
+        return self.spans.index(window)
 
     def column(self, name: str) -> int:
         if name not in self.columns:
             self.columns.append(name)
         return self.columns.index(name)
 
+    def plan(self) -> None:
+        """Fix the per-window work once every declaration is known."""
+        windowed = isinstance(self.keys, OrderedDict)
+        self.window = max(self.spans) if windowed else None
+        self._plan = tuple((tuple(sorted(m)), tuple(sorted(u)), tuple(sorted(x)))
+                           for m, u, x in zip(self.moments, self.uniques, self.extremes,
+                                              strict=True))
+        self._edges = tuple(zip(self.spans, self._plan, strict=True)) if windowed else ()
+        self.unseen = (None,) * len(self.spans)  # the windows of an entity never seen
+
+    def new_key(self) -> _Key:
+        return _Key(self.window is not None, len(self.columns), self._plan)
+
     # -- the algebra ---------------------------------------------------------------
     def add(self, key: tuple, t: int, row: Mapping, lat, lon) -> None:
         st = self.keys.get(key)
         if st is None:
-            st = self.keys[key] = _Key(len(self.columns))
+            st = self.keys[key] = self.new_key()
         vals = tuple(map(row.get, self.columns))
         if self.window is not None:
-            if st.entries and st.entries[-1][0] > t:  # late: insert in time order, rebuild
-                items = list(st.entries)
-                bisect.insort_right(items, (t, vals, lat, lon), key=lambda e: e[0])
+            e = st.entries
+            if e and e[-1][0] > t:  # late: insert in time order, rebuild
+                items = list(e)
+                bisect.insort_right(items, (t, vals, lat, lon), key=lambda x: x[0])
                 self._rebuild(key, items)
                 return
-            self._drop_old(st, t)
+            if t >= st.expiry:
+                self._drop_old(st, t)
             self.keys.move_to_end(key)
-            st.entries.append((t, vals, lat, lon))
-        self._update(st, t, vals, lat, lon)
+            e.append((t, vals, lat, lon))
+            for w, span in zip(st.wins, self.spans):
+                if not w.n and t + span < st.expiry:  # the window's oldest row is this one
+                    st.expiry = t + span
+        for w, work in zip(st.wins, self._plan):
+            self._update(w, work, t, vals, lat, lon)
 
-    def _update(self, st: _Key, t: int, vals, lat, lon) -> None:
+    def _update(self, st: _Win, work, t: int, vals, lat, lon) -> None:
+        moments, uniques, extremes = work
         st.n += 1
-        for j in self.moments:
+        for j in moments:
             v = vals[j]
-            if _missing(v):
+            if v is None or v is _NA or v != v:
                 st.nan[j] += 1
                 continue
             v = float(v)
@@ -165,16 +220,16 @@ class _Group:
             d = v - st.shift[j]
             st.s[j] += d
             st.ss[j] += d * d
-        for j in self.uniques:
+        for j in uniques:
             v = vals[j]
             if not _missing(v):
                 d = st.distinct[j]
                 if d is None:
                     d = st.distinct[j] = {}
                 d[v] = d.get(v, 0) + 1
-        for j in self.extremes:
+        for j in extremes:
             v = vals[j]
-            if _missing(v):
+            if v is None or v is _NA or v != v:
                 continue
             v = float(v)
             if self.window is None:
@@ -196,17 +251,18 @@ class _Group:
             if self.located and lat is not None and (st.loc is None or t >= st.loc[0]):
                 st.loc = (t, lat, lon)
 
-    def _remove(self, st: _Key, vals) -> None:
-        st.n -= 1
-        for j in self.moments:
+    @staticmethod
+    def _remove(st: _Win, work, vals) -> None:
+        moments, uniques, _ = work
+        for j in moments:
             v = vals[j]
-            if _missing(v):
+            if v is None or v is _NA or v != v:
                 st.nan[j] -= 1
                 continue
             d = float(v) - st.shift[j]
             st.s[j] -= d
             st.ss[j] -= d * d
-        for j in self.uniques:
+        for j in uniques:
             v = vals[j]
             if not _missing(v):
                 d = st.distinct[j]
@@ -215,32 +271,54 @@ class _Group:
                     del d[v]
 
     def _rebuild(self, key: tuple, items: list) -> None:
-        st = self.keys[key] = _Key(len(self.columns))
+        st = self.keys[key] = self.new_key()
+        st.expiry = -_NEVER  # the next query expires the windows afresh
         for t, vals, lat, lon in items:
             st.entries.append((t, vals, lat, lon))
-            self._update(st, t, vals, lat, lon)
+            for w, work in zip(st.wins, self._plan):
+                self._update(w, work, t, vals, lat, lon)
 
     def _drop_old(self, st: _Key, t: int) -> None:
-        """Remove the rows of ``st`` at or before ``t - window``."""
-        edge = t - self.window
+        """Remove from each window the rows at or before ``t`` minus its length, then the
+        rows no window holds."""
         e = st.entries
-        while e and e[0][0] <= edge:
-            self._remove(st, e.popleft()[1])
-        for j in self.extremes:
-            for q in (st.lo[j], st.hi[j]):
-                while q and q[0][0] <= edge:
-                    q.popleft()
+        size = len(e)
+        keep, expiry = 0, _NEVER
+        for w, (span, work) in zip(st.wins, self._edges):
+            edge = t - span
+            n = w.n
+            while n and e[size - n][0] <= edge:
+                self._remove(w, work, e[size - n][1])
+                n -= 1
+            if n != w.n:
+                w.n = n
+                if not n:  # empty: start the shifted sums afresh
+                    for j in work[0]:
+                        w.s[j] = w.ss[j] = 0.0
+                        w.shift[j] = None
+            for j in work[2]:
+                for q in (w.lo[j], w.hi[j]):
+                    while q and q[0][0] <= edge:
+                        q.popleft()
+            if n:
+                keep = max(keep, n)
+                # Queues hold rows of the window, none older than its oldest row.
+                expiry = min(expiry, e[size - n][0] + span)
+        for _ in range(size - keep):
+            e.popleft()
+        st.expiry = expiry
 
     def expire(self, key: tuple, st: _Key, t: int) -> None:
-        """Remove the rows of ``key`` at or before ``t - window``, and the key once empty."""
+        """Remove the rows of ``key`` that left its windows by ``t``, and the key once
+        empty."""
         self._drop_old(st, t)
         if not st.entries:
             del self.keys[key]
 
     def expire_idle(self, t: int) -> None:
-        """Forget the keys whose last row left the window before ``t``: the first ones in
-        :attr:`keys`, so each call costs what it removes (expiring only drops rows no
-        query can see, so results never depend on when it happens)."""
+        """Forget the keys whose last row left the longest window before ``t``: the first
+        ones in :attr:`keys`, so each call costs what it removes (expiring only drops rows
+        no query can see, so results never depend on when it happens)."""
         keys, edge = self.keys, t - self.window
         while keys:
             key = next(iter(keys))
@@ -251,7 +329,7 @@ class _Group:
 
     def at(self, key: tuple, t: int) -> _Key | None:
         st = self.keys.get(key)
-        if st is not None and self.window is not None:
+        if st is not None and self.window is not None and t >= st.expiry:
             self.expire(key, st, t)
             st = self.keys.get(key)
         return st
@@ -307,11 +385,12 @@ class _Labels:
         return len(q)
 
 
-def _window_fn(f: Feature, g: _Group, j):
-    """The finalisation of one windowed declaration, specialised once for its
-    aggregation: ``fn(state, cur, tx, t)``, where ``cur`` says whether the transaction
-    itself counts (``include_current`` and it passes the group's filter)."""
-    agg, windowed = f.agg, g.window is not None
+def _window_fn(f: Feature, windowed: bool, j):
+    """The finalisation of one declaration over a window (or the whole history),
+    specialised once for its aggregation: ``fn(state, cur, tx, t)``, where ``state`` is
+    the window's :class:`_Win` (None for an entity never seen) and ``cur`` says whether
+    the transaction itself counts (``include_current`` and it passes the filter)."""
+    agg = f.agg
     if agg == "count":
         return lambda st, cur, tx, t: float((st.n if st else 0) + cur)
     if agg == "seen_before":
@@ -328,7 +407,8 @@ def _window_fn(f: Feature, g: _Group, j):
             if not windowed:
                 then = st.last if last else st.first
             else:
-                then = st.entries[-1][0] if last else st.entries[0][0]
+                e = st.entries
+                then = e[-1][0] if last else e[len(e) - st.n][0]
             return (t - then) / unit
         return since
     if agg in ("last_distance", "last_speed"):
@@ -338,8 +418,7 @@ def _window_fn(f: Feature, g: _Group, j):
             qlat, qlon = tx.get("lat"), tx.get("lon")
             if st is None or _missing(qlat) or _missing(qlon):
                 return _NAN
-            loc = st.loc if not windowed else next(
-                ((e[0], e[2], e[3]) for e in reversed(st.entries) if e[2] is not None), None)
+            loc = st.loc if not windowed else _last_located(st)
             if loc is None:
                 return _NAN
             d = _haversine(loc[1], loc[2], float(qlat), float(qlon))
@@ -408,8 +487,46 @@ def _window_fn(f: Feature, g: _Group, j):
     return moments
 
 
+def _quick(tree: tuple):
+    """A direct test for the commonest filters, ``column == 'text'`` and a bare boolean
+    ``column``, read from the row: ``test(row)`` answers True or False, or None when the
+    row holds something else (a non-text value, or no such column: a setting), which the
+    general evaluation then answers."""
+    if tree[0] == "cmp" and tree[1] == "==":
+        sides = {tree[2][0]: tree[2][1], tree[3][0]: tree[3][1]}
+        if set(sides) == {"name", "str"}:
+            column, text = sides["name"], sides["str"]
+
+            def equals(row):
+                v = row.get(column, _UNSET)
+                if isinstance(v, str):
+                    return v == text
+                return False if v is None else None
+            return equals
+    if tree[0] == "name":
+        column = tree[1]
+
+        def flag(row):
+            v = row.get(column, _UNSET)
+            if v is True or v is False:
+                return v
+            return False if v is None else None
+        return flag
+    return None
+
+
+def _last_located(st: _Win):
+    """(time, lat, lon) of the newest located row in a window, or None."""
+    e = st.entries
+    for k in range(1, st.n + 1):
+        row = e[-k]
+        if row[2] is not None:
+            return row[0], row[2], row[3]
+    return None
+
+
 def _spec_key(f: Feature) -> tuple:
-    return (f.source, f.entity, f.where, f.window)
+    return (f.source, f.entity, f.where, f.window is not None)
 
 
 class OnlineFeatures:
@@ -456,7 +573,10 @@ class OnlineFeatures:
         self._groups: dict[tuple, _Group] = {}
         self._by_source: dict[str, list[_Group]] = {}
         self._labels: dict[tuple, _Labels] = {}
+        self._wheres: dict[str, tuple] = {}
         self._plan = [self._compile(f) for f in fs.features]
+        for g in self._groups.values():
+            g.plan()
         self._names = fs.names()
         # The query's order: each windowed group's state is found once and finalised for
         # all its declarations; then the other lookups; expressions last, in declaration
@@ -467,15 +587,16 @@ class OnlineFeatures:
         by_group: dict[int, list] = {}
         for kind, f, arg in self._plan:
             if kind == "window":
-                g, j = arg
+                g, i, j = arg
                 if id(g) not in by_group:
                     by_group[id(g)] = []
                     self._window_plan.append((g, by_group[id(g)]))
-                by_group[id(g)].append((f.name, _window_fn(f, g, j), f.include_current))
+                by_group[id(g)].append((f.name, _window_fn(f, g.window is not None, j),
+                                        f.include_current, i))
             elif kind == "expr":
                 self._expr_plan.append((f.name, arg))
             else:
-                self._rest_plan.append((kind, f, arg))
+                self._rest_plan.append((f.name, self._rest_fn(kind, f, arg)))
         self._listings: dict[tuple, list] = {}  # (type, value) -> [listed, delisted, source]
         self._accounts: dict[str, tuple] = {}  # id -> (created_at micros, row)
         self._tx_keys: dict[str, tuple] = {}  # tx_id -> (time, keys per label group)
@@ -498,8 +619,11 @@ class OnlineFeatures:
     def _compile(self, f: Feature) -> tuple:
         where = None
         if f.where:
-            tree = _expr.parse(f.where)
-            where = (_expr.row_function(tree), "ts" in _expr.names(tree))
+            where = self._wheres.get(f.where)
+            if where is None:  # one per text: a row's answer is kept per filter
+                tree = _expr.parse(f.where)
+                where = self._wheres[f.where] = (_expr.row_function(tree),
+                                                 "ts" in _expr.names(tree), _quick(tree))
         if f.agg == "expr":
             return ("expr", f, _expr.row_function(_expr.parse(f.expr)))
         if f.source == "transactions" and f.agg == "value":
@@ -518,23 +642,23 @@ class OnlineFeatures:
         key = _spec_key(f)
         g = self._groups.get(key)
         if g is None:
-            g = self._groups[key] = _Group(f.source, parts, where, window)
-        j = None
+            g = self._groups[key] = _Group(f.source, parts, where, window is not None)
+        i, j = g.span(window), None
         if f.of is not None and isinstance(f.of, str):
             j = g.column(f.of)
             if f.agg in ("sum", "mean", "std", "zscore", "ratio_to_mean"):
-                g.moments.add(j)
+                g.moments[i].add(j)
             elif f.agg in ("min", "max"):
-                g.extremes.add(j)
+                g.extremes[i].add(j)
             elif f.agg == "nunique":
-                g.uniques.add(j)
+                g.uniques[i].add(j)
         if f.agg in ("last_distance", "last_speed"):
             g.located = True
         g.current |= f.include_current
         self._by_source.setdefault(f.source, [])
         if g not in self._by_source[f.source]:
             self._by_source[f.source].append(g)
-        return ("window", f, (g, j))
+        return ("window", f, (g, i, j))
 
     # ------------------------------------------------------------------ input rows
     def _region(self, row: Mapping):
@@ -557,7 +681,11 @@ class OnlineFeatures:
         values and each filter's answer, as groups share filters."""
         if where is None:
             return True
-        fn, reads_ts = where
+        fn, reads_ts, quick = where
+        if quick is not None:
+            got = quick(row)
+            if got is not None:
+                return got
         got = memo.get(fn)
         if got is None:
             values = memo.get("values")
@@ -620,8 +748,10 @@ class OnlineFeatures:
         else:
             keys, memo = {}, {}
         for g in self._by_source.get(table, ()):
-            key = self._cached_key(row, g.parts, keys)
-            if key is None or not self._passes(g.where, row, memo):
+            key = keys.get(g.parts, _UNSET)
+            if key is _UNSET:
+                key = keys[g.parts] = self._key(row, g.parts)
+            if key is None or (g.where is not None and not self._passes(g.where, row, memo)):
                 continue
             if g.located:
                 la, lo = row.get("lat"), row.get("lon")
@@ -725,41 +855,50 @@ class OnlineFeatures:
     def _query(self, tx: Mapping, t: int, keys: dict, memo: dict) -> dict:
         """:meth:`features_at`, filling ``keys`` (entity columns -> the row's key) and
         ``memo`` (see :meth:`_passes`) as it goes."""
-        out: dict = {}
+        out = dict.fromkeys(self._names)  # in the declarations' order, filled below
         for g, feats in self._window_plan:
-            key = self._cached_key(tx, g.parts, keys)
+            key = keys.get(g.parts, _UNSET)
+            if key is _UNSET:
+                key = keys[g.parts] = self._key(tx, g.parts)
             if key is None:
-                for name, _, _ in feats:
+                for name, *_ in feats:
                     out[name] = _NAN
                 continue
             st = g.at(key, t)
-            passes = g.current and self._passes(g.where, tx, memo)
-            for name, fn, include in feats:
-                out[name] = fn(st, include and passes, tx, t)
-        for kind, f, arg in self._rest_plan:
-            if kind == "value":
-                v = tx.get(f.of)
-                if f.kind == "category":
-                    v = None if _missing(v) else str(v)
-                    if f.categories and v not in f.categories:
-                        v = None
-                else:
-                    v = _NAN if _missing(v) else float(v)
-            elif kind == "labels":
-                v = self._label_value(f, arg, self._cached_key(tx, arg.parts, keys), t)
-            elif kind == "account":
-                v = self._account_value(f, arg, tx, t)
-            else:
-                v = self._blacklist_value(f, tx, t)
-            out[f.name] = v
+            wins = st.wins if st is not None else g.unseen
+            passes = g.current and (g.where is None or self._passes(g.where, tx, memo))
+            for name, fn, include, i in feats:
+                out[name] = fn(wins[i], include and passes, tx, t)
+        for name, fn in self._rest_plan:
+            out[name] = fn(tx, t, keys)
         if self._expr_plan:
-            import pandas as pd
-
-            ts = pd.Timestamp(t * 1000, tz="UTC")
+            env = {**self.settings, **tx, "ts": _EPOCH + timedelta(microseconds=t), **out}
             for name, fn in self._expr_plan:
-                v = fn({**self.settings, **tx, "ts": ts, **out})
-                out[name] = _NAN if v is None else float(v)
-        return {name: out[name] for name in self._names}
+                v = fn(env)
+                out[name] = env[name] = _NAN if v is None else float(v)
+        return out
+
+    def _rest_fn(self, kind: str, f: Feature, arg):
+        """The value of one declaration that reads no window: ``fn(tx, t, keys)``."""
+        if kind == "value":
+            of = f.of
+            if f.kind != "category":
+                def value(tx, t, keys):
+                    v = tx.get(of)
+                    return _NAN if _missing(v) else float(v)
+                return value
+            allowed = f.categories
+
+            def category(tx, t, keys):
+                v = tx.get(of)
+                v = None if _missing(v) else str(v)
+                return None if allowed and v not in allowed else v
+            return category
+        if kind == "labels":
+            return lambda tx, t, keys: self._label_value(f, arg, self._cached_key(tx, arg.parts, keys), t)
+        if kind == "account":
+            return lambda tx, t, keys: self._account_value(f, arg, tx, t)
+        return lambda tx, t, keys: self._blacklist_value(f, tx, t)
 
     def _label_value(self, f: Feature, lab: _Labels, key, t: int):
         if key is None:
@@ -784,9 +923,9 @@ class OnlineFeatures:
             if then is None or then > t:
                 return _NAN
             return (t - then) / TIME_UNITS[f.unit]
-        lat, lon = (row.get(c) for c in f.of)
+        lat, lon = row.get(f.of[0]), row.get(f.of[1])
         qlat, qlon = tx.get("lat"), tx.get("lon")
-        if any(_missing(v) for v in (lat, lon, qlat, qlon)):
+        if _missing(lat) or _missing(lon) or _missing(qlat) or _missing(qlon):
             return _NAN
         return _haversine(float(lat), float(lon), float(qlat), float(qlon))
 
@@ -801,7 +940,12 @@ class OnlineFeatures:
             value = tx.get(ENTITY_COLUMNS.get(f.entity, f.entity))
             if _missing(value):
                 return _NAN
-            return 1.0 if next(self._active(f.entity, value, t), None) else 0.0
+            listings = self._listings
+            for etype in _BLACKLIST_TYPES[f.entity]:
+                for listed, delisted, _ in listings.get((etype, value), ()):
+                    if listed <= t and (delisted is None or t < delisted):
+                        return 1.0
+            return 0.0
         newest = None  # (listed, -rank, source)
         for rank, entity in enumerate(_BLACKLIST_TYPES):
             value = tx.get(ENTITY_COLUMNS.get(entity, entity))
@@ -829,14 +973,16 @@ class OnlineFeatures:
             keys = []
             for key, st in g.keys.items():
                 keys.append([list(key), {
-                    "entries": [[t, list(v), la, lo] for t, v, la, lo in st.entries],
-                    "n": st.n, "nan": st.nan, "s": st.s, "ss": st.ss, "shift": st.shift,
-                    "distinct": [None if d is None else [[k, c] for k, c in d.items()]
-                                 for d in st.distinct],
-                    "lo": [list(map(list, x)) if isinstance(x, deque) else x for x in st.lo],
-                    "hi": [list(map(list, x)) if isinstance(x, deque) else x for x in st.hi],
-                    "first": st.first, "last": st.last,
-                    "loc": None if st.loc is None else list(st.loc)}])
+                    "entries": None if st.entries is None else
+                    [[t, list(v), la, lo] for t, v, la, lo in st.entries],
+                    "windows": [{
+                        "n": w.n, "nan": w.nan, "s": w.s, "ss": w.ss, "shift": w.shift,
+                        "distinct": None if w.distinct is None else [
+                            None if d is None else [[k, c] for k, c in d.items()]
+                            for d in w.distinct],
+                        "lo": _queues(w.lo), "hi": _queues(w.hi),
+                        "first": w.first, "last": w.last,
+                        "loc": None if w.loc is None else list(w.loc)} for w in st.wins]}])
             groups.append(keys)
         labels = []
         for lab in self._labels.values():
@@ -898,16 +1044,21 @@ class OnlineFeatures:
     def _load(self, s: dict) -> None:
         for g, keys in zip(self._groups.values(), s["groups"], strict=True):
             g.keys = OrderedDict() if g.window is not None else {}
+            windowed = g.window is not None
             for key, d in keys:
-                st = _Key(len(g.columns))
-                st.entries = deque((t, tuple(v), la, lo) for t, v, la, lo in d["entries"])
-                st.n, st.nan, st.s, st.ss, st.shift = d["n"], d["nan"], d["s"], d["ss"], d["shift"]
-                st.distinct = [None if x is None else {k: c for k, c in x} for x in d["distinct"]]
-                windowed = g.window is not None
-                st.lo = [deque(map(tuple, x)) if windowed and x is not None else x for x in d["lo"]]
-                st.hi = [deque(map(tuple, x)) if windowed and x is not None else x for x in d["hi"]]
-                st.first, st.last = d["first"], d["last"]
-                st.loc = None if d["loc"] is None else tuple(d["loc"])
+                st = g.new_key()
+                if windowed:
+                    st.entries.extend((t, tuple(v), la, lo) for t, v, la, lo in d["entries"])
+                    st.expiry = -_NEVER  # found again by the first query
+                for w, x in zip(st.wins, d["windows"], strict=True):
+                    w.n, w.nan, w.s, w.ss, w.shift = x["n"], x["nan"], x["s"], x["ss"], x["shift"]
+                    w.distinct = None if x["distinct"] is None else [
+                        None if y is None else {k: c for k, c in y} for y in x["distinct"]]
+                    w.lo, w.hi = (None if x[side] is None else [
+                        deque(map(tuple, y)) if windowed and y is not None else y
+                        for y in x[side]] for side in ("lo", "hi"))
+                    w.first, w.last = x["first"], x["last"]
+                    w.loc = None if x["loc"] is None else tuple(x["loc"])
                 g.keys[_tuple(key)] = st
         for lab, d in zip(self._labels.values(), s["labels"], strict=True):
             for name in ("reports", "tx"):
@@ -926,6 +1077,8 @@ class OnlineFeatures:
         self.late, self.dropped_labels = s["late"], s["dropped_labels"]
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_NEVER = 2**63  # beyond any time in microseconds
 _US = 1_000  # nanoseconds per microsecond: the state counts time in microseconds
 _SWEEP = 86_400 * 1_000_000  # ended listings and old payments are forgotten once a day
 _IDLE_STEP = 60 * 1_000_000  # idle keys are looked for once a minute of event time
@@ -945,6 +1098,13 @@ def _default(v):
     if isinstance(v, np.bool_):
         return bool(v)
     return None if _missing(v) else str(v)
+
+
+def _queues(sides):
+    """Minimum or maximum per column as JSON: monotonic queues become lists of pairs."""
+    if sides is None:
+        return None
+    return [list(map(list, x)) if isinstance(x, deque) else x for x in sides]
 
 
 def _tuple(x):
