@@ -34,7 +34,7 @@ import math
 import operator
 import re
 from collections.abc import Callable, Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import numpy as np
 import pandas as pd
@@ -464,7 +464,7 @@ def row_function(tree: tuple):
                 return abs(float(v))
             # A UTC datetime (the incremental executor's) needs no conversion: pandas'
             # costs microseconds per call.
-            ts = v if isinstance(v, datetime) and v.tzinfo is timezone.utc else \
+            ts = v if isinstance(v, datetime) and v.tzinfo is UTC else \
                 pd.Timestamp(v).tz_convert("UTC")
             return float(ts.hour if fn == "hour" else ts.weekday())
         return call

@@ -28,7 +28,7 @@ import json
 import math
 from collections import OrderedDict, deque
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from fraudlab.data_contracts import parse_duration
@@ -200,10 +200,10 @@ class _Group:
                 self._drop_old(st, t)
             self.keys.move_to_end(key)
             e.append((t, vals, lat, lon))
-            for w, span in zip(st.wins, self.spans):
+            for w, span in zip(st.wins, self.spans, strict=True):
                 if not w.n and t + span < st.expiry:  # the window's oldest row is this one
                     st.expiry = t + span
-        for w, work in zip(st.wins, self._plan):
+        for w, work in zip(st.wins, self._plan, strict=True):
             self._update(w, work, t, vals, lat, lon)
 
     def _update(self, st: _Win, work, t: int, vals, lat, lon) -> None:
@@ -275,7 +275,7 @@ class _Group:
         st.expiry = -_NEVER  # the next query expires the windows afresh
         for t, vals, lat, lon in items:
             st.entries.append((t, vals, lat, lon))
-            for w, work in zip(st.wins, self._plan):
+            for w, work in zip(st.wins, self._plan, strict=True):
                 self._update(w, work, t, vals, lat, lon)
 
     def _drop_old(self, st: _Key, t: int) -> None:
@@ -284,7 +284,7 @@ class _Group:
         e = st.entries
         size = len(e)
         keep, expiry = 0, _NEVER
-        for w, (span, work) in zip(st.wins, self._edges):
+        for w, (span, work) in zip(st.wins, self._edges, strict=True):
             edge = t - span
             n = w.n
             while n and e[size - n][0] <= edge:
@@ -1077,7 +1077,7 @@ class OnlineFeatures:
         self.late, self.dropped_labels = s["late"], s["dropped_labels"]
 
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _NEVER = 2**63  # beyond any time in microseconds
 _US = 1_000  # nanoseconds per microsecond: the state counts time in microseconds
 _SWEEP = 86_400 * 1_000_000  # ended listings and old payments are forgotten once a day
