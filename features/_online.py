@@ -975,14 +975,7 @@ class OnlineFeatures:
                 keys.append([list(key), {
                     "entries": None if st.entries is None else
                     [[t, list(v), la, lo] for t, v, la, lo in st.entries],
-                    "windows": [{
-                        "n": w.n, "nan": w.nan, "s": w.s, "ss": w.ss, "shift": w.shift,
-                        "distinct": None if w.distinct is None else [
-                            None if d is None else [[k, c] for k, c in d.items()]
-                            for d in w.distinct],
-                        "lo": _queues(w.lo), "hi": _queues(w.hi),
-                        "first": w.first, "last": w.last,
-                        "loc": None if w.loc is None else list(w.loc)} for w in st.wins]}])
+                    "windows": [_win_state(w) for w in st.wins]}])
             groups.append(keys)
         labels = []
         for lab in self._labels.values():
@@ -1051,14 +1044,7 @@ class OnlineFeatures:
                     st.entries.extend((t, tuple(v), la, lo) for t, v, la, lo in d["entries"])
                     st.expiry = -_NEVER  # found again by the first query
                 for w, x in zip(st.wins, d["windows"], strict=True):
-                    w.n, w.nan, w.s, w.ss, w.shift = x["n"], x["nan"], x["s"], x["ss"], x["shift"]
-                    w.distinct = None if x["distinct"] is None else [
-                        None if y is None else {k: c for k, c in y} for y in x["distinct"]]
-                    w.lo, w.hi = (None if x[side] is None else [
-                        deque(map(tuple, y)) if windowed and y is not None else y
-                        for y in x[side]] for side in ("lo", "hi"))
-                    w.first, w.last = x["first"], x["last"]
-                    w.loc = None if x["loc"] is None else tuple(x["loc"])
+                    _load_win(w, x, windowed)
                 g.keys[_tuple(key)] = st
         for lab, d in zip(self._labels.values(), s["labels"], strict=True):
             for name in ("reports", "tx"):
@@ -1098,6 +1084,37 @@ def _default(v):
     if isinstance(v, np.bool_):
         return bool(v)
     return None if _missing(v) else str(v)
+
+
+def _win_state(w: _Win) -> dict:
+    """A window's aggregates as JSON, only the fields its aggregations use."""
+    out = {"n": w.n}
+    if w.s is not None:
+        out.update(nan=w.nan, s=w.s, ss=w.ss, shift=w.shift)
+    if w.distinct is not None:
+        out["distinct"] = [None if d is None else [[k, c] for k, c in d.items()]
+                           for d in w.distinct]
+    if w.lo is not None:
+        out.update(lo=_queues(w.lo), hi=_queues(w.hi))
+    if w.first is not None:
+        out.update(first=w.first, last=w.last)
+    if w.loc is not None:
+        out["loc"] = list(w.loc)
+    return out
+
+
+def _load_win(w: _Win, x: dict, windowed: bool) -> None:
+    """Read back :func:`_win_state` into a window of a new key."""
+    w.n = x["n"]
+    if "s" in x:
+        w.nan, w.s, w.ss, w.shift = x["nan"], x["s"], x["ss"], x["shift"]
+    if "distinct" in x:
+        w.distinct = [None if y is None else {k: c for k, c in y} for y in x["distinct"]]
+    if "lo" in x:
+        w.lo, w.hi = ([deque(map(tuple, y)) if windowed and y is not None else y for y in x[side]]
+                      for side in ("lo", "hi"))
+    w.first, w.last = x.get("first"), x.get("last")
+    w.loc = tuple(x["loc"]) if "loc" in x else None
 
 
 def _queues(sides):
