@@ -449,7 +449,31 @@ def _window_fn(f: Feature, windowed: bool, j):
             return best
         return extreme
 
-    def moments(st, cur, tx, t):  # sum, mean, std, zscore, ratio_to_mean: shifted sums
+    if agg in ("sum", "mean"):  # the commonest: no variance, no query value unless current
+        total = agg == "sum"
+
+        def sum_mean(st, cur, tx, t):
+            if st is None:
+                c, nan, shift, s = 0, 0, None, 0.0
+            else:
+                c, nan, shift, s = st.n, st.nan[j], st.shift[j], st.s[j]
+            if cur:
+                q = tx.get(of)
+                if q is None or q is _NA or q != q:
+                    return _NAN
+                q = float(q)
+                c += 1
+                if shift is None:
+                    shift = q
+                s += q - shift
+            if nan:
+                return _NAN
+            if total:
+                return s + (shift or 0.0) * c
+            return (shift or 0.0) + s / c if c else _NAN
+        return sum_mean
+
+    def moments(st, cur, tx, t):  # std, zscore, ratio_to_mean: shifted sums
         q = tx.get(of)
         qv = _NAN if _missing(q) else float(q)
         if st is None:
@@ -898,7 +922,22 @@ class OnlineFeatures:
             return lambda tx, t, keys: self._label_value(f, arg, self._cached_key(tx, arg.parts, keys), t)
         if kind == "account":
             return lambda tx, t, keys: self._account_value(f, arg, tx, t)
-        return lambda tx, t, keys: self._blacklist_value(f, tx, t)
+        if f.agg == "blacklist_hit":
+            entity = f.entity
+
+            def hit(tx, t, keys):
+                found = self._listing_hits(tx, t, keys)[0].get(entity)
+                return _NAN if found is None else float(found)
+            return hit
+        days, allowed = f.agg == "blacklist_days", f.categories
+
+        def newest(tx, t, keys):
+            got = self._listing_hits(tx, t, keys)[1]
+            if days:
+                return _NAN if got is None else (t - got[0]) / _DAY
+            v = None if got is None else got[2]
+            return None if allowed and v not in allowed else v
+        return newest
 
     def _label_value(self, f: Feature, lab: _Labels, key, t: int):
         if key is None:
@@ -929,35 +968,29 @@ class OnlineFeatures:
             return _NAN
         return _haversine(float(lat), float(lon), float(qlat), float(qlon))
 
-    def _active(self, entity: str, value, t: int):
-        for etype in _BLACKLIST_TYPES[entity]:
-            for listed, delisted, source in self._listings.get((etype, value), ()):
-                if listed <= t and (delisted is None or t < delisted):
-                    yield listed, source
-
-    def _blacklist_value(self, f: Feature, tx: Mapping, t: int):
-        if f.agg == "blacklist_hit":
-            value = tx.get(ENTITY_COLUMNS.get(f.entity, f.entity))
-            if _missing(value):
-                return _NAN
-            listings = self._listings
-            for etype in _BLACKLIST_TYPES[f.entity]:
-                for listed, delisted, _ in listings.get((etype, value), ()):
-                    if listed <= t and (delisted is None or t < delisted):
-                        return 1.0
-            return 0.0
-        newest = None  # (listed, -rank, source)
+    def _listing_hits(self, tx: Mapping, t: int, keys: dict) -> tuple:
+        """The payment's listings at ``t``, found once per payment (kept in ``keys``): per
+        entity whether one of its values is listed (None when the payment has no value),
+        and the newest listing of them all as ``(listed, -rank, source)``, ties going to
+        the first entity in :data:`_BLACKLIST_TYPES`, as the batch build's blacklist pass."""
+        got = keys.get(_LISTINGS)
+        if got is not None:
+            return got
+        hits, newest, listings = {}, None, self._listings
         for rank, entity in enumerate(_BLACKLIST_TYPES):
             value = tx.get(ENTITY_COLUMNS.get(entity, entity))
             if _missing(value):
+                hits[entity] = None
                 continue
-            for listed, source in self._active(entity, value, t):
-                if newest is None or (listed, -rank) > newest[:2]:
-                    newest = (listed, -rank, source)
-        if f.agg == "blacklist_days":
-            return _NAN if newest is None else (t - newest[0]) / TIME_UNITS["days"]
-        v = None if newest is None else newest[2]
-        return None if f.categories and v not in f.categories else v
+            hits[entity] = False
+            for etype in _BLACKLIST_TYPES[entity]:
+                for listed, delisted, source in listings.get((etype, value), ()):
+                    if listed <= t and (delisted is None or t < delisted):
+                        hits[entity] = True
+                        if newest is None or (listed, -rank) > newest[:2]:
+                            newest = (listed, -rank, source)
+        got = keys[_LISTINGS] = (hits, newest)
+        return got
 
     # ------------------------------------------------------------------ state
     def state_size(self) -> dict:
@@ -1026,7 +1059,8 @@ class OnlineFeatures:
         want = self._identity()
         if doc.get("format") != want["format"] or doc.get("format_version") != STATE_FORMAT:
             raise ValueError(f"{path}: not an online state of format version {STATE_FORMAT} "
-                             f"(found {doc.get('format')!r} version {doc.get('format_version')!r})")
+                             f"(found {doc.get('format')!r} version {doc.get('format_version')!r}); "
+                             "replay the history for these declarations instead")
         if doc.get("features_version") != want["features_version"]:
             raise ValueError(f"{path}: made for features {doc.get('features_version')}, not "
                              f"these declarations and settings ({want['features_version']}); "
@@ -1065,6 +1099,8 @@ class OnlineFeatures:
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _NEVER = 2**63  # beyond any time in microseconds
+_DAY = TIME_UNITS["days"]
+_LISTINGS = object()  # where a payment's listings are kept among its keys
 _US = 1_000  # nanoseconds per microsecond: the state counts time in microseconds
 _SWEEP = 86_400 * 1_000_000  # ended listings and old payments are forgotten once a day
 _IDLE_STEP = 60 * 1_000_000  # idle keys are looked for once a minute of event time

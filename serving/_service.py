@@ -446,10 +446,14 @@ class RiskService:
         try:
             self._snapshot()
         except Exception as exc:  # the row is logged and durable: its answer must go out
-            self.snapshots["failed"] += 1
-            self._since_snapshot = 0
-            _logger.warning("snapshot of the state failed (%s); the log holds every row; "
-                            "next try in %d rows", exc, self.snapshot_every, exc_info=True)
+            self._snapshot_failed(f"snapshot of the state failed ({exc})", exc_info=True)
+
+    def _snapshot_failed(self, what: str, exc_info: bool = False) -> None:
+        """Count a snapshot that could not be taken; the next try is as many rows later."""
+        self.snapshots["failed"] += 1
+        self._since_snapshot = 0
+        _logger.warning("%s; the log holds every row; next try in %d rows", what,
+                        self.snapshot_every, exc_info=exc_info)
 
     def _snapshot_meta(self) -> dict:
         return {"position": self._position, "seen": list(self._seen.items()),
@@ -478,10 +482,7 @@ class RiskService:
         try:
             pid = os.fork()
         except OSError as exc:  # no memory or processes left: the answer still goes out
-            self.snapshots["failed"] += 1
-            self._since_snapshot = 0
-            _logger.warning("could not fork a background snapshot (%s); next try in %d "
-                            "rows", exc, self.snapshot_every)
+            self._snapshot_failed(f"could not fork a background snapshot ({exc})")
             return
         if pid == 0:  # the child: the state as it was at the fork, then gone
             code = 1

@@ -160,11 +160,7 @@ class FileStore:
         ``position`` is being written elsewhere). The old segment is flushed, not fsynced:
         the snapshot's writer fsyncs it before making the snapshot current, and a group
         commit fsyncs it before any answer it holds."""
-        if self._wal is not None:
-            self._wal.flush()
-            self._wal.close()
-            self._wal = None
-        self._start_segment(position)
+        self._start_segment(position, sync=False)
 
     def _segments(self) -> list[tuple[int, Path]]:
         folder = self.state / LOG
@@ -206,10 +202,11 @@ class FileStore:
         # removed by hand): positions stay those of the state.
         self._start_segment(position)
 
-    def _start_segment(self, position: int) -> None:
+    def _start_segment(self, position: int, sync: bool = True) -> None:
         if self._wal is not None:
-            self.sync()
-            self._wal.close()
+            if sync:
+                self.sync()
+            self._wal.close()  # closing flushes
         folder = self.state / LOG
         folder.mkdir(exist_ok=True)
         self._wal = (folder / _segment(position)).open("a")

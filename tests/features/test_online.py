@@ -16,6 +16,7 @@ from fraudlab.features import (
     FeatureSet,
     OnlineFeatures,
     compute_features,
+    event_stream,
     features_from_dict,
     load_features,
     replay,
@@ -180,3 +181,46 @@ def test_a_models_features_json_builds_the_executor(world):
     doc = {**FeatureSet(CATALOG).to_dict(), "settings": feature_settings(cfg)}
     a = OnlineFeatures(doc)
     assert a.config.small_amount == 5.0 and a.features.names() == FeatureSet(CATALOG).names()
+
+
+def test_a_late_transaction_reaches_every_window_of_its_entities(world):
+    """A payment held back and sent after later ones were scored: the payments scored
+    after it arrived equal the batch build (which saw it), in every window of the
+    built-in set (the account's five windows share one copy of its rows)."""
+    tables = _in_time_order(world)
+    tx = tables["transactions"]
+    batch = compute_features(tables).set_axis(tx["tx_id"].to_numpy())
+    # A payment with a busy account, late by ten of its account's later payments.
+    busy = tx["account_id"].value_counts().index[0]
+    mine = tx.index[tx["account_id"] == busy]
+    held, arrives_after = mine[len(mine) // 2], mine[len(mine) // 2 + 10]
+    held_id = tx.at[held, "tx_id"]
+    ex = OnlineFeatures(CATALOG)
+    before, after, arrived = [], [], False
+    held_t = tx.at[held, "ts"]
+    for table, row in event_stream(tables):
+        if table != "transactions":
+            ex.update(table, row)
+            continue
+        if row["tx_id"] == held_id:
+            continue
+        (after if arrived else before).append((row["tx_id"], ex.score(row), row["ts"]))
+        if row["tx_id"] == tx.at[arrives_after, "tx_id"]:
+            late_row = {**tx.loc[held].to_dict(), "ts": held_t}
+            late_row = {k: (None if isinstance(v, float) and np.isnan(v) else v)
+                        for k, v in late_row.items()}
+            ex.update("transactions", late_row)
+            arrived = True
+    assert ex.late == 1
+    assert len(after) > 1_000
+    held_us = held_t.value // 1_000
+    checked = [(i, f) for i, f, t in before if t < held_us] + [(i, f) for i, f, _ in after]
+    online = pd.DataFrame([f for _, f in checked], index=[i for i, _ in checked])
+    for f in CATALOG:
+        if f.kind == "category":
+            continue
+        b = batch.loc[online.index, f.name].to_numpy(dtype=float)
+        o = online[f.name].to_numpy(dtype=float).astype(batch[f.name].dtype).astype(float)
+        assert np.array_equal(np.isnan(b), np.isnan(o)), f.name
+        ok = ~np.isnan(b)
+        np.testing.assert_allclose(b[ok], o[ok], rtol=1e-6, atol=1e-6, err_msg=f.name)
