@@ -23,6 +23,7 @@ transactions scored before it arrived did not see it.
 
 from __future__ import annotations
 
+import array
 import bisect
 import json
 import math
@@ -1209,7 +1210,14 @@ def replay(tables: Mapping, features: FeatureSet | Sequence[Feature] | Mapping |
     stream = list(event_stream(tables))
     start = online._resume_at  # a restored state: skip what it has already taken
     names = online.features.names()
-    rows, scored = [], 0
+    numeric = [f.name for f in online.features.features if f.kind != "category"]
+    category = [f.name for f in online.features.features if f.kind == "category"]
+    # Numbers go straight into one buffer of doubles, row after row: a row of float
+    # objects per payment would keep millions of objects alive for the collector to walk.
+    values = array.array("d")
+    ids: list = []
+    labels: dict[str, list] = {name: [] for name in category}
+    scored = 0
     for i in range(start, len(stream)):
         table, row = stream[i]
         if table == "transactions":
@@ -1217,7 +1225,10 @@ def replay(tables: Mapping, features: FeatureSet | Sequence[Feature] | Mapping |
                 online._resume_at = i
                 break
             feats = online.score(row)
-            rows.append((row["tx_id"], *(feats[n] for n in names)))
+            ids.append(row["tx_id"])
+            values.extend(map(feats.__getitem__, numeric))
+            for name in category:
+                labels[name].append(feats[name])
             scored += 1
             if progress is not None and scored % 10_000 == 0:
                 progress(scored)
@@ -1225,12 +1236,13 @@ def replay(tables: Mapping, features: FeatureSet | Sequence[Feature] | Mapping |
             online.update(table, row)
     else:
         online._resume_at = len(stream)
-    out = pd.DataFrame.from_records(rows, columns=["tx_id", *names])
+    matrix = np.frombuffer(values, dtype=np.float64).reshape(len(ids), len(numeric))
+    columns = {"tx_id": pd.Series(ids, dtype=object)}
+    columns.update(zip(numeric, matrix.T.copy(), strict=True))
     for f in online.features.features:
         if f.kind == "category":
-            out[f.name] = pd.Categorical(out[f.name], categories=list(f.categories) or None)
-        elif len(out):
-            out[f.name] = out[f.name].astype(np.float64)
+            columns[f.name] = pd.Categorical(labels[f.name], categories=list(f.categories) or None)
+    out = pd.DataFrame({c: columns[c] for c in ["tx_id", *names]})
     return out, online
 
 
