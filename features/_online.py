@@ -143,7 +143,7 @@ class _Group:
     window's), each window being a suffix of them with its own aggregates."""
 
     def __init__(self, source: str, parts: tuple[str, ...], where, windowed: bool):
-        self.source, self.parts, self.where = source, parts, where
+        self.source, self.parts, self.where, self.windowed = source, parts, where, windowed
         self.spans: list[int | None] = [] if windowed else [None]
         self.columns: list[str] = []  # the values the group keeps per row
         self.moments: list[set[int]] = [] if windowed else [set()]  # per window: columns
@@ -152,6 +152,8 @@ class _Group:
         self.located = False
         self.current = False  # some declaration counts the transaction itself
         self.window = None  # the longest window, once planned
+        self.missing: dict = {}  # the query's values without an entity, once planned
+        self.empty: dict | None = None  # ... for an entity without state (see OnlineFeatures)
         # Windowed: in the order of each key's last row (a row moves its key to the end),
         # so that the keys whose rows have all left the window are the first ones.
         self.keys: dict[tuple, _Key] = OrderedDict() if windowed else {}
@@ -173,7 +175,7 @@ class _Group:
 
     def plan(self) -> None:
         """Fix the per-window work once every declaration is known."""
-        windowed = isinstance(self.keys, OrderedDict)
+        windowed = self.windowed
         self.window = max(self.spans) if windowed else None
         self._plan = tuple((tuple(sorted(m)), tuple(sorted(u)), tuple(sorted(x)))
                            for m, u, x in zip(self.moments, self.uniques, self.extremes,
@@ -616,12 +618,18 @@ class OnlineFeatures:
                 if id(g) not in by_group:
                     by_group[id(g)] = []
                     self._window_plan.append((g, by_group[id(g)]))
-                by_group[id(g)].append((f.name, _window_fn(f, g.window is not None, j),
+                by_group[id(g)].append((f.name, _window_fn(f, g.windowed, j),
                                         f.include_current, i))
             elif kind == "expr":
                 self._expr_plan.append((f.name, arg))
             else:
                 self._rest_plan.append((f.name, self._rest_fn(kind, f, arg)))
+        for g, feats in self._window_plan:
+            g.missing = {name: _NAN for name, *_ in feats}  # the payment has no such entity
+            # An entity with no state, for declarations that never count the payment
+            # itself: values that depend on neither the payment nor the time.
+            g.empty = None if g.current else {name: fn(None, False, {}, 0)
+                                              for name, fn, *_ in feats}
         self._listings: dict[tuple, list] = {}  # (type, value) -> [listed, delisted, source]
         self._accounts: dict[str, tuple] = {}  # id -> (created_at micros, row)
         self._tx_keys: dict[str, tuple] = {}  # tx_id -> (time, keys per label group)
@@ -886,10 +894,12 @@ class OnlineFeatures:
             if key is _UNSET:
                 key = keys[g.parts] = self._key(tx, g.parts)
             if key is None:
-                for name, *_ in feats:
-                    out[name] = _NAN
+                out.update(g.missing)
                 continue
             st = g.at(key, t)
+            if st is None and g.empty is not None:
+                out.update(g.empty)
+                continue
             wins = st.wins if st is not None else g.unseen
             passes = g.current and (g.where is None or self._passes(g.where, tx, memo))
             for name, fn, include, i in feats:
