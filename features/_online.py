@@ -182,6 +182,9 @@ class _Group:
                                               strict=True))
         self._edges = tuple(zip(self.spans, self._plan, strict=True)) if windowed else ()
         self.unseen = (None,) * len(self.spans)  # the windows of an entity never seen
+        if windowed:
+            self._short = min(self.spans)
+            self._shortest = self.spans.index(self._short)
 
     def new_key(self) -> _Key:
         return _Key(self.window is not None, len(self.columns), self._plan)
@@ -203,83 +206,65 @@ class _Group:
                 self._drop_old(st, t)
             self.keys.move_to_end(key)
             e.append((t, vals, lat, lon))
-            for w, span in zip(st.wins, self.spans, strict=True):
-                if not w.n and t + span < st.expiry:  # the window's oldest row is this one
-                    st.expiry = t + span
-        for w, work in zip(st.wins, self._plan, strict=True):
-            self._update(w, work, t, vals, lat, lon)
+            # A shorter window holds the newest of a longer one's rows, so if any window
+            # is empty the shortest is, and this row is its oldest.
+            if not st.wins[self._shortest].n and t + self._short < st.expiry:
+                st.expiry = t + self._short
+        self._update(st.wins, t, vals, lat, lon)
 
-    def _update(self, st: _Win, work, t: int, vals, lat, lon) -> None:
-        moments, uniques, extremes = work
-        st.n += 1
-        for j in moments:
-            v = vals[j]
-            if v is None or v is _NA or v != v:
-                st.nan[j] += 1
-                continue
-            v = float(v)
-            if st.shift[j] is None:
-                st.shift[j] = v
-            d = v - st.shift[j]
-            st.s[j] += d
-            st.ss[j] += d * d
-        for j in uniques:
-            v = vals[j]
-            if not _missing(v):
-                d = st.distinct[j]
-                if d is None:
-                    d = st.distinct[j] = {}
-                d[v] = d.get(v, 0) + 1
-        for j in extremes:
-            v = vals[j]
-            if v is None or v is _NA or v != v:
-                continue
-            v = float(v)
-            if self.window is None:
-                st.lo[j] = v if st.lo[j] is None else min(st.lo[j], v)
-                st.hi[j] = v if st.hi[j] is None else max(st.hi[j], v)
-                continue
-            lo, hi = st.lo[j], st.hi[j]
-            if lo is None:
-                lo, hi = st.lo[j], st.hi[j] = deque(), deque()
-            while lo and lo[-1][1] >= v:
-                lo.pop()
-            lo.append((t, v))
-            while hi and hi[-1][1] <= v:
-                hi.pop()
-            hi.append((t, v))
-        if self.window is None:
-            st.first = t if st.first is None else min(st.first, t)
-            st.last = t if st.last is None else max(st.last, t)
-            if self.located and lat is not None and (st.loc is None or t >= st.loc[0]):
-                st.loc = (t, lat, lon)
-
-    @staticmethod
-    def _remove(st: _Win, work, vals) -> None:
-        moments, uniques, _ = work
-        for j in moments:
-            v = vals[j]
-            if v is None or v is _NA or v != v:
-                st.nan[j] -= 1
-                continue
-            d = float(v) - st.shift[j]
-            st.s[j] -= d
-            st.ss[j] -= d * d
-        for j in uniques:
-            v = vals[j]
-            if not _missing(v):
-                d = st.distinct[j]
-                d[v] -= 1
-                if not d[v]:
-                    del d[v]
+    def _update(self, wins: list[_Win], t: int, vals, lat, lon) -> None:
+        """Add one row to each window of an entity."""
+        history = self.window is None
+        for st, (moments, uniques, extremes) in zip(wins, self._plan, strict=True):
+            st.n += 1
+            for j in moments:
+                v = vals[j]
+                if v is None or v is _NA or v != v:
+                    st.nan[j] += 1
+                    continue
+                v = float(v)
+                if st.shift[j] is None:
+                    st.shift[j] = v
+                d = v - st.shift[j]
+                st.s[j] += d
+                st.ss[j] += d * d
+            for j in uniques:
+                v = vals[j]
+                if not _missing(v):
+                    d = st.distinct[j]
+                    if d is None:
+                        d = st.distinct[j] = {}
+                    d[v] = d.get(v, 0) + 1
+            for j in extremes:
+                v = vals[j]
+                if v is None or v is _NA or v != v:
+                    continue
+                v = float(v)
+                if history:
+                    st.lo[j] = v if st.lo[j] is None else min(st.lo[j], v)
+                    st.hi[j] = v if st.hi[j] is None else max(st.hi[j], v)
+                    continue
+                lo, hi = st.lo[j], st.hi[j]
+                if lo is None:
+                    lo, hi = st.lo[j], st.hi[j] = deque(), deque()
+                while lo and lo[-1][1] >= v:
+                    lo.pop()
+                lo.append((t, v))
+                while hi and hi[-1][1] <= v:
+                    hi.pop()
+                hi.append((t, v))
+            if history:
+                st.first = t if st.first is None else min(st.first, t)
+                st.last = t if st.last is None else max(st.last, t)
+                if self.located and lat is not None and (st.loc is None or t >= st.loc[0]):
+                    st.loc = (t, lat, lon)
 
     def _rebuild(self, key: tuple, items: list) -> None:
         st = self.keys[key] = self.new_key()
         st.expiry = -_NEVER  # the next query expires the windows afresh
         for t, vals, lat, lon in items:
             st.entries.append((t, vals, lat, lon))
-            for w, work in zip(st.wins, self._plan, strict=True):
-                self._update(w, work, t, vals, lat, lon)
+            self._update(st.wins, t, vals, lat, lon)
 
     def _drop_old(self, st: _Key, t: int) -> None:
         """Remove from each window the rows at or before ``t`` minus its length, then the
@@ -287,19 +272,34 @@ class _Group:
         e = st.entries
         size = len(e)
         keep, expiry = 0, _NEVER
-        for w, (span, work) in zip(st.wins, self._edges, strict=True):
+        for w, (span, (moments, uniques, extremes)) in zip(st.wins, self._edges, strict=True):
             edge = t - span
             n = w.n
-            while n and e[size - n][0] <= edge:
-                self._remove(w, work, e[size - n][1])
+            while n and e[size - n][0] <= edge:  # subtract the window's oldest row
+                vals = e[size - n][1]
+                for j in moments:
+                    v = vals[j]
+                    if v is None or v is _NA or v != v:
+                        w.nan[j] -= 1
+                        continue
+                    d = float(v) - w.shift[j]
+                    w.s[j] -= d
+                    w.ss[j] -= d * d
+                for j in uniques:
+                    v = vals[j]
+                    if not _missing(v):
+                        d = w.distinct[j]
+                        d[v] -= 1
+                        if not d[v]:
+                            del d[v]
                 n -= 1
             if n != w.n:
                 w.n = n
                 if not n:  # empty: start the shifted sums afresh
-                    for j in work[0]:
+                    for j in moments:
                         w.s[j] = w.ss[j] = 0.0
                         w.shift[j] = None
-            for j in work[2]:
+            for j in extremes:
                 for q in (w.lo[j], w.hi[j]):
                     while q and q[0][0] <= edge:
                         q.popleft()
