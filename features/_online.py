@@ -514,11 +514,30 @@ def _window_fn(f: Feature, windowed: bool, j):
     return moments
 
 
-def _quick(tree: tuple):
-    """A direct test for the commonest filters, ``column == 'text'`` and a bare boolean
-    ``column``, read from the row: ``test(row)`` answers True or False, or None when the
-    row holds something else (a non-text value, or no such column: a setting), which the
-    general evaluation then answers."""
+def _quick(tree: tuple, settings: Mapping):
+    """A direct test for the commonest filters, ``column == 'text'``, ``column < number``
+    (any comparison, the number written or a setting) and a bare boolean ``column``, read
+    from the row: ``test(row)`` answers True or False, or None when the row holds something
+    else (another type of value, or no such column, or a column named like the setting),
+    which the general evaluation then answers."""
+    if tree[0] == "cmp" and tree[2][0] == "name" and tree[3][0] in ("num", "name"):
+        op, column, (kind, bound) = _expr._OPS[tree[1]], tree[2][1], tree[3]
+        if kind == "name":
+            if not isinstance(settings.get(bound), (int, float)) or \
+                    isinstance(settings.get(bound), bool):
+                return None
+            shadow, bound = bound, float(settings[bound])
+        else:
+            shadow, bound = None, float(bound)
+
+        def compare(row):
+            v = row.get(column, _UNSET)
+            if v is None:
+                return False
+            if type(v) not in (float, int) or (shadow is not None and shadow in row):
+                return None
+            return False if v != v else op(float(v), bound)
+        return compare
     if tree[0] == "cmp" and tree[1] == "==":
         sides = {tree[2][0]: tree[2][1], tree[3][0]: tree[3][1]}
         if set(sides) == {"name", "str"}:
@@ -656,7 +675,8 @@ class OnlineFeatures:
             if where is None:  # one per text: a row's answer is kept per filter
                 tree = _expr.parse(f.where)
                 where = self._wheres[f.where] = (_expr.row_function(tree),
-                                                 "ts" in _expr.names(tree), _quick(tree))
+                                                 "ts" in _expr.names(tree),
+                                                 _quick(tree, self.settings))
         if f.agg == "expr":
             return ("expr", f, _expr.row_function(_expr.parse(f.expr)))
         if f.source == "transactions" and f.agg == "value":
@@ -701,6 +721,9 @@ class OnlineFeatures:
         return (math.floor(lat / self._cell), math.floor(lon / self._cell))
 
     def _key(self, row: Mapping, parts: tuple[str, ...]):
+        if len(parts) == 1 and parts[0] != "_region":  # most entities: one column
+            v = row.get(parts[0])
+            return None if _missing(v) else (v,)
         vals = []
         for p in parts:
             v = self._region(row) if p == "_region" else row.get(p)

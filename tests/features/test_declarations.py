@@ -347,7 +347,7 @@ def _declarations(draw):
     elif fields["agg"] != "count":
         fields["of"] = "amount"
     fields["include_current"] = draw(st.booleans())
-    fields["where"] = draw(st.sampled_from([None, "amount < small_amount",
+    fields["where"] = draw(st.sampled_from([None, "amount < small_amount", "amount >= 50",
                                             "channel == 'web' or amount > 200",
                                             "not merchant_category is missing"]))
     return fields
