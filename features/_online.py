@@ -214,7 +214,7 @@ class _Group:
 
     def _update(self, wins: list[_Win], t: int, vals, lat, lon) -> None:
         """Add one row to each window of an entity."""
-        history = self.window is None
+        history = not self.windowed
         for st, (moments, uniques, extremes) in zip(wins, self._plan, strict=True):
             st.n += 1
             for j in moments:
@@ -804,9 +804,7 @@ class OnlineFeatures:
         else:
             keys, memo = {}, {}
         for g in self._by_source.get(table, ()):
-            key = keys.get(g.parts, _UNSET)
-            if key is _UNSET:
-                key = keys[g.parts] = self._key(row, g.parts)
+            key = self._cached_key(row, g.parts, keys)
             if key is None or (g.where is not None and not self._passes(g.where, row, memo)):
                 continue
             if g.located:
@@ -913,9 +911,7 @@ class OnlineFeatures:
         ``memo`` (see :meth:`_passes`) as it goes."""
         out = dict.fromkeys(self._names)  # in the declarations' order, filled below
         for g, feats in self._window_plan:
-            key = keys.get(g.parts, _UNSET)
-            if key is _UNSET:
-                key = keys[g.parts] = self._key(tx, g.parts)
+            key = self._cached_key(tx, g.parts, keys)
             if key is None:
                 out.update(g.missing)
                 continue
