@@ -540,6 +540,9 @@ def serve(
             done = service.start(warm)
         except StoreBusy as exc:
             _fail(console, EXIT_USAGE, f"the state could not be opened: {exc}")
+        except ValueError as exc:  # a snapshot of other declarations or format version
+            _fail(console, EXIT_USAGE, f"the state could not be restored: {exc}; start on a "
+                  "fresh state with --warm-from")
     # The history's tables are not kept while serving: a background snapshot forks the
     # process, and a fork costs in proportion to the memory it maps.
     warm = data = None

@@ -3,6 +3,7 @@ again on the same state, it answers the next payments exactly as a run never kil
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -159,6 +160,18 @@ def test_a_killed_service_restarts_where_it_was(trained, tmp_path):
                           "-c", str(cfg)], capture_output=True, text=True, check=True).stdout
     logged = [line for line in out.splitlines() if line.startswith("{")]
     assert len(logged) == len(new) + len(answers)
+
+    # A snapshot in another format (an earlier fraudlab's) stops the start with a reason.
+    snap = state / "snapshots" / (state / "CURRENT").read_text().strip() / "online_state.json"
+    doc = json.loads(snap.read_text())
+    snap.write_text(json.dumps({**doc, "format_version": 1}))
+    refused = subprocess.run(
+        [sys.executable, "-m", "fraudlab", "serve", "--model", "fraudlab-fraud@champion",
+         "-c", str(cfg), "--port", str(_port()), "--state", str(state)],
+        capture_output=True, text=True, timeout=240)
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    said = " ".join((refused.stdout + refused.stderr).split())
+    assert "not an online state of format version" in said and "--warm-from" in said
 
 
 def test_two_replicas_on_redis_and_thresholds_a_refresh_rechose(trained, tmp_path, redis_url):
