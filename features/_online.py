@@ -219,7 +219,7 @@ class _Group:
             st.n += 1
             for j in moments:
                 v = vals[j]
-                if v is None or v is _NA or v != v:
+                if _missing(v):
                     st.nan[j] += 1
                     continue
                 v = float(v)
@@ -237,7 +237,7 @@ class _Group:
                     d[v] = d.get(v, 0) + 1
             for j in extremes:
                 v = vals[j]
-                if v is None or v is _NA or v != v:
+                if _missing(v):
                     continue
                 v = float(v)
                 if history:
@@ -279,7 +279,7 @@ class _Group:
                 vals = e[size - n][1]
                 for j in moments:
                     v = vals[j]
-                    if v is None or v is _NA or v != v:
+                    if _missing(v):
                         w.nan[j] -= 1
                         continue
                     d = float(v) - w.shift[j]
@@ -462,7 +462,7 @@ def _window_fn(f: Feature, windowed: bool, j):
                 c, nan, shift, s = st.n, st.nan[j], st.shift[j], st.s[j]
             if cur:
                 q = tx.get(of)
-                if q is None or q is _NA or q != q:
+                if _missing(q):
                     return _NAN
                 q = float(q)
                 c += 1
